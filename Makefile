@@ -1,0 +1,37 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-unit test-broker lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/stream demo
+
+test: $(STAMP)
+	$(BIN)/ruff check stream tests loadtest
+	$(BIN)/mypy stream
+	$(BIN)/pytest
+
+test-unit: $(STAMP)
+	$(BIN)/pytest -m "not broker"
+
+test-broker: $(STAMP)
+	$(BIN)/pytest -m broker
+
+lint: $(STAMP)
+	$(BIN)/ruff check stream tests loadtest
+	$(BIN)/ruff format --check stream tests loadtest
+	$(BIN)/mypy stream
+
+clean:
+	rm -rf $(VENV) .stream-data .pytest_cache .mypy_cache

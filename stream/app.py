@@ -1,0 +1,275 @@
+"""The Faust application: topics, tables and thin agents around :mod:`stream.processor`.
+
+Shape of a worker::
+
+    playback-events --(per-partition batches)--> process_events --> recommendations
+          |                                        |   |
+          |                       profiles table <-+   +-> models table (checkpoints)
+          +--(rejects)--> playback-events-dlq
+    catalog --(every partition, every worker)--> Catalog (in memory, matrices)
+    catalog / user-commands --(validate)--> *-dlq
+
+State lives in two changelog-backed tables, both co-partitioned with
+``playback-events``: ``profiles`` (one row per viewer) and ``models`` (one
+row per partition: what that partition's viewers taught the model). Writes
+name the partition explicitly: batches are taken per partition
+(``isolated_partitions``), so each write goes to the changelog partition of
+the events it reflects and moves with it on a rebalance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import faust
+import orjson
+from aiokafka import AIOKafkaConsumer
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from .catalog import Catalog
+from .model import PartitionModel
+from .processor import Processor, RawMessage, dead_letter
+from .profile import Profile
+from .settings import Settings
+from .topics import CATALOG, COMMANDS, EVENTS, RECOMMENDATIONS, load_specs
+from .validation import InvalidMessage, decode_catalog, decode_command
+
+__all__ = ["StreamApp", "create_app"]
+
+log = logging.getLogger("stream")
+RAW: faust.Schema = faust.Schema(key_serializer="raw", value_serializer="raw")
+
+_FETCH_WAIT_MS: dict[str, int] = {}
+
+
+def _patch_fetch_wait() -> None:
+    """Let the worker's consumer fetch wait be configured.
+
+    faust-streaming 0.15.3 hard-codes ``fetch_max_wait_ms=1500``; a broker that
+    holds a fetch open that long (the embedded one always does) adds up to
+    1.5 s to every event's latency. We set the consumer's attribute after
+    Faust builds it and before it starts, per app id.
+    """
+    original = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
+    if getattr(original, "_stream_patched", False):
+        return
+
+    def create(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        wait = _FETCH_WAIT_MS.get(self.app.conf.id)
+        if wait is not None:
+            consumer._fetch_max_wait_ms = wait
+        return consumer
+
+    create._stream_patched = True  # type: ignore[attr-defined]
+    faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
+
+
+class StreamApp:
+    """A configured Faust app with its agents; ``.app`` is the :class:`faust.App`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = s = settings
+        _patch_fetch_wait()
+        _FETCH_WAIT_MS[s.faust_id] = s.fetch_wait_ms
+        self.app = app = faust.App(
+            s.faust_id,
+            broker=[f"kafka://{host}" for host in s.bootstrap.split(",")],
+            store="memory://",
+            datadir=str(s.data_dir),
+            topic_partitions=s.partitions,
+            topic_replication_factor=s.replication,
+            web_enabled=s.web_port > 0,
+            web_host=s.web_host,
+            web_port=s.web_port or 6066,
+            web_bind=s.web_host,
+            broker_session_timeout=s.session_timeout_s,
+            broker_heartbeat_interval=s.heartbeat_s,
+            broker_rebalance_timeout=s.session_timeout_s,
+            broker_request_timeout=max(90.0, s.session_timeout_s * 2),
+            consumer_auto_offset_reset="earliest",
+            producer_linger_ms=1,
+            producer_acks=-1,
+            stream_wait_empty=False,
+            logging_config=None,
+        )
+        specs = load_specs(s)
+        self.specs = specs
+        self.events = app.topic(s.topic(EVENTS), schema=RAW, partitions=specs[EVENTS].partitions)
+        self.catalog_topic = app.topic(s.topic(CATALOG), schema=RAW, partitions=specs[CATALOG].partitions)
+        self.commands = app.topic(s.topic(COMMANDS), schema=RAW, partitions=specs[COMMANDS].partitions)
+        self.recommendations_name = s.topic(RECOMMENDATIONS)
+        self.profiles = app.Table("profiles", default=None, schema=RAW, partitions=s.partitions)
+        self.models = app.Table("models", default=None, schema=RAW, partitions=s.partitions)
+
+        self.catalog = Catalog()
+        self.catalog_ready = asyncio.Event()
+        self.processor = Processor(self.catalog, s.top_k, s.max_event_bytes, s.half_life_days)
+        # What each assigned partition has learned; the ``models`` table is its durable copy.
+        self._partition_models: dict[int, PartitionModel] = {}
+        self._checkpointed: dict[int, float] = {}
+        self.counters = {"applied": 0, "duplicates": 0, "dead_letters": 0, "snapshots": 0, "batches": 0}
+
+        app.agent(self.events, name="process-events", isolated_partitions=True)(self._process_events)
+        app.agent(self.catalog_topic, name="check-catalog")(self._check_catalog)
+        app.agent(self.commands, name="check-commands")(self._check_commands)
+        app.task(self._follow_catalog)
+        app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]  # faust's stub misses async receivers
+
+        @app.page("/health")
+        async def health(web: Any, request: Any) -> Any:
+            return web.json(self.health())
+
+    # -- the event agent -----------------------------------------------------------
+
+    def _model_for(self, partition: int) -> PartitionModel:
+        model = self._partition_models.get(partition)
+        if model is None:
+            raw = self.models.data.get(str(partition).encode())
+            model = PartitionModel.from_state(orjson.loads(raw)) if raw else PartitionModel()
+            self._partition_models[partition] = model
+            self._checkpointed[partition] = time.monotonic()
+        return model
+
+    def _load_profile(self, user_id: str) -> Profile | None:
+        raw = self.profiles.data.get(user_id.encode())
+        return Profile.loads(raw) if raw else None
+
+    def _write(self, table: faust.types.TableT, partition: int, key: bytes, value: bytes) -> None:
+        # ``table[key] = value`` would take the partition from the "current event",
+        # which a batch does not have; name it instead (the events' partition).
+        table.data[key] = value
+        table.send_changelog(partition, key, value)
+
+    async def _process_events(self, stream: faust.StreamT) -> None:
+        s = self.settings
+        await self.catalog_ready.wait()
+        producer = self.app.producer
+        batches = stream.take_events(s.batch_max, within=s.batch_within_ms / 1000.0)  # type: ignore[attr-defined]
+        async for events in batches:
+            partition = events[0].message.partition
+            model = self._model_for(partition)
+            messages = [
+                RawMessage(e.message.key, e.message.value, e.message.topic, e.message.partition, e.message.offset)
+                for e in events
+            ]
+            result = self.processor.process(messages, self._load_profile, model)
+            for user_id, profile in result.profiles.items():
+                self._write(self.profiles, partition, user_id.encode(), profile.dumps())
+            for user_id, snapshot in result.snapshots:
+                await producer.send(self.recommendations_name, user_id.encode(), snapshot, None, None, None)
+            for key, record in result.dead_letters:
+                await producer.send(s.topic(EVENTS) + "-dlq", key, record, None, None, None)
+            if time.monotonic() - self._checkpointed.get(partition, 0.0) >= s.checkpoint_s:
+                self._checkpoint(partition)
+            c = self.counters
+            c["applied"] += result.applied
+            c["duplicates"] += result.duplicates
+            c["dead_letters"] += len(result.dead_letters)
+            c["snapshots"] += len(result.snapshots)
+            c["batches"] += 1
+
+    def _checkpoint(self, partition: int) -> None:
+        model = self._partition_models.get(partition)
+        if model is not None:
+            self._write(self.models, partition, str(partition).encode(), orjson.dumps(model.to_state()))
+            self._checkpointed[partition] = time.monotonic()
+
+    async def _on_revoked(self, app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
+        for tp in revoked:
+            if tp.topic == self.events.get_topic_name():
+                self._checkpoint(tp.partition)
+                self._partition_models.pop(tp.partition, None)
+
+    # -- catalog: a global table every worker reads whole -------------------------
+
+    async def _follow_catalog(self) -> None:
+        """Read every partition of the catalog topic from the start, then follow it.
+
+        Each worker needs the whole catalog, so this is a global table. Faust's
+        GlobalTable over an external topic stalls the group's assignment in
+        faust-streaming 0.15.3, so the table is read with a plain consumer
+        (no group) into :class:`Catalog`. "Caught up" is judged from each fetch's
+        high watermark, not from ListOffsets, which the embedded broker answers
+        wrongly when the last batch holds more than one record.
+        """
+        s = self.settings
+        topic = s.topic(CATALOG)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=s.fetch_wait_ms,
+            client_id=f"{s.faust_id}-catalog",
+        )
+        await consumer.start()
+        try:
+            parts = consumer.partitions_for_topic(topic)
+            for _ in range(100):
+                if parts:
+                    break
+                await asyncio.sleep(0.1)
+                await consumer._client.force_metadata_update()
+                parts = consumer.partitions_for_topic(topic)
+            from aiokafka import TopicPartition
+
+            tps = [TopicPartition(topic, p) for p in sorted(parts or {0})]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            caught_up: set[int] = set()
+            while True:
+                batches = await consumer.getmany(timeout_ms=100, max_records=5000)
+                for records in batches.values():
+                    for record in records:
+                        self._apply_catalog(record.key, record.value)
+                for tp in tps:
+                    if tp.partition in caught_up:
+                        continue
+                    high = consumer.highwater(tp)
+                    if high is not None and await consumer.position(tp) >= high:
+                        caught_up.add(tp.partition)
+                if not self.catalog_ready.is_set() and len(caught_up) == len(tps):
+                    log.info("catalog loaded: %d titles", len(self.catalog))
+                    self.catalog_ready.set()
+        finally:
+            await consumer.stop()
+
+    def _apply_catalog(self, key: bytes | None, value: bytes | None) -> None:
+        try:
+            entry = decode_catalog(key, value)
+        except InvalidMessage:
+            return  # reported to the DLQ once, by the check-catalog agent
+        if entry is None:
+            self.catalog.retire(key.decode("utf-8", "replace") if key else "")
+        else:
+            self.catalog.upsert(entry)
+
+    async def _check_catalog(self, stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            try:
+                decode_catalog(event.message.key, event.message.value)
+            except InvalidMessage as exc:
+                await self._reject(event, str(exc))
+
+    async def _check_commands(self, stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            try:
+                decode_command(event.message.key, event.message.value)
+            except InvalidMessage as exc:
+                await self._reject(event, str(exc))
+
+    async def _reject(self, event: faust.EventT, error: str) -> None:
+        m = event.message
+        raw = RawMessage(m.key, m.value, m.topic, m.partition, m.offset)
+        await self.app.producer.send(m.topic + "-dlq", m.key, dead_letter(raw, error), None, None, None)
+        self.counters["dead_letters"] += 1
+
+    def health(self) -> dict[str, Any]:
+        return {"catalog_titles": len(self.catalog), "catalog_ready": self.catalog_ready.is_set(), **self.counters}
+
+
+def create_app(settings: Settings | None = None) -> StreamApp:
+    return StreamApp(settings or Settings.from_env())

@@ -1,0 +1,150 @@
+"""The catalog as matrices: every title a row, genres and tags as columns.
+
+Ranking scores all titles for many viewers at once with a few matrix products,
+so the catalog keeps its features in numpy/scipy form. Titles are appended as
+they are published; a retired title keeps its row (indices stay stable) but is
+masked out of every list.
+
+>>> from stream.validation import CatalogEntry
+>>> cat = Catalog()
+>>> cat.upsert(CatalogEntry("t1", "Night Shift", ("drama",), ("hospital",), 3000.0))
+>>> cat.upsert(CatalogEntry("t2", "Laugh Lines", ("comedy",), (), 1500.0))
+>>> cat.retire("t2")
+>>> [cat.entry(i).item_id for i in cat.active_indices()]
+['t1']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from .validation import CatalogEntry
+
+__all__ = ["Catalog", "CatalogMatrices"]
+
+
+@dataclass(frozen=True)
+class CatalogMatrices:
+    """A consistent view of the catalog for one ranking pass."""
+
+    genres: np.ndarray  # (titles, genres) float32, rows scaled to unit length
+    tags: sp.csr_matrix  # (titles, tags) float32, rows scaled to unit length
+    active: np.ndarray  # (titles,) bool
+    release_ts: np.ndarray  # (titles,) float64 epoch ms, NaN when unknown
+    version: int
+
+
+class Catalog:
+    def __init__(self) -> None:
+        self._entries: list[CatalogEntry | None] = []
+        self._index: dict[str, int] = {}
+        #: Title id of every row, retired ones included.
+        self.ids: list[str] = []
+        self.genre_ids: dict[str, int] = {}
+        self.tag_ids: dict[str, int] = {}
+        self.genre_names: list[str] = []
+        self.tag_names: list[str] = []
+        self._genre_rows: list[list[int]] = []
+        self._tag_rows: list[list[int]] = []
+        self._active: list[bool] = []
+        self._release: list[float] = []
+        self.version = 0
+        self._cached: CatalogMatrices | None = None
+
+    def __len__(self) -> int:
+        return sum(self._active)
+
+    def __contains__(self, item_id: object) -> bool:
+        return isinstance(item_id, str) and self.index_of(item_id) is not None
+
+    def index_of(self, item_id: str) -> int | None:
+        idx = self._index.get(item_id)
+        return idx if idx is not None and self._active[idx] else None
+
+    def entry(self, idx: int) -> CatalogEntry:
+        entry = self._entries[idx]
+        if entry is None:  # pragma: no cover - rows are only emptied by retire, which masks them
+            raise KeyError(idx)
+        return entry
+
+    def get(self, item_id: str) -> CatalogEntry | None:
+        idx = self.index_of(item_id)
+        return None if idx is None else self._entries[idx]
+
+    def active_indices(self) -> list[int]:
+        return [i for i, a in enumerate(self._active) if a]
+
+    @property
+    def size(self) -> int:
+        """Rows, retired ones included: the length of every per-title array."""
+        return len(self._entries)
+
+    def _ids(self, names: tuple[str, ...], ids: dict[str, int], vocab: list[str]) -> list[int]:
+        out = []
+        for name in names:
+            if name not in ids:
+                ids[name] = len(vocab)
+                vocab.append(name)
+            out.append(ids[name])
+        return sorted(set(out))
+
+    def upsert(self, entry: CatalogEntry) -> None:
+        genres = self._ids(entry.genres, self.genre_ids, self.genre_names)
+        tags = self._ids(entry.tags, self.tag_ids, self.tag_names)
+        release = float(entry.release_ts) if entry.release_ts is not None else float("nan")
+        idx = self._index.get(entry.item_id)
+        if idx is None:
+            self._index[entry.item_id] = len(self._entries)
+            self._entries.append(entry)
+            self.ids.append(entry.item_id)
+            self._genre_rows.append(genres)
+            self._tag_rows.append(tags)
+            self._active.append(True)
+            self._release.append(release)
+        else:
+            self._entries[idx] = entry
+            self._genre_rows[idx] = genres
+            self._tag_rows[idx] = tags
+            self._active[idx] = True
+            self._release[idx] = release
+        self.version += 1
+        self._cached = None
+
+    def retire(self, item_id: str) -> None:
+        idx = self._index.get(item_id)
+        if idx is not None and self._active[idx]:
+            self._active[idx] = False
+            self.version += 1
+            self._cached = None
+
+    def matrices(self) -> CatalogMatrices:
+        """The catalog's feature matrices, rebuilt only after a change."""
+        if self._cached is not None:
+            return self._cached
+        n = len(self._entries)
+        genres = np.zeros((n, max(1, len(self.genre_names))), dtype=np.float32)
+        for i, row in enumerate(self._genre_rows):
+            if row:
+                genres[i, row] = 1.0 / np.sqrt(len(row))
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        indices: list[int] = []
+        data: list[float] = []
+        for i, row in enumerate(self._tag_rows):
+            indices.extend(row)
+            data.extend([1.0 / np.sqrt(len(row))] * len(row) if row else [])
+            indptr[i + 1] = len(indices)
+        tags = sp.csr_matrix(
+            (np.asarray(data, dtype=np.float32), np.asarray(indices, dtype=np.int64), indptr),
+            shape=(n, max(1, len(self.tag_names))),
+        )
+        self._cached = CatalogMatrices(
+            genres=genres,
+            tags=tags,
+            active=np.asarray(self._active, dtype=bool),
+            release_ts=np.asarray(self._release, dtype=np.float64),
+            version=self.version,
+        )
+        return self._cached

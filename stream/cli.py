@@ -1,0 +1,136 @@
+"""The ``stream`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+from typing import IO
+
+from .settings import Settings, SettingsError
+
+__all__ = ["main"]
+
+
+def _cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
+    from .broker import EmbeddedBroker
+
+    broker = EmbeddedBroker(port=args.port, host=args.host).start()
+    print(f"embedded broker listening on {broker.bootstrap} (pid {broker.pid}); Ctrl-C stops it", flush=True)
+
+    def stop(signum: int, frame: object) -> None:
+        broker.stop()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    return broker.wait()
+
+
+def _cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    from .topics import create_topics, load_specs
+
+    if args.action == "create":
+        created = asyncio.run(create_topics(settings))
+        for spec in load_specs(settings).values():
+            name = settings.topic(spec.name)
+            state = "created" if name in created else "exists"
+            print(f"{state:8} {name}  partitions={spec.partitions} cleanup={spec.cleanup_policy}")
+        return 0
+    for spec in load_specs(settings).values():
+        print(f"{settings.topic(spec.name)}  partitions={spec.partitions} key={spec.key} value={spec.value_schema}")
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from faust import Worker
+
+    from .app import create_app
+
+    stream_app = create_app(settings)
+    worker = Worker(stream_app.app, loglevel=settings.log_level, quiet=True)
+    worker.execute_from_commandline()
+    return 0
+
+
+def _cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
+    from .produce import produce_lines
+
+    source: IO[str] = open(args.file, encoding="utf-8") if args.file and args.file != "-" else sys.stdin  # noqa: SIM115
+    try:
+        report = asyncio.run(produce_lines(settings, source))
+    finally:
+        if source is not sys.stdin:
+            source.close()
+    for line_no, reason in report.rejected:
+        print(f"line {line_no}: rejected: {reason}", file=sys.stderr)
+    counts = ", ".join(f"{n} to {t}" for t, n in sorted(report.sent.items())) or "nothing"
+    print(f"published {counts}; rejected {len(report.rejected)}")
+    return 1 if report.rejected else 0
+
+
+def _cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
+    from .watch import watch
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(watch(settings, user=args.user, from_beginning=args.from_beginning, limit=args.limit))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from .demo import run_demo
+
+    return run_demo(settings, duration=args.duration, port=args.port)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stream", description="Real-time recommendations from playback events.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("broker", help="run the embedded Kafka-compatible broker in the foreground")
+    p.add_argument("--port", type=int, default=9092)
+    p.add_argument("--host", default="127.0.0.1")
+    p.set_defaults(func=_cmd_broker)
+
+    p = sub.add_parser("topics", help="create (or list) the topics of topics/ on the configured cluster")
+    p.add_argument("action", choices=["create", "list"])
+    p.set_defaults(func=_cmd_topics)
+
+    p = sub.add_parser("worker", help="run a worker; any number may join the same group")
+    p.set_defaults(func=_cmd_worker)
+
+    p = sub.add_parser("produce", help="publish JSON lines (events, catalog entries, commands) to their topics")
+    p.add_argument("file", nargs="?", help="a JSON-lines file; stdin when absent or '-'")
+    p.set_defaults(func=_cmd_produce)
+
+    p = sub.add_parser("watch", help="follow the recommendations topic and print snapshots")
+    p.add_argument("--user", help="only this viewer")
+    p.add_argument("--from-beginning", action="store_true", help="start at the oldest snapshot")
+    p.add_argument("--limit", type=int, default=0, help="stop after this many snapshots (0: never)")
+    p.set_defaults(func=_cmd_watch)
+
+    p = sub.add_parser("demo", help="broker, topics, worker and simulated viewers in one command")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of simulated viewing (default 60)")
+    p.add_argument("--port", type=int, default=0, help="embedded broker port (default: a free one)")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"stream: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "worker":
+        # faust's Worker reads sys.argv; give it only the program name.
+        sys.argv = sys.argv[:1]
+    return int(args.func(args, settings) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

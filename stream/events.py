@@ -1,0 +1,99 @@
+"""What each playback event means: the one place where behaviour becomes a signal.
+
+A :class:`Signal` is the viewer's revealed interest in the title, from -1
+(strongly not for me) to +1 (strongly for me), with a label that explanations
+and tests use. Whether the title is then excluded from that viewer's lists is
+decided here too.
+
+>>> from stream.validation import PlaybackEvent
+>>> e = PlaybackEvent("e1", "u1", "t1", "skip", 1767225600000, position_s=30, duration_s=3600)
+>>> interpret(e, paused_item=None)
+Signal(value=-1.0, label='skipped early', exclude=True, finished=False)
+>>> e = PlaybackEvent("e2", "u1", "t1", "stop", 1767225600000, position_s=1800, duration_s=3600)
+>>> interpret(e, paused_item="t1").label
+'paused then stopped'
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .validation import PlaybackEvent
+
+__all__ = ["EARLY", "NEARLY_DONE", "Signal", "interpret"]
+
+#: A skip or stop before this share of the title is "early".
+EARLY = 0.10
+#: Past this share a title counts as watched.
+NEARLY_DONE = 0.90
+
+
+class Signal(NamedTuple):
+    value: float
+    label: str
+    exclude: bool = False
+    #: The viewer watched the title to (nearly) the end.
+    finished: bool = False
+
+    @property
+    def learns(self) -> bool:
+        """Whether the event carries evidence to learn from (a pause alone does not)."""
+        return self.value != 0.0
+
+
+COMPLETED = Signal(1.0, "completed", exclude=True, finished=True)
+SKIPPED_EARLY = Signal(-1.0, "skipped early", exclude=True)
+THUMBS_UP = Signal(1.0, "thumbs up")
+THUMBS_DOWN = Signal(-1.0, "thumbs down", exclude=True)
+ADDED = Signal(0.6, "added to list")
+REWOUND = Signal(0.4, "rewound")
+RESUMED = Signal(0.3, "paused then resumed")
+DOUBT = Signal(-0.3, "paused then stopped")
+PLAYED = Signal(0.1, "started")
+PAUSED = Signal(0.0, "paused")
+
+
+def interpret(event: PlaybackEvent, paused_item: str | None) -> Signal:
+    """The signal of ``event``, given the title the viewer last paused (if any).
+
+    A pause is neutral on its own: what follows decides. Resuming the paused
+    title is engagement; stopping it is doubt.
+    """
+    kind = event.type
+    progress = event.progress
+    after_pause = paused_item == event.item_id
+    if kind == "complete":
+        return COMPLETED
+    if kind == "skip":
+        if progress is None or progress < EARLY:
+            return SKIPPED_EARLY
+        if progress >= NEARLY_DONE:
+            return Signal(0.5, "skipped the credits", exclude=True, finished=True)
+        return Signal(-0.4, "skipped midway", exclude=True)
+    if kind == "stop":
+        if after_pause:
+            return DOUBT
+        if progress is None or progress < EARLY:
+            return Signal(-0.6, "stopped early")
+        if progress >= NEARLY_DONE:
+            return Signal(0.8, "watched nearly all", exclude=True, finished=True)
+        return Signal(round(0.6 * (progress - 0.5), 3), "stopped midway")
+    if kind == "rewind":
+        return REWOUND
+    if kind == "seek":
+        if (event.offset_s or 0.0) < 0:
+            return Signal(0.3, "seeked back")
+        return Signal(-0.2, "seeked forward")
+    if kind == "resume":
+        return RESUMED if after_pause else Signal(0.1, "resumed")
+    if kind == "pause":
+        return PAUSED
+    if kind == "play":
+        return PLAYED
+    if kind == "thumbs_up":
+        return THUMBS_UP
+    if kind == "thumbs_down":
+        return THUMBS_DOWN
+    if kind == "add_to_list":
+        return ADDED
+    raise ValueError(f"event type: expected one of the schema's types; got {kind!r}")

@@ -1,0 +1,142 @@
+"""The per-batch work of the event agent, as plain code without Kafka.
+
+The Faust agent hands one partition's batch of raw messages to
+:meth:`Processor.process`; everything from validation to the snapshots comes
+back as data for the agent to write. That keeps the agent a thin loop and lets
+the whole pipeline be tested without a broker.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import orjson
+
+from .catalog import Catalog
+from .events import interpret
+from .model import PartitionModel
+from .profile import Profile
+from .ranking import rank, viewer_features
+from .validation import InvalidMessage, decode_event
+
+__all__ = ["BatchResult", "Processor", "RawMessage", "dead_letter"]
+
+
+@dataclass(slots=True, frozen=True)
+class RawMessage:
+    key: bytes | None
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass
+class BatchResult:
+    #: Profiles changed by the batch, by viewer id: each is written once.
+    profiles: dict[str, Profile] = field(default_factory=dict)
+    #: (viewer id, snapshot JSON): one per viewer whose state changed.
+    snapshots: list[tuple[str, bytes]] = field(default_factory=list)
+    #: (original key, dead-letter JSON) for each rejected message.
+    dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    applied: int = 0
+    duplicates: int = 0
+
+
+def _text(raw: bytes | None) -> tuple[str | None, str]:
+    if raw is None:
+        return None, "utf-8"
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(raw).decode("ascii"), "base64"
+
+
+def dead_letter(message: RawMessage, error: str, received_at: int | None = None) -> bytes:
+    """The dead-letter record of a rejected message (schema: ``dead-letter.json``)."""
+    raw, encoding = _text(message.value)
+    key, _ = _text(message.key)
+    return orjson.dumps(
+        {
+            "error": error,
+            "topic": message.topic,
+            "partition": message.partition,
+            "offset": message.offset,
+            "key": key,
+            "raw": raw,
+            "raw_encoding": encoding,
+            "received_at": received_at if received_at is not None else int(time.time() * 1000),
+        }
+    )
+
+
+class Processor:
+    """Validate, learn, update profiles and rank, for one partition's batch."""
+
+    def __init__(self, catalog: Catalog, top_k: int = 10, max_event_bytes: int = 16384, half_life_days: float = 14.0):
+        self.catalog = catalog
+        self.top_k = top_k
+        self.max_event_bytes = max_event_bytes
+        self.half_life_ms = half_life_days * 86_400_000
+
+    def process(
+        self,
+        messages: Sequence[RawMessage],
+        load: Callable[[str], Profile | None],
+        model: PartitionModel,
+        now_ms: int | None = None,
+    ) -> BatchResult:
+        result = BatchResult()
+        touched = result.profiles
+        catalog = self.catalog
+        for message in messages:
+            try:
+                event = decode_event(message.key, message.value, self.max_event_bytes)
+            except InvalidMessage as exc:
+                result.dead_letters.append((message.key, dead_letter(message, str(exc))))
+                continue
+            idx = catalog.index_of(event.item_id)
+            if idx is None:
+                error = (
+                    "item_id: expected a title published on the catalog topic; "
+                    f"got {event.item_id!r} (unknown or retired)"
+                )
+                result.dead_letters.append((message.key, dead_letter(message, error)))
+                continue
+            profile = touched.get(event.user_id)
+            if profile is None:
+                profile = load(event.user_id) or Profile(event.user_id)
+            if profile.seen(event, message.offset):
+                result.duplicates += 1
+                continue
+            signal = interpret(event, profile.paused)
+            if signal.learns:
+                # Predict, then learn: the features are those the viewer had before this event.
+                model.learn_one(viewer_features(profile, catalog, idx, model, event.ts), signal.value)
+            if event.type == "play":
+                model.record_start(event.item_id)
+            profile.apply(event, signal, catalog.entry(idx), message.offset, self.half_life_ms)
+            touched[event.user_id] = profile
+            result.applied += 1
+        if not touched:
+            return result
+        profiles = list(touched.values())
+        newest = max(p.last_ts for p in profiles)
+        generated_at = now_ms if now_ms is not None else int(time.time() * 1000)
+        lists = rank(profiles, catalog, model, self.top_k, newest)
+        for profile, items in zip(profiles, lists, strict=True):
+            profile.version += 1
+            trigger = profile.trigger or [None, None, None]
+            snapshot = {
+                "user_id": profile.user_id,
+                "version": profile.version,
+                "generated_at": generated_at,
+                "events_applied": profile.applied,
+                "trigger": {"event_id": trigger[0], "type": trigger[1], "ts": trigger[2]},
+                "items": [item.as_dict() for item in items],
+            }
+            result.snapshots.append((profile.user_id, orjson.dumps(snapshot)))
+        return result

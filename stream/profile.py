@@ -1,0 +1,211 @@
+"""A viewer's profile: what the processor knows of one viewer, updated per event.
+
+Profiles are the per-viewer state kept in the changelog-backed ``profiles``
+table, so they are small (well under 2 KB serialised) and plain data.
+
+>>> from stream.events import interpret
+>>> from stream.validation import CatalogEntry, PlaybackEvent
+>>> title = CatalogEntry("t1", "Night Shift", ("drama",), ("hospital",), 3000.0)
+>>> p = Profile("u1")
+>>> e = PlaybackEvent("e1", "u1", "t1", "complete", 1767225600000, position_s=3000, duration_s=3000, device="tv")
+>>> p.apply(e, interpret(e, p.paused), title, offset=0)
+True
+>>> p.genres["drama"] > 0, p.excluded, p.applied
+(True, ['t1'], 1)
+>>> Profile.loads(p.dumps()) == p
+True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .events import Signal
+from .validation import CatalogEntry, PlaybackEvent
+
+__all__ = ["DAYPARTS", "Profile", "daypart"]
+
+MAX_TAGS = 24
+MAX_HISTORY = 12
+MAX_EXCLUDED = 48
+MAX_RECENT_IDS = 16
+#: Morning 5-12, afternoon 12-17, evening 17-22, night 22-5 (UTC hours: events carry no time zone).
+DAYPARTS = ("morning", "afternoon", "evening", "night")
+
+
+def daypart(ts_ms: int) -> int:
+    hour = (ts_ms // 3_600_000) % 24
+    if 5 <= hour < 12:
+        return 0
+    if 12 <= hour < 17:
+        return 1
+    if 17 <= hour < 22:
+        return 2
+    return 3
+
+
+def _decay(values: dict[str, float], factor: float) -> None:
+    if factor < 1.0:
+        for key in values:
+            values[key] *= factor
+
+
+def _trim(values: dict[str, float], keep: int) -> None:
+    if len(values) > keep:
+        for key in sorted(values, key=lambda k: abs(values[k]))[: len(values) - keep]:
+            del values[key]
+
+
+@dataclass(slots=True)
+class Profile:
+    user_id: str
+    #: Snapshots emitted for this viewer.
+    version: int = 0
+    #: Events that changed this viewer's state.
+    applied: int = 0
+    #: Offset (in this viewer's partition) of the newest event applied; older redeliveries are skipped.
+    offset: int = -1
+    #: Event time of the newest event applied, epoch ms; affinities decay from it.
+    last_ts: int = 0
+    genres: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, float] = field(default_factory=dict)
+    devices: dict[str, float] = field(default_factory=dict)
+    dayparts: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
+    #: Recent signals, oldest first: [item_id, signal value, ts, 1 if finished else 0].
+    history: list[list[Any]] = field(default_factory=list)
+    #: Titles never to recommend again (finished, skipped early, thumbs down), oldest first.
+    excluded: list[str] = field(default_factory=list)
+    #: The title paused and not yet resumed or stopped.
+    paused: str | None = None
+    #: Decayed counts of starts, finishes and early skips.
+    starts: float = 0.0
+    finishes: float = 0.0
+    early_skips: float = 0.0
+    #: Ids of the newest events applied (a producer's duplicate is recognised by its id).
+    recent_ids: list[str] = field(default_factory=list)
+    #: The newest event reflected: [event_id, type, ts].
+    trigger: list[Any] | None = None
+
+    def seen(self, event: PlaybackEvent, offset: int) -> bool:
+        """Whether this event was applied already (redelivered, or published twice)."""
+        return offset <= self.offset or event.event_id in self.recent_ids
+
+    def apply(
+        self,
+        event: PlaybackEvent,
+        signal: Signal,
+        title: CatalogEntry,
+        offset: int,
+        half_life_ms: float = 14 * 86_400_000,
+    ) -> bool:
+        """Fold one event into the profile; return False when it was applied before."""
+        if self.seen(event, offset):
+            return False
+        factor = 1.0
+        if event.ts > self.last_ts and self.last_ts:
+            factor = 0.5 ** ((event.ts - self.last_ts) / half_life_ms)
+        _decay(self.genres, factor)
+        _decay(self.tags, factor)
+        _decay(self.devices, factor)
+        self.dayparts = [v * factor for v in self.dayparts]
+        self.starts *= factor
+        self.finishes *= factor
+        self.early_skips *= factor
+
+        value = signal.value
+        if value:
+            share = value / math.sqrt(len(title.genres))
+            for genre in title.genres:
+                self.genres[genre] = self.genres.get(genre, 0.0) + share
+            if title.tags:
+                share = value / math.sqrt(len(title.tags))
+                for tag in title.tags:
+                    self.tags[tag] = self.tags.get(tag, 0.0) + share
+                _trim(self.tags, MAX_TAGS)
+            self.history.append([event.item_id, value, event.ts, int(signal.finished)])
+            del self.history[:-MAX_HISTORY]
+        if event.type == "play":
+            self.starts += 1.0
+            if event.device is not None:
+                self.devices[event.device] = self.devices.get(event.device, 0.0) + 1.0
+            self.dayparts[daypart(event.ts)] += 1.0
+        if signal.finished:
+            self.finishes += 1.0
+        if signal.label == "skipped early":
+            self.early_skips += 1.0
+        if signal.exclude and event.item_id not in self.excluded:
+            self.excluded.append(event.item_id)
+            del self.excluded[:-MAX_EXCLUDED]
+
+        if event.type == "pause":
+            self.paused = event.item_id
+        elif self.paused is not None and (event.type != "seek" or self.paused != event.item_id):
+            self.paused = None
+
+        self.applied += 1
+        self.offset = max(self.offset, offset)
+        self.last_ts = max(self.last_ts, event.ts)
+        self.recent_ids.append(event.event_id)
+        del self.recent_ids[:-MAX_RECENT_IDS]
+        self.trigger = [event.event_id, event.type, event.ts]
+        return True
+
+    def finished_titles(self) -> list[str]:
+        """Titles this viewer finished, newest first."""
+        return [item for item, _, _, finished in reversed(self.history) if finished]
+
+    # -- serialisation: short keys keep a profile well under 2 KB -------------------
+
+    def dumps(self) -> bytes:
+        r4 = _round
+        return orjson.dumps(
+            {
+                "u": self.user_id,
+                "v": self.version,
+                "n": self.applied,
+                "o": self.offset,
+                "t": self.last_ts,
+                "g": {k: r4(v) for k, v in self.genres.items()},
+                "tg": {k: r4(v) for k, v in self.tags.items()},
+                "d": {k: r4(v) for k, v in self.devices.items()},
+                "dp": [r4(v) for v in self.dayparts],
+                "h": [[i, r4(v), ts, f] for i, v, ts, f in self.history],
+                "x": self.excluded,
+                "p": self.paused,
+                "s": [r4(self.starts), r4(self.finishes), r4(self.early_skips)],
+                "r": self.recent_ids,
+                "tr": self.trigger,
+            }
+        )
+
+    @classmethod
+    def loads(cls, raw: bytes) -> Profile:
+        d = orjson.loads(raw)
+        starts, finishes, early = d["s"]
+        return cls(
+            user_id=d["u"],
+            version=d["v"],
+            applied=d["n"],
+            offset=d["o"],
+            last_ts=d["t"],
+            genres=d["g"],
+            tags=d["tg"],
+            devices=d["d"],
+            dayparts=d["dp"],
+            history=d["h"],
+            excluded=d["x"],
+            paused=d["p"],
+            starts=starts,
+            finishes=finishes,
+            early_skips=early,
+            recent_ids=d["r"],
+            trigger=d["tr"],
+        )
+
+
+def _round(value: float) -> float:
+    return round(value, 4)

@@ -1,0 +1,168 @@
+"""Rank the catalog for many viewers at once, and say why each title was picked.
+
+One ranking pass scores every title for every viewer of a batch with a few
+matrix products (titles x features times features x viewers), masks what a
+viewer must not see, and takes each viewer's top K. Reasons come from the
+largest positive feature contributions of each picked title, so they are true
+to the score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .catalog import Catalog, CatalogMatrices
+from .model import FRESH_DAYS, PartitionModel
+from .profile import Profile
+
+__all__ = ["RankedItem", "rank", "viewer_features"]
+
+WEEK_MS = 7 * 86_400_000
+#: A feature must add at least this much to a score to be given as a reason.
+MIN_REASON = 0.05
+
+
+@dataclass(slots=True)
+class RankedItem:
+    item_id: str
+    rank: int
+    score: float
+    reasons: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"item_id": self.item_id, "rank": self.rank, "score": self.score, "reasons": self.reasons}
+
+
+def _unit(values: dict[str, float]) -> dict[str, float]:
+    """Affinities scaled so the strongest is +-1 (a profile's sums grow without bound)."""
+    top = max((abs(v) for v in values.values()), default=0.0)
+    return {k: v / top for k, v in values.items()} if top > 1.0 else dict(values)
+
+
+def viewer_features(
+    profile: Profile, catalog: Catalog, idx: int, model: PartitionModel, now_ms: int
+) -> dict[str, float]:
+    """The features of one (viewer, title) pair, as the model learns from them.
+
+    Exactly the quantities :func:`rank` computes for all titles at once.
+    """
+    from .model import freshness
+
+    entry = catalog.entry(idx)
+    genres = _unit(profile.genres)
+    tags = _unit(profile.tags)
+    g = sum(genres.get(x, 0.0) for x in entry.genres) / np.sqrt(len(entry.genres))
+    t = sum(tags.get(x, 0.0) for x in entry.tags) / np.sqrt(len(entry.tags)) if entry.tags else 0.0
+    release = float(entry.release_ts) if entry.release_ts is not None else float("nan")
+    return {
+        "genre": float(g),
+        "tag": float(t),
+        "popularity": model.popularity_of(entry.item_id),
+        "freshness": freshness(release, now_ms),
+    }
+
+
+def rank(
+    profiles: Sequence[Profile],
+    catalog: Catalog,
+    model: PartitionModel,
+    top_k: int,
+    now_ms: int,
+) -> list[list[RankedItem]]:
+    """The top ``top_k`` titles for each viewer, best first, with reasons."""
+    mats = catalog.matrices()
+    n_titles = mats.genres.shape[0]
+    if n_titles == 0 or not profiles:
+        return [[] for _ in profiles]
+    n = len(profiles)
+    user_genres = np.zeros((mats.genres.shape[1], n), dtype=np.float32)
+    user_tags = np.zeros((mats.tags.shape[1], n), dtype=np.float32)
+    for col, profile in enumerate(profiles):
+        for name, value in _unit(profile.genres).items():
+            gid = catalog.genre_ids.get(name)
+            if gid is not None:
+                user_genres[gid, col] = value
+        for name, value in _unit(profile.tags).items():
+            tid = catalog.tag_ids.get(name)
+            if tid is not None:
+                user_tags[tid, col] = value
+
+    w = model.weights
+    genre_part = w["genre"] * (mats.genres @ user_genres)
+    tag_part = w["tag"] * np.asarray(mats.tags @ user_tags)
+    popularity = model.popularity(catalog.ids)
+    fresh = _freshness(mats, now_ms)
+    shared = w["popularity"] * popularity + w["freshness"] * fresh
+    scores = genre_part + tag_part + shared[:, None]
+    scores[~mats.active, :] = -np.inf
+    for col, profile in enumerate(profiles):
+        for item_id in profile.excluded:
+            idx = catalog.index_of(item_id)
+            if idx is not None:
+                scores[idx, col] = -np.inf
+
+    k = min(top_k, n_titles)
+    results: list[list[RankedItem]] = []
+    for col, profile in enumerate(profiles):
+        column = scores[:, col]
+        top = np.argpartition(-column, k - 1)[:k] if k < n_titles else np.arange(n_titles)
+        top = top[np.argsort(-column[top], kind="stable")]
+        items: list[RankedItem] = []
+        for idx in top:
+            score = float(column[idx])
+            if not np.isfinite(score):
+                break
+            parts = {
+                "genre": float(genre_part[idx, col]),
+                "tag": float(tag_part[idx, col]),
+                "popularity": float(w["popularity"] * popularity[idx]),
+                "freshness": float(w["freshness"] * fresh[idx]),
+            }
+            reasons = explain(profile, catalog, int(idx), parts, mats, now_ms)
+            items.append(RankedItem(catalog.entry(int(idx)).item_id, len(items) + 1, round(score, 4), reasons))
+        results.append(items)
+    return results
+
+
+def _freshness(mats: CatalogMatrices, now_ms: int) -> np.ndarray:
+    age_days = np.maximum(0.0, (now_ms - mats.release_ts) / 86_400_000)
+    fresh = np.power(0.5, age_days / FRESH_DAYS)
+    return np.nan_to_num(fresh, nan=0.0).astype(np.float32)
+
+
+def explain(
+    profile: Profile, catalog: Catalog, idx: int, parts: dict[str, float], mats: CatalogMatrices, now_ms: int
+) -> list[str]:
+    """Readable reasons for one pick, strongest contribution first (at most two)."""
+    entry = catalog.entry(idx)
+    reasons: list[str] = []
+    for feature, value in sorted(parts.items(), key=lambda kv: -kv[1]):
+        if value < MIN_REASON or len(reasons) == 2:
+            break
+        if feature == "genre":
+            genre = max(entry.genres, key=lambda g: profile.genres.get(g, 0.0))
+            because = _finished_with(profile, catalog, lambda e, g=genre: g in e.genres)
+            reasons.append(f"because you finished {because}" if because else f"because you watch {genre}")
+        elif feature == "tag":
+            tag = max(entry.tags, key=lambda t: profile.tags.get(t, 0.0))
+            because = _finished_with(profile, catalog, lambda e, t=tag: t in e.tags)
+            reasons.append(f"because you finished {because}" if because and not reasons else f"because you like {tag}")
+        elif feature == "popularity":
+            reasons.append("popular right now")
+        elif feature == "freshness":
+            released = mats.release_ts[idx]
+            reasons.append("new this week" if now_ms - released < WEEK_MS else "new release")
+    if not reasons:
+        reasons.append("something different to try")
+    return reasons
+
+
+def _finished_with(profile: Profile, catalog: Catalog, matches: object) -> str | None:
+    for item_id in profile.finished_titles():
+        entry = catalog.get(item_id)
+        if entry is not None and matches(entry):  # type: ignore[operator]
+            return entry.title
+    return None

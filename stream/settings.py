@@ -1,0 +1,116 @@
+"""One settings object, loaded once from the environment.
+
+Every field documents its variable and default; the README's settings table is
+checked against :data:`VARIABLES` by a test, so the two never drift apart.
+
+>>> s = Settings.from_env({"STREAM_TOP_K": "5", "STREAM_TOPIC_PREFIX": "run1."})
+>>> s.top_k, s.topic("playback-events")
+(5, 'run1.playback-events')
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+__all__ = ["VARIABLES", "Settings", "SettingsError"]
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the worker cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    #: STREAM_BOOTSTRAP: Kafka bootstrap servers, comma-separated host:port.
+    bootstrap: str = "127.0.0.1:9092"
+    #: STREAM_APP_ID: Faust app id; the consumer group and the prefix of internal topics.
+    app_id: str = "stream"
+    #: STREAM_TOPIC_PREFIX: prepended to every topic name (run-scoped topics).
+    topic_prefix: str = ""
+    #: STREAM_PARTITIONS: partitions of the viewer-keyed topics and of the state changelogs.
+    partitions: int = 8
+    #: STREAM_REPLICATION: replication factor of every topic the project creates.
+    replication: int = 1
+    #: STREAM_DATA_DIR: Faust's data directory (table metadata, local state).
+    data_dir: Path = Path("./.stream-data")
+    #: STREAM_WEB_HOST: address the worker's HTTP server binds to.
+    web_host: str = "127.0.0.1"
+    #: STREAM_WEB_PORT: port of the worker's HTTP server (0: HTTP off).
+    web_port: int = 6066
+    #: STREAM_TOP_K: titles per recommendation snapshot.
+    top_k: int = 10
+    #: STREAM_BATCH_MAX: most events taken from one partition in one batch.
+    batch_max: int = 500
+    #: STREAM_BATCH_WITHIN_MS: longest wait for a batch to fill before it is processed.
+    batch_within_ms: float = 5.0
+    #: STREAM_FETCH_WAIT_MS: the consumer's fetch wait (Faust hard-codes 1500 ms).
+    fetch_wait_ms: int = 10
+    #: STREAM_SESSION_TIMEOUT_S: consumer-group session timeout; a crashed worker's
+    #: partitions move after about this long (1.5x on the embedded broker).
+    session_timeout_s: float = 10.0
+    #: STREAM_HEARTBEAT_S: consumer-group heartbeat interval.
+    heartbeat_s: float = 1.0
+    #: STREAM_MAX_EVENT_BYTES: larger messages are rejected to the dead-letter topic.
+    max_event_bytes: int = 16384
+    #: STREAM_HALF_LIFE_DAYS: half-life of a viewer's genre and tag affinities, in event time.
+    half_life_days: float = 14.0
+    #: STREAM_CHECKPOINT_S: how often each partition's model is written to its changelog.
+    checkpoint_s: float = 2.0
+    #: STREAM_LOG_LEVEL: worker log level (debug, info, warn, error).
+    log_level: str = "info"
+
+    def topic(self, name: str) -> str:
+        """The full name of a topic of ``topics/`` under this run's prefix."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def faust_id(self) -> str:
+        """The Faust app id: it names the consumer group and the changelog topics."""
+        return f"{self.topic_prefix}{self.app_id}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            var = VARIABLES[f.name]
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            default = getattr(cls, f.name)
+            try:
+                if isinstance(default, bool):
+                    values[f.name] = raw.lower() in ("1", "true", "yes", "on")
+                elif isinstance(default, int):
+                    values[f.name] = int(raw)
+                elif isinstance(default, float):
+                    values[f.name] = float(raw)
+                elif isinstance(default, Path):
+                    values[f.name] = Path(raw)
+                else:
+                    values[f.name] = raw
+            except ValueError:
+                raise SettingsError(f"{var} must be a {type(default).__name__}, got {raw!r}") from None
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        positive = ("partitions", "replication", "top_k", "batch_max", "max_event_bytes")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{VARIABLES[name]} must be at least 1, got {getattr(self, name)}")
+        if self.session_timeout_s <= 3 * self.heartbeat_s:
+            raise SettingsError(
+                "STREAM_SESSION_TIMEOUT_S must exceed three heartbeats "
+                f"(STREAM_HEARTBEAT_S={self.heartbeat_s}), got {self.session_timeout_s}"
+            )
+        if self.log_level not in ("debug", "info", "warn", "error", "crit"):
+            raise SettingsError(f"STREAM_LOG_LEVEL must be debug, info, warn or error, got {self.log_level!r}")
+
+
+#: Field name -> environment variable.
+VARIABLES: dict[str, str] = {f.name: "STREAM_" + f.name.upper() for f in fields(Settings)}

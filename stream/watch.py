@@ -1,0 +1,107 @@
+"""Follow the recommendations topic and print snapshots readably (``stream watch``)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from .settings import Settings
+from .topics import CATALOG, RECOMMENDATIONS
+from .validation import InvalidMessage, decode_catalog
+
+__all__ = ["read_titles", "render", "watch"]
+
+
+def render(snapshot: Mapping[str, Any], titles: Mapping[str, str] | None = None, width: int = 3) -> str:
+    """A snapshot as a few lines of text: who, why now, and the top of the list.
+
+    >>> snap = {"user_id": "u1", "version": 2, "events_applied": 2, "generated_at": 1767225600020,
+    ...         "trigger": {"event_id": "e2", "type": "skip", "ts": 1767225600000},
+    ...         "items": [{"item_id": "t2", "rank": 1, "score": 0.81, "reasons": ["because you watch drama"]}]}
+    >>> print(render(snap, {"t2": "Night Shift"}))
+    u1 · v2 · 2 events · after skip (e2)
+       1. Night Shift                     0.810  because you watch drama
+    """
+    titles = titles or {}
+    trigger = snapshot.get("trigger") or {}
+    head = (
+        f"{snapshot['user_id']} · v{snapshot['version']} · {snapshot['events_applied']} events"
+        f" · after {trigger.get('type')} ({trigger.get('event_id')})"
+    )
+    lines = [head]
+    for item in snapshot.get("items", [])[:width]:
+        name = titles.get(item["item_id"], item["item_id"])
+        lines.append(f"  {item['rank']:>2}. {name[:30]:<30} {item['score']:>7.3f}  {'; '.join(item['reasons'])}")
+    return "\n".join(lines)
+
+
+async def read_titles(settings: Settings, timeout_s: float = 2.0) -> dict[str, str]:
+    """Title names by id, read once from the catalog topic (for display only)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    titles: dict[str, str] = {}
+    try:
+        topic = settings.topic(CATALOG)
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        if not tps:
+            return titles
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while asyncio.get_running_loop().time() < deadline:
+            batches = await consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for r in records:
+                    try:
+                        entry = decode_catalog(r.key, r.value)
+                    except InvalidMessage:
+                        continue
+                    if entry is not None:
+                        titles[entry.item_id] = entry.title
+            done = True
+            for tp in tps:
+                high = consumer.highwater(tp)
+                done = done and high is not None and await consumer.position(tp) >= high
+            if done:
+                break
+    finally:
+        await consumer.stop()
+    return titles
+
+
+async def watch(
+    settings: Settings,
+    user: str | None = None,
+    from_beginning: bool = False,
+    limit: int = 0,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Print snapshots as they arrive; return how many were printed."""
+    titles = await read_titles(settings)
+    consumer = AIOKafkaConsumer(
+        settings.topic(RECOMMENDATIONS),
+        bootstrap_servers=settings.bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        fetch_max_wait_ms=100,
+    )
+    await consumer.start()
+    shown = 0
+    try:
+        async for record in consumer:
+            if user is not None and record.key != user.encode():
+                continue
+            snapshot = orjson.loads(record.value)
+            print(render(snapshot, titles), file=out, flush=True)
+            shown += 1
+            if limit and shown >= limit:
+                break
+    finally:
+        await consumer.stop()
+    return shown
