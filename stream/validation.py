@@ -136,6 +136,10 @@ def _load(key: bytes | None, value: bytes | None, max_bytes: int) -> tuple[str, 
     try:
         doc = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            raise InvalidMessage(f"value: expected UTF-8 JSON; got bytes that are not UTF-8 ({bad.reason})") from None
         raise InvalidMessage(f"value: expected UTF-8 JSON; got invalid JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise InvalidMessage(f"value: expected a JSON object; got {_kind(doc)} {_show(doc)}")
