@@ -18,6 +18,8 @@ True
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,10 +31,11 @@ from .validation import CatalogEntry, PlaybackEvent
 
 __all__ = ["DAYPARTS", "Profile", "daypart"]
 
-MAX_TAGS = 24
-MAX_HISTORY = 12
+MAX_TAGS = 20
+MAX_HISTORY = 10
 MAX_EXCLUDED = 48
-MAX_RECENT_IDS = 16
+MAX_RECENT_IDS = 12
+_ID_DIGEST = 6  # bytes of blake2b kept per recent event id: a false match is ~1 in 2**48
 #: Morning 5-12, afternoon 12-17, evening 17-22, night 22-5 (UTC hours: events carry no time zone).
 DAYPARTS = ("morning", "afternoon", "evening", "night")
 
@@ -75,7 +78,7 @@ class Profile:
     tags: dict[str, float] = field(default_factory=dict)
     devices: dict[str, float] = field(default_factory=dict)
     dayparts: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
-    #: Recent signals, oldest first: [item_id, signal value, ts, 1 if finished else 0].
+    #: Recent signals, oldest first: [item_id, signal value, 1 if finished else 0].
     history: list[list[Any]] = field(default_factory=list)
     #: Titles never to recommend again (finished, skipped early, thumbs down), oldest first.
     excluded: list[str] = field(default_factory=list)
@@ -85,14 +88,14 @@ class Profile:
     starts: float = 0.0
     finishes: float = 0.0
     early_skips: float = 0.0
-    #: Ids of the newest events applied (a producer's duplicate is recognised by its id).
-    recent_ids: list[str] = field(default_factory=list)
+    #: Digests of the newest event ids applied (a producer's duplicate is recognised by its id).
+    recent_ids: list[bytes] = field(default_factory=list)
     #: The newest event reflected: [event_id, type, ts].
     trigger: list[Any] | None = None
 
     def seen(self, event: PlaybackEvent, offset: int) -> bool:
         """Whether this event was applied already (redelivered, or published twice)."""
-        return offset <= self.offset or event.event_id in self.recent_ids
+        return offset <= self.offset or _digest(event.event_id) in self.recent_ids
 
     def apply(
         self,
@@ -126,7 +129,7 @@ class Profile:
                 for tag in title.tags:
                     self.tags[tag] = self.tags.get(tag, 0.0) + share
                 _trim(self.tags, MAX_TAGS)
-            self.history.append([event.item_id, value, event.ts, int(signal.finished)])
+            self.history.append([event.item_id, value, int(signal.finished)])
             del self.history[:-MAX_HISTORY]
         if event.type == "play":
             self.starts += 1.0
@@ -149,14 +152,14 @@ class Profile:
         self.applied += 1
         self.offset = max(self.offset, offset)
         self.last_ts = max(self.last_ts, event.ts)
-        self.recent_ids.append(event.event_id)
+        self.recent_ids.append(_digest(event.event_id))
         del self.recent_ids[:-MAX_RECENT_IDS]
         self.trigger = [event.event_id, event.type, event.ts]
         return True
 
     def finished_titles(self) -> list[str]:
         """Titles this viewer finished, newest first."""
-        return [item for item, _, _, finished in reversed(self.history) if finished]
+        return [item for item, _, finished in reversed(self.history) if finished]
 
     # -- serialisation: short keys keep a profile well under 2 KB -------------------
 
@@ -173,11 +176,11 @@ class Profile:
                 "tg": {k: r4(v) for k, v in self.tags.items()},
                 "d": {k: r4(v) for k, v in self.devices.items()},
                 "dp": [r4(v) for v in self.dayparts],
-                "h": [[i, r4(v), ts, f] for i, v, ts, f in self.history],
+                "h": [[i, r4(v), f] for i, v, f in self.history],
                 "x": self.excluded,
                 "p": self.paused,
                 "s": [r4(self.starts), r4(self.finishes), r4(self.early_skips)],
-                "r": self.recent_ids,
+                "r": base64.b64encode(b"".join(self.recent_ids)).decode("ascii"),
                 "tr": self.trigger,
             }
         )
@@ -202,10 +205,18 @@ class Profile:
             starts=starts,
             finishes=finishes,
             early_skips=early,
-            recent_ids=d["r"],
+            recent_ids=_split(base64.b64decode(d["r"])),
             trigger=d["tr"],
         )
 
 
 def _round(value: float) -> float:
     return round(value, 4)
+
+
+def _digest(event_id: str) -> bytes:
+    return hashlib.blake2b(event_id.encode(), digest_size=_ID_DIGEST).digest()
+
+
+def _split(packed: bytes) -> list[bytes]:
+    return [packed[i : i + _ID_DIGEST] for i in range(0, len(packed), _ID_DIGEST)]

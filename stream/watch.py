@@ -25,7 +25,7 @@ def render(snapshot: Mapping[str, Any], titles: Mapping[str, str] | None = None,
     ...         "items": [{"item_id": "t2", "rank": 1, "score": 0.81, "reasons": ["because you watch drama"]}]}
     >>> print(render(snap, {"t2": "Night Shift"}))
     u1 · v2 · 2 events · after skip (e2)
-       1. Night Shift                     0.810  because you watch drama
+       1. Night Shift                      0.810  because you watch drama
     """
     titles = titles or {}
     trigger = snapshot.get("trigger") or {}

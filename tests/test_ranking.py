@@ -1,0 +1,189 @@
+"""Ranking, the learned model and the batch processor, without a broker."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import orjson
+import pytest
+
+from stream.catalog import Catalog
+from stream.events import interpret
+from stream.model import FEATURES, PRIOR, PartitionModel
+from stream.processor import Processor, RawMessage
+from stream.profile import Profile
+from stream.ranking import MIN_REASON, rank, viewer_features
+from stream.validation import CatalogEntry, PlaybackEvent
+
+T0 = 1_767_225_600_000
+DAY = 86_400_000
+GENRES = {"d": ("drama", "hospital"), "c": ("comedy", "sitcom"), "m": ("documentary", "ocean")}
+
+
+def make_catalog(per_genre: int = 4) -> Catalog:
+    cat = Catalog()
+    for prefix, (genre, tag) in GENRES.items():
+        for n in range(1, per_genre + 1):
+            cat.upsert(CatalogEntry(f"{prefix}{n}", f"{genre.title()} {n}", (genre,), (tag,), 3000.0, T0 - 400 * DAY))
+    return cat
+
+
+def watched(profile: Profile, cat: Catalog, kind: str, item: str, n: int, progress: float = 1.0) -> None:
+    e = PlaybackEvent(f"e{n}", profile.user_id, item, kind, T0 + n, position_s=3000.0 * progress, duration_s=3000.0)
+    idx = cat.index_of(item)
+    assert idx is not None
+    profile.apply(e, interpret(e, profile.paused), cat.entry(idx), offset=n)
+
+
+def genre(item_id: str) -> str:
+    return GENRES[item_id[0]][0]
+
+
+def test_completions_pull_a_genre_up_and_early_skips_push_one_down() -> None:
+    cat, model = make_catalog(), PartitionModel()
+    p = Profile("u1")
+    watched(p, cat, "complete", "d1", 1)
+    watched(p, cat, "skip", "c1", 2, progress=0.01)
+    items = rank([p], cat, model, top_k=20, now_ms=T0)[0]
+    order = [genre(i.item_id) for i in items]
+    assert order[:3] == ["drama"] * 3, order
+    assert order[-3:] == ["comedy"] * 3, order
+    assert {"d1", "c1"}.isdisjoint(i.item_id for i in items)
+
+
+def test_retired_titles_are_never_ranked_and_new_ones_at_once() -> None:
+    cat, model = make_catalog(), PartitionModel()
+    p = Profile("u1")
+    watched(p, cat, "complete", "d1", 1)
+    cat.retire("d2")
+    cat.upsert(CatalogEntry("d9", "Drama 9", ("drama",), ("hospital",), 3000.0, T0 - DAY))
+    ids = [i.item_id for i in rank([p], cat, model, top_k=20, now_ms=T0)[0]]
+    assert "d2" not in ids and ids[0] == "d9"
+
+
+def test_ranking_many_viewers_at_once_equals_ranking_each_alone() -> None:
+    rng = random.Random(5)
+    cat, model = make_catalog(6), PartitionModel()
+    ids = [cat.entry(i).item_id for i in cat.active_indices()]
+    viewers = []
+    for v in range(12):
+        p = Profile(f"u{v}")
+        for n in range(rng.randrange(0, 6)):
+            watched(p, cat, rng.choice(["complete", "skip", "rewind", "thumbs_up"]), rng.choice(ids), n, 0.05)
+        viewers.append(p)
+    together = rank(viewers, cat, model, top_k=5, now_ms=T0)
+    for p, listed in zip(viewers, together, strict=True):
+        alone = rank([p], cat, model, top_k=5, now_ms=T0)[0]
+        assert [(i.item_id, i.score) for i in listed] == [(i.item_id, i.score) for i in alone]
+
+
+def test_each_score_is_the_model_prediction_of_the_titles_features() -> None:
+    cat, model = make_catalog(), PartitionModel()
+    p = Profile("u1")
+    watched(p, cat, "complete", "d1", 1)
+    watched(p, cat, "play", "m1", 2, progress=0.0)
+    model.record_start("m1")
+    for item in rank([p], cat, model, top_k=20, now_ms=T0)[0]:
+        idx = cat.index_of(item.item_id)
+        assert idx is not None
+        x = viewer_features(p, cat, idx, model, T0)
+        assert item.score == pytest.approx(model.predict_one(x) - model.linear.intercept, abs=1e-3)
+
+
+def test_reasons_name_the_largest_contributions_truthfully() -> None:
+    cat, model = make_catalog(), PartitionModel()
+    p = Profile("u1")
+    watched(p, cat, "complete", "d1", 1)
+    items = rank([p], cat, model, top_k=20, now_ms=T0)[0]
+    top = items[0]
+    assert top.reasons[0] == "because you finished Drama 1"
+    for item in items:
+        idx = cat.index_of(item.item_id)
+        assert idx is not None
+        x = viewer_features(p, cat, idx, model, T0)
+        strongest = max(FEATURES, key=lambda f: model.weights[f] * x[f])
+        if model.weights[strongest] * x[strongest] < MIN_REASON:
+            assert item.reasons == ["something different to try"]
+        elif strongest == "popularity":
+            assert item.reasons[0] == "popular right now"
+
+
+def test_a_brand_new_title_is_explained_as_new() -> None:
+    cat, model = make_catalog(), PartitionModel()
+    cat.upsert(CatalogEntry("n1", "Fresh", ("western",), (), 3000.0, T0 - 2 * DAY))
+    items = rank([Profile("cold")], cat, model, top_k=3, now_ms=T0)[0]
+    assert items[0].item_id == "n1" and items[0].reasons == ["new this week"]
+
+
+def test_the_model_learns_what_viewers_do_and_survives_a_checkpoint() -> None:
+    model = PartitionModel()
+    liked = {"genre": 1.0, "tag": 0.0, "popularity": 0.0, "freshness": 0.0}
+    popular = {"genre": 0.0, "tag": 0.0, "popularity": 1.0, "freshness": 0.0}
+    for _ in range(300):  # viewers finish what matches their genres and skip what is merely popular
+        model.learn_one(liked, 1.0)
+        model.learn_one(popular, -1.0)
+    assert model.weights["genre"] > PRIOR["genre"]
+    assert model.weights["popularity"] < 0
+    restored = PartitionModel.from_state(orjson.loads(orjson.dumps(model.to_state())))
+    assert restored.weights == model.weights
+    assert restored.predict_one(liked) == model.predict_one(liked)
+    assert restored.mae.get() == pytest.approx(model.mae.get())
+    assert restored.learned == model.learned == 600
+
+
+def test_popularity_counts_starts_and_fades() -> None:
+    model = PartitionModel()
+    for _ in range(10):
+        model.record_start("a")
+    model.record_start("b")
+    pop = model.popularity(["a", "b", "c"])
+    assert pop[0] == pytest.approx(1.0) and 0 < pop[1] < pop[0] and pop[2] == 0
+    for _ in range(60000):  # many half-lives of other titles' starts later
+        model.record_start("z")
+    assert model.popularity_of("a") < 0.1 * model.popularity_of("z")
+    assert math.isfinite(model.popularity_of("a"))
+
+
+def _message(doc: object, offset: int, key: bytes | None = b"u1") -> RawMessage:
+    return RawMessage(key, orjson.dumps(doc), "playback-events", 0, offset)
+
+
+def _event(n: int, user: str, item: str, kind: str) -> dict[str, object]:
+    return {
+        "event_id": f"{user}-{n}",
+        "user_id": user,
+        "item_id": item,
+        "type": kind,
+        "ts": T0 + n,
+        "position_s": 3000.0 if kind == "complete" else 30.0,
+        "duration_s": 3000.0,
+    }
+
+
+def test_a_batch_gives_one_snapshot_per_viewer_reflecting_all_its_events() -> None:
+    cat = make_catalog()
+    proc = Processor(cat, top_k=3)
+    store: dict[str, Profile] = {}
+    batch = [
+        _message(_event(1, "u1", "d1", "complete"), 0),
+        _message(_event(1, "u2", "c1", "skip"), 1, key=b"u2"),
+        _message(_event(2, "u1", "c1", "skip"), 2),
+        RawMessage(b"u1", b"{oops", "playback-events", 0, 3),
+        _message(_event(3, "u1", "zz", "play"), 4),
+    ]
+    result = proc.process(batch, store.get, PartitionModel(), now_ms=T0 + 10)
+    assert result.applied == 3 and len(result.dead_letters) == 2
+    snaps = {user: orjson.loads(raw) for user, raw in result.snapshots}
+    assert len(result.snapshots) == 2 and set(snaps) == {"u1", "u2"}
+    u1 = snaps["u1"]
+    assert (u1["version"], u1["events_applied"]) == (1, 2)
+    assert u1["trigger"] == {"event_id": "u1-2", "type": "skip", "ts": T0 + 2}
+    assert u1["generated_at"] == T0 + 10
+    letters = [orjson.loads(v) for _, v in result.dead_letters]
+    assert letters[0]["offset"] == 3 and "invalid JSON" in letters[0]["error"]
+    assert letters[1]["offset"] == 4 and "'zz'" in letters[1]["error"]
+
+    store.update(result.profiles)
+    again = proc.process(batch[:3], store.get, PartitionModel())
+    assert again.applied == 0 and again.duplicates == 3 and again.snapshots == []
