@@ -27,8 +27,8 @@ from typing import Any
 import faust
 import orjson
 from aiokafka import AIOKafkaConsumer
-from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from . import faust_fixes
 from .catalog import Catalog
 from .model import PartitionModel
 from .processor import Processor, RawMessage, dead_letter
@@ -42,39 +42,14 @@ __all__ = ["StreamApp", "create_app"]
 log = logging.getLogger("stream")
 RAW: faust.Schema = faust.Schema(key_serializer="raw", value_serializer="raw")
 
-_FETCH_WAIT_MS: dict[str, int] = {}
-
-
-def _patch_fetch_wait() -> None:
-    """Let the worker's consumer fetch wait be configured.
-
-    faust-streaming 0.15.3 hard-codes ``fetch_max_wait_ms=1500``; a broker that
-    holds a fetch open that long (the embedded one always does) adds up to
-    1.5 s to every event's latency. We set the consumer's attribute after
-    Faust builds it and before it starts, per app id.
-    """
-    original = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
-    if getattr(original, "_stream_patched", False):
-        return
-
-    def create(self: Any, transport: Any) -> Any:
-        consumer = original(self, transport)
-        wait = _FETCH_WAIT_MS.get(self.app.conf.id)
-        if wait is not None:
-            consumer._fetch_max_wait_ms = wait
-        return consumer
-
-    create._stream_patched = True  # type: ignore[attr-defined]
-    faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
-
 
 class StreamApp:
     """A configured Faust app with its agents; ``.app`` is the :class:`faust.App`."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = s = settings
-        _patch_fetch_wait()
-        _FETCH_WAIT_MS[s.faust_id] = s.fetch_wait_ms
+        faust_fixes.install()
+        faust_fixes.FETCH_WAIT_MS[s.faust_id] = s.fetch_wait_ms
         self.app = app = faust.App(
             s.faust_id,
             broker=[f"kafka://{host}" for host in s.bootstrap.split(",")],

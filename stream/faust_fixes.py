@@ -1,0 +1,84 @@
+"""Two narrow patches to faust-streaming 0.15.3's aiokafka driver, applied by the worker.
+
+1. **Fetch wait.** Faust hard-codes ``fetch_max_wait_ms=1500`` for the worker's
+   consumer. A broker that holds a fetch open that long (the embedded one
+   always does) adds up to 1.5 s to every event's latency, so the worker sets
+   the consumer's wait to ``STREAM_FETCH_WAIT_MS`` after Faust builds it and
+   before it starts.
+2. **End offsets for table recovery.** Faust recovers a table by reading its
+   changelog up to the end offsets that ListOffsets(LATEST) reports. The
+   embedded broker answers that wrongly when a partition's last batch holds
+   more than one record (first offset of the batch plus one), so recovery would
+   stop early and lose the newest state. The patched lookup also fetches the
+   newest record of each partition and takes the fetch response's high
+   watermark when it is larger. On Apache Kafka both answers agree and the
+   extra fetch costs one round trip per recovery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.transport.drivers import aiokafka as driver
+
+__all__ = ["FETCH_WAIT_MS", "install", "true_end_offsets"]
+
+#: Fetch wait per Faust app id (several apps may live in one process, as in tests).
+FETCH_WAIT_MS: dict[str, int] = {}
+
+
+async def true_end_offsets(bootstrap: str | list[str], listed: Mapping[Any, int]) -> dict[Any, int]:
+    """End offsets confirmed by the high watermark of a fetch of each partition's newest record."""
+    wanted = {tp: off for tp, off in listed.items() if off and off > 0}
+    result = dict(listed)
+    if not wanted:
+        return result
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
+    await consumer.start()
+    try:
+        tps = {TopicPartition(tp.topic, tp.partition): tp for tp in wanted}
+        consumer.assign(list(tps))
+        for ktp, tp in tps.items():
+            consumer.seek(ktp, wanted[tp] - 1)
+        pending = set(tps)
+        for _ in range(20):
+            if not pending:
+                break
+            await consumer.getmany(*pending, timeout_ms=250)
+            for ktp in list(pending):
+                high = consumer.highwater(ktp)
+                if high is not None:
+                    result[tps[ktp]] = max(wanted[tps[ktp]], high)
+                    pending.discard(ktp)
+    finally:
+        await consumer.stop()
+    return result
+
+
+def install() -> None:
+    """Apply both patches once per process."""
+    thread = driver.AIOKafkaConsumerThread
+    if getattr(thread, "_stream_fixes", False):
+        return
+    create = thread._create_worker_consumer
+    highwaters = thread._highwaters
+
+    def create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = create(self, transport)
+        wait = FETCH_WAIT_MS.get(self.app.conf.id)
+        if wait is not None:
+            consumer._fetch_max_wait_ms = wait
+        return consumer
+
+    async def confirmed_highwaters(self: Any, partitions: Iterable[Any]) -> Mapping[Any, int]:
+        listed = await highwaters(self, list(partitions))
+        if self.consumer.in_transaction:
+            return listed
+        servers = driver.server_list(self.transport.url, self.transport.default_port)
+        return await true_end_offsets(servers, listed)
+
+    thread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
+    thread._highwaters = confirmed_highwaters  # type: ignore[method-assign]
+    thread._stream_fixes = True  # type: ignore[attr-defined]
