@@ -30,7 +30,7 @@ __all__ = ["Catalog", "CatalogMatrices"]
 class CatalogMatrices:
     """A consistent view of the catalog for one ranking pass."""
 
-    genres: np.ndarray  # (titles, genres) float32, rows scaled to unit length
+    genres: sp.csr_matrix  # (titles, genres) float32, rows scaled to unit length
     tags: sp.csr_matrix  # (titles, tags) float32, rows scaled to unit length
     active: np.ndarray  # (titles,) bool
     release_ts: np.ndarray  # (titles,) float64 epoch ms, NaN when unknown
@@ -124,27 +124,28 @@ class Catalog:
         """The catalog's feature matrices, rebuilt only after a change."""
         if self._cached is not None:
             return self._cached
-        n = len(self._entries)
-        genres = np.zeros((n, max(1, len(self.genre_names))), dtype=np.float32)
-        for i, row in enumerate(self._genre_rows):
-            if row:
-                genres[i, row] = 1.0 / np.sqrt(len(row))
-        indptr = np.zeros(n + 1, dtype=np.int64)
-        indices: list[int] = []
-        data: list[float] = []
-        for i, row in enumerate(self._tag_rows):
-            indices.extend(row)
-            data.extend([1.0 / np.sqrt(len(row))] * len(row) if row else [])
-            indptr[i + 1] = len(indices)
-        tags = sp.csr_matrix(
-            (np.asarray(data, dtype=np.float32), np.asarray(indices, dtype=np.int64), indptr),
-            shape=(n, max(1, len(self.tag_names))),
-        )
+        # sparse: a title has a few genres and tags, and sparse products beat dense BLAS here
         self._cached = CatalogMatrices(
-            genres=genres,
-            tags=tags,
+            genres=_unit_rows(self._genre_rows, len(self.genre_names)),
+            tags=_unit_rows(self._tag_rows, len(self.tag_names)),
             active=np.asarray(self._active, dtype=bool),
             release_ts=np.asarray(self._release, dtype=np.float64),
             version=self.version,
         )
         return self._cached
+
+
+def _unit_rows(rows: list[list[int]], columns: int) -> sp.csr_matrix:
+    """A 0/1 incidence matrix with each non-empty row scaled to unit length."""
+    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    indices: list[int] = []
+    data: list[float] = []
+    for i, row in enumerate(rows):
+        indices.extend(row)
+        if row:
+            data.extend([1.0 / np.sqrt(len(row))] * len(row))
+        indptr[i + 1] = len(indices)
+    return sp.csr_matrix(
+        (np.asarray(data, dtype=np.float32), np.asarray(indices, dtype=np.int64), indptr),
+        shape=(len(rows), max(1, columns)),
+    )

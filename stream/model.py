@@ -78,6 +78,11 @@ class PartitionModel:
         #: Decayed starts per title id.
         self.plays: dict[str, float] = {}
         self._play_scale = 1.0
+        self._play_max = 0.0
+        # popularity by catalog row, kept in step with ``plays`` for ranking
+        self._pop_ids: list[str] = []
+        self._pop_counts = np.zeros(0, dtype=np.float64)
+        self._pop_dirty: set[str] = set()
 
     # -- River protocol ------------------------------------------------------
 
@@ -103,7 +108,9 @@ class PartitionModel:
         """Count a start of ``item_id``; older starts fade (exponential decay by event count)."""
         # Growing the unit instead of shrinking every count keeps this O(1).
         self._play_scale *= 2.0 ** (1.0 / POPULARITY_HALF_LIFE)
-        self.plays[item_id] = self.plays.get(item_id, 0.0) + self._play_scale
+        count = self.plays[item_id] = self.plays.get(item_id, 0.0) + self._play_scale
+        self._play_max = max(self._play_max, count)
+        self._pop_dirty.add(item_id)
         if self._play_scale > 1e12:
             self._rescale()
 
@@ -111,20 +118,40 @@ class PartitionModel:
         scale = self._play_scale
         self.plays = {k: v / scale for k, v in self.plays.items() if v / scale > 1e-3}
         self._play_scale = 1.0
+        self._play_max = max(self.plays.values(), default=0.0)
+        self._pop_ids = []  # rebuilt in full at the next ranking
 
     def popularity(self, item_ids: list[str]) -> np.ndarray:
-        """Popularity of each title in catalog order, scaled to 0..1."""
+        """Popularity of each title in catalog order (``item_ids``: the catalog's rows), scaled to 0..1.
+
+        Kept as an array between calls: only titles started since are updated,
+        so a ranking pass costs O(titles) in numpy, not in Python.
+        """
         get = self.plays.get
-        counts = np.fromiter((get(i, 0.0) for i in item_ids), dtype=np.float64, count=len(item_ids))
-        counts /= self._play_scale
-        top = counts.max(initial=0.0)
-        return (np.log1p(counts) / np.log1p(top)).astype(np.float32) if top > 0 else counts.astype(np.float32)
+        if len(self._pop_ids) > len(item_ids) or self._pop_ids != item_ids[: len(self._pop_ids)]:
+            self._pop_ids = []
+        known = len(self._pop_ids)
+        if known < len(item_ids):
+            new = item_ids[known:]
+            fresh = np.fromiter((get(i, 0.0) for i in new), dtype=np.float64, count=len(new))
+            self._pop_counts = np.concatenate([self._pop_counts[:known], fresh]) if known else fresh
+            self._pop_ids = list(item_ids)
+            self._pop_index = {item: i for i, item in enumerate(item_ids)}
+        for item in self._pop_dirty:
+            row = self._pop_index.get(item)
+            if row is not None:
+                self._pop_counts[row] = get(item, 0.0)
+        self._pop_dirty.clear()
+        if self._play_max <= 0:
+            return np.zeros(len(item_ids), dtype=np.float32)
+        scale = self._play_scale
+        return (np.log1p(self._pop_counts / scale) / math.log1p(self._play_max / scale)).astype(np.float32)
 
     def popularity_of(self, item_id: str) -> float:
-        top = max(self.plays.values(), default=0.0) / self._play_scale
-        if top <= 0:
+        if self._play_max <= 0:
             return 0.0
-        return math.log1p(self.plays.get(item_id, 0.0) / self._play_scale) / math.log1p(top)
+        scale = self._play_scale
+        return math.log1p(self.plays.get(item_id, 0.0) / scale) / math.log1p(self._play_max / scale)
 
     # -- checkpoint ------------------------------------------------------------
 
@@ -151,4 +178,5 @@ class PartitionModel:
         if n:
             model.mae._mean.update(mean, n)
         model.plays = dict(state["plays"])
+        model._play_max = max(model.plays.values(), default=0.0)
         return model

@@ -78,51 +78,54 @@ def rank(
     if n_titles == 0 or not profiles:
         return [[] for _ in profiles]
     n = len(profiles)
-    user_genres = np.zeros((mats.genres.shape[1], n), dtype=np.float32)
-    user_tags = np.zeros((mats.tags.shape[1], n), dtype=np.float32)
-    for col, profile in enumerate(profiles):
+    user_genres = np.zeros((n, mats.genres.shape[1]), dtype=np.float32)
+    user_tags = np.zeros((n, mats.tags.shape[1]), dtype=np.float32)
+    genre_ids, tag_ids = catalog.genre_ids, catalog.tag_ids
+    for row, profile in enumerate(profiles):
         for name, value in _unit(profile.genres).items():
-            gid = catalog.genre_ids.get(name)
+            gid = genre_ids.get(name)
             if gid is not None:
-                user_genres[gid, col] = value
+                user_genres[row, gid] = value
         for name, value in _unit(profile.tags).items():
-            tid = catalog.tag_ids.get(name)
+            tid = tag_ids.get(name)
             if tid is not None:
-                user_tags[tid, col] = value
+                user_tags[row, tid] = value
 
+    # viewers are rows: (viewers x features) @ (features x titles)
     w = model.weights
-    genre_part = w["genre"] * (mats.genres @ user_genres)
-    tag_part = w["tag"] * np.asarray(mats.tags @ user_tags)
+    genre_part = w["genre"] * np.asarray((mats.genres @ user_genres.T).T)
+    tag_part = w["tag"] * np.asarray((mats.tags @ user_tags.T).T)
     popularity = model.popularity(catalog.ids)
     fresh = _freshness(mats, now_ms)
     shared = w["popularity"] * popularity + w["freshness"] * fresh
-    scores = genre_part + tag_part + shared[:, None]
-    scores[~mats.active, :] = -np.inf
-    for col, profile in enumerate(profiles):
-        for item_id in profile.excluded:
-            idx = catalog.index_of(item_id)
-            if idx is not None:
-                scores[idx, col] = -np.inf
+    shared[~mats.active] = -np.inf
+    scores = genre_part + tag_part + shared[None, :]
+    for row, profile in enumerate(profiles):
+        excluded = [i for i in map(catalog.index_of, profile.excluded) if i is not None]
+        if excluded:
+            scores[row, excluded] = -np.inf
 
     k = min(top_k, n_titles)
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < n_titles else np.tile(np.arange(n_titles), (n, 1))
+    top_scores = np.take_along_axis(scores, top, axis=1)
+    order = np.argsort(-top_scores, axis=1, kind="stable")
+    top = np.take_along_axis(top, order, axis=1)
+    top_scores = np.take_along_axis(top_scores, order, axis=1)
     results: list[list[RankedItem]] = []
-    for col, profile in enumerate(profiles):
-        column = scores[:, col]
-        top = np.argpartition(-column, k - 1)[:k] if k < n_titles else np.arange(n_titles)
-        top = top[np.argsort(-column[top], kind="stable")]
+    for row, profile in enumerate(profiles):
         items: list[RankedItem] = []
-        for idx in top:
-            score = float(column[idx])
-            if not np.isfinite(score):
+        finished = _FinishedIndex(profile, catalog)
+        for idx, score in zip(top[row].tolist(), top_scores[row].tolist(), strict=True):
+            if score == -np.inf:
                 break
             parts = {
-                "genre": float(genre_part[idx, col]),
-                "tag": float(tag_part[idx, col]),
+                "genre": float(genre_part[row, idx]),
+                "tag": float(tag_part[row, idx]),
                 "popularity": float(w["popularity"] * popularity[idx]),
                 "freshness": float(w["freshness"] * fresh[idx]),
             }
-            reasons = explain(profile, catalog, int(idx), parts, mats, now_ms)
-            items.append(RankedItem(catalog.entry(int(idx)).item_id, len(items) + 1, round(score, 4), reasons))
+            reasons = explain(profile, catalog, idx, parts, mats, now_ms, finished)
+            items.append(RankedItem(catalog.ids[idx], len(items) + 1, round(score, 4), reasons))
         results.append(items)
     return results
 
@@ -134,21 +137,28 @@ def _freshness(mats: CatalogMatrices, now_ms: int) -> np.ndarray:
 
 
 def explain(
-    profile: Profile, catalog: Catalog, idx: int, parts: dict[str, float], mats: CatalogMatrices, now_ms: int
+    profile: Profile,
+    catalog: Catalog,
+    idx: int,
+    parts: dict[str, float],
+    mats: CatalogMatrices,
+    now_ms: int,
+    finished: _FinishedIndex | None = None,
 ) -> list[str]:
     """Readable reasons for one pick, strongest contribution first (at most two)."""
     entry = catalog.entry(idx)
+    finished = finished or _FinishedIndex(profile, catalog)
     reasons: list[str] = []
     for feature, value in sorted(parts.items(), key=lambda kv: -kv[1]):
         if value < MIN_REASON or len(reasons) == 2:
             break
         if feature == "genre":
             genre = max(entry.genres, key=lambda g: profile.genres.get(g, 0.0))
-            because = _finished_with(profile, catalog, lambda e, g=genre: g in e.genres)
+            because = finished.by_genre(genre)
             reasons.append(f"because you finished {because}" if because else f"because you watch {genre}")
         elif feature == "tag":
             tag = max(entry.tags, key=lambda t: profile.tags.get(t, 0.0))
-            because = _finished_with(profile, catalog, lambda e, t=tag: t in e.tags)
+            because = finished.by_tag(tag)
             reasons.append(f"because you finished {because}" if because and not reasons else f"because you like {tag}")
         elif feature == "popularity":
             reasons.append("popular right now")
@@ -160,9 +170,23 @@ def explain(
     return reasons
 
 
-def _finished_with(profile: Profile, catalog: Catalog, matches: object) -> str | None:
-    for item_id in profile.finished_titles():
-        entry = catalog.get(item_id)
-        if entry is not None and matches(entry):  # type: ignore[operator]
-            return entry.title
-    return None
+class _FinishedIndex:
+    """The newest finished title per genre and per tag, looked up once per viewer."""
+
+    def __init__(self, profile: Profile, catalog: Catalog) -> None:
+        self.genres: dict[str, str] = {}
+        self.tags: dict[str, str] = {}
+        for item_id in profile.finished_titles():  # newest first: keep the first seen
+            entry = catalog.get(item_id)
+            if entry is None:
+                continue
+            for g in entry.genres:
+                self.genres.setdefault(g, entry.title)
+            for t in entry.tags:
+                self.tags.setdefault(t, entry.title)
+
+    def by_genre(self, genre: str) -> str | None:
+        return self.genres.get(genre)
+
+    def by_tag(self, tag: str) -> str | None:
+        return self.tags.get(tag)
