@@ -1,0 +1,571 @@
+"""The load-test harness: drive the real pipeline, measure it, compare it.
+
+Phases, each on fresh run-scoped topics (the embedded broker slows down as a
+partition accumulates batches, so no phase inherits another's backlog):
+
+1. ``drain``: publish N events first, then start the worker(s) and time how
+   fast they are all applied: the sustainable rate. The same events are
+   drained by a bare Faust agent and a raw aiokafka loop (baselines), and by
+   the pipeline again over the large catalog (catalog scaling).
+2. ``latency``: open loop at half the sustainable rate (or ``--rate``): every
+   snapshot's end-to-end latency (received minus its trigger's publication),
+   throughput, lag, worker CPU and memory, and a tail-fetch probe of the
+   broker per second.
+3. ``learning``: closed loop: viewers pick from the lists they receive and
+   react by their hidden tastes; after each session the list is scored against
+   what the viewer would finish, beside a popularity list and a random list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from stream.broker import EmbeddedBroker, free_port
+from stream.demo import start_worker, stop_process, wait_ready
+from stream.events import interpret
+from stream.profile import Profile
+from stream.settings import Settings
+from stream.topics import CATALOG, EVENTS, RECOMMENDATIONS, create_topics
+from stream.validation import decode_catalog, decode_event
+
+from .measure import ProcSampler, percentiles, trend
+from .population import Population
+
+__all__ = ["Config", "run"]
+
+Progress = Callable[[str, float], None]
+
+
+@dataclass
+class Config:
+    viewers: int = 10_000
+    titles: int = 5_000
+    titles_large: int = 100_000
+    seed: int = 7
+    drain_events: int = 30_000
+    baseline_events: int = 20_000
+    rate: float | None = None
+    duration: float = 30.0
+    workers: int = 1
+    partitions: int = 8
+    learn_viewers: int = 1_000
+    learn_events: int = 32
+    learn_seconds: float = 90.0
+    bootstrap: str | None = None
+    baselines: bool = True
+    scaling: bool = True
+    out_dir: Path = Path("loadtest/results")
+
+
+class Run:
+    def __init__(self, cfg: Config, progress: Progress) -> None:
+        self.cfg = cfg
+        self.progress = progress
+        self.run_id = uuid.uuid4().hex[:6]
+        self.tmp = Path(tempfile.mkdtemp(prefix="stream-loadtest-"))
+        self.broker: EmbeddedBroker | None = None
+        self.bootstrap = cfg.bootstrap or ""
+
+    def __enter__(self) -> Run:
+        if not self.cfg.bootstrap:
+            self.broker = EmbeddedBroker(log_path=self.tmp / "broker.log").start()
+            self.bootstrap = self.broker.bootstrap
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.broker is not None:
+            self.broker.stop()
+
+    def settings(self, tag: str) -> Settings:
+        return Settings(
+            bootstrap=self.bootstrap,
+            topic_prefix=f"lt{self.run_id}-{tag}.",
+            partitions=self.cfg.partitions,
+            web_port=free_port(),
+            data_dir=self.tmp / f"data-{tag}",
+            log_level="warn",
+        )
+
+    # -- plumbing ---------------------------------------------------------------
+
+    async def publish(self, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, linger_ms=20, max_batch_size=1 << 20, compression_type=None
+        )
+        await producer.start()
+        try:
+            for key, value in messages:
+                await producer.send(topic, key=key, value=value)
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    def start_workers(self, settings: Settings, n: int) -> list[subprocess.Popen[bytes]]:
+        procs = []
+        for i in range(n):
+            s = replace(settings, web_port=free_port())
+            proc = start_worker(s, self.tmp / f"{settings.topic_prefix}worker{i}.log")
+            procs.append(proc)
+            wait_ready(s, proc, timeout_s=120)
+        return procs
+
+    async def prepare(self, settings: Settings, pop: Population) -> None:
+        await create_topics(settings)
+        await self.publish(settings.topic(CATALOG), [(e["item_id"].encode(), orjson.dumps(e)) for e in pop.catalog])
+
+    # -- phase 1: drained throughput ------------------------------------------------
+
+    async def drain_pipeline(self, tag: str, pop: Population, events: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+        settings = self.settings(tag)
+        await self.prepare(settings, pop)
+        await self.publish(settings.topic(EVENTS), events)
+        procs = self.start_workers(settings, self.cfg.workers)
+        sampler = ProcSampler([p.pid for p in procs])
+        try:
+            applied: dict[str, int] = {}
+            total = 0
+            first = last = None
+            snapshots = 0
+            consumer = await _tail(settings.bootstrap, settings.topic(RECOMMENDATIONS), from_start=True)
+            deadline = time.monotonic() + 600
+            try:
+                sampler.sample()
+                next_sample = time.monotonic() + 1
+                while total < len(events) and time.monotonic() < deadline:
+                    batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+                    now = time.perf_counter()
+                    for records in batches.values():
+                        for r in records:
+                            snap = orjson.loads(r.value)
+                            user = snap["user_id"]
+                            n = snap["events_applied"]
+                            before = applied.get(user, 0)
+                            if n > before:
+                                total += n - before
+                                applied[user] = n
+                            snapshots += 1
+                            first = first or now
+                            last = now
+                    if time.monotonic() >= next_sample:
+                        sampler.sample()
+                        next_sample += 1
+                    self.progress(f"{tag}: applied", total / len(events))
+            finally:
+                await consumer.stop()
+        finally:
+            for proc in procs:
+                stop_process(proc)
+        elapsed = (last - first) if first and last and last > first else float("nan")
+        return {
+            "events": len(events),
+            "applied": total,
+            "snapshots": snapshots,
+            "elapsed_s": elapsed,
+            "eps": total / elapsed if elapsed == elapsed and elapsed > 0 else 0.0,
+            "worker": sampler.summary(),
+        }
+
+    async def drain_baseline(self, kind: str, events: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+        prefix = f"lt{self.run_id}-{kind}."
+        source, sink = prefix + "in", prefix + "out"
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(t, self.cfg.partitions, 1) for t in (source, sink)])
+        finally:
+            await admin.close()
+        await self.publish(source, events)
+        cmd = [
+            sys.executable, "-m", "loadtest.baselines", kind, "--bootstrap", self.bootstrap,
+            "--source", source, "--sink", sink, "--group", prefix + "group",
+            "--expect", str(len(events)), "--partitions", str(self.cfg.partitions),
+        ]  # fmt: skip
+        log = open(self.tmp / f"{kind}.log", "wb")  # noqa: SIM115 - closed below
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log)
+        try:
+            consumer = await _tail(self.bootstrap, sink, from_start=True)
+            seen = 0
+            first = last = None
+            deadline = time.monotonic() + 600
+            try:
+                while seen < len(events) and time.monotonic() < deadline:
+                    batches = await consumer.getmany(timeout_ms=200, max_records=10000)
+                    now = time.perf_counter()
+                    for records in batches.values():
+                        seen += len(records)
+                        if records:
+                            first = first or now
+                            last = now
+                    self.progress(f"baseline {kind}", seen / len(events))
+            finally:
+                await consumer.stop()
+        finally:
+            stop_process(proc)  # type: ignore[arg-type]
+            log.close()
+        elapsed = (last - first) if first and last and last > first else float("nan")
+        return {"events": len(events), "seen": seen, "elapsed_s": elapsed, "eps": seen / elapsed if elapsed > 0 else 0}
+
+    # -- phase 2: latency under an open-loop rate -----------------------------------
+
+    async def open_loop(self, pop: Population, rate: float, duration: float) -> dict[str, Any]:
+        settings = self.settings("latency")
+        await self.prepare(settings, pop)
+        procs = self.start_workers(settings, self.cfg.workers)
+        sampler = ProcSampler([p.pid for p in procs])
+        rng = random.Random(self.cfg.seed + 1)
+        sent_at: dict[str, float] = {}
+        latencies: list[float] = []
+        per_second: list[dict[str, Any]] = []
+        applied: dict[str, int] = {}
+        state = {"sent": 0, "applied": 0, "snapshots": 0}
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=1)
+        await producer.start()
+        consumer = await _tail(self.bootstrap, settings.topic(RECOMMENDATIONS), from_start=True)
+        probe = await _tail(self.bootstrap, settings.topic(EVENTS), from_start=False, partitions=[0])
+        queue: list[dict[str, Any]] = []
+        t0 = time.perf_counter()
+
+        async def produce() -> None:
+            tick = 0.01
+            due = 0.0
+            while time.perf_counter() - t0 < duration:
+                due += rate * tick
+                while due >= 1:
+                    if not queue:
+                        viewer = pop.viewers[rng.randrange(len(pop.viewers))]
+                        queue.extend(pop.session(viewer, rng.randrange(len(pop.catalog)), rng, _now_ms()))
+                    doc = queue.pop(0)
+                    doc["ts"] = _now_ms()
+                    sent_at[doc["event_id"]] = time.perf_counter()
+                    await producer.send(settings.topic(EVENTS), key=doc["user_id"].encode(), value=orjson.dumps(doc))
+                    state["sent"] += 1
+                    due -= 1
+                await asyncio.sleep(tick)
+
+        async def consume() -> None:
+            bucket: list[float] = []
+            second = 0
+            fetch_ms: float | None = None
+            sampler.sample()
+            while time.perf_counter() - t0 < duration + 5:
+                batches = await consumer.getmany(timeout_ms=20, max_records=5000)
+                now = time.perf_counter()
+                for records in batches.values():
+                    for r in records:
+                        snap = orjson.loads(r.value)
+                        state["snapshots"] += 1
+                        user = snap["user_id"]
+                        n = snap["events_applied"]
+                        if n > applied.get(user, 0):
+                            state["applied"] += n - applied.get(user, 0)
+                            applied[user] = n
+                        sent = sent_at.pop(snap["trigger"]["event_id"], None)
+                        if sent is not None:
+                            ms = (now - sent) * 1000
+                            latencies.append(ms)
+                            bucket.append(ms)
+                if now - t0 >= second + 1:
+                    second += 1
+                    sampler.sample()
+                    if second % 2 == 0:
+                        fetch_ms = await _probe_tail(probe)
+                    cpu = sampler.samples[-1] if sampler.samples else {}
+                    per_second.append(
+                        {
+                            "t": second,
+                            "sent": state["sent"],
+                            "applied": state["applied"],
+                            "lag": state["sent"] - state["applied"],
+                            "snapshots": state["snapshots"],
+                            "latency_ms": percentiles(bucket),
+                            "cpu_percent": cpu.get("cpu_percent"),
+                            "rss_mb": cpu.get("rss_mb"),
+                            "tail_fetch_ms": fetch_ms,
+                        }
+                    )
+                    bucket = []
+                    self.progress("latency", min(1.0, (now - t0) / (duration + 5)))
+                if state["sent"] and state["applied"] >= state["sent"] and now - t0 > duration:
+                    break
+
+        try:
+            await asyncio.gather(produce(), consume())
+        finally:
+            await producer.stop()
+            await consumer.stop()
+            await probe.stop()
+            for proc in procs:
+                stop_process(proc)
+        p50s = [s["latency_ms"]["p50"] for s in per_second if s["latency_ms"]["p50"] is not None]
+        fetches = [s["tail_fetch_ms"] for s in per_second if s["tail_fetch_ms"] is not None]
+        latency_trend, fetch_trend = trend(p50s), trend(fetches)
+        lag_series = [s["lag"] for s in per_second]
+        return {
+            "rate": rate,
+            "duration_s": duration,
+            "sent": state["sent"],
+            "applied": state["applied"],
+            "snapshots": state["snapshots"],
+            "achieved_eps": state["applied"] / duration,
+            "latency_ms": percentiles(latencies),
+            "latencies": latencies,
+            "timeline": per_second,
+            "worker": sampler.summary(),
+            "lag_max": max(lag_series, default=0),
+            "broker_degradation": {
+                "latency_p50_trend": latency_trend,
+                "tail_fetch_ms_trend": fetch_trend,
+                "tail_fetch_ms_last": fetches[-1] if fetches else None,
+                "suspected": bool(
+                    (latency_trend or 0) > 2
+                    and (fetch_trend or 0) > 2
+                    and sampler.summary()["cpu_percent_mean"]
+                    and (sampler.summary()["cpu_percent_mean"] or 0) < 90
+                ),
+            },
+        }
+
+    # -- phase 3: learning in a closed loop -------------------------------------------
+
+    async def closed_loop(self, pop: Population) -> dict[str, Any]:
+        cfg = self.cfg
+        settings = self.settings("learning")
+        await self.prepare(settings, pop)
+        procs = self.start_workers(settings, cfg.workers)
+        rng = random.Random(cfg.seed + 2)
+        viewers = pop.viewers[: cfg.learn_viewers]
+        by_user = {v.user_id: v for v in viewers}
+        for v in viewers:
+            v.tried.clear()
+            v.sent = 0
+        waiting: dict[str, str] = {}
+        latest: dict[str, list[str]] = {}
+        plays: Counter[int] = Counter()
+        measures: list[dict[str, Any]] = []
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=2)
+        await producer.start()
+        consumer = await _tail(self.bootstrap, settings.topic(RECOMMENDATIONS), from_start=True)
+        t0 = time.monotonic()
+        sent = 0
+        applied: dict[str, int] = {}
+        popular: list[int] = []
+        try:
+            while time.monotonic() - t0 < cfg.learn_seconds:
+                idle = [v for v in viewers if v.user_id not in waiting and v.sent < cfg.learn_events]
+                if not idle and not waiting:
+                    break
+                for v in idle:
+                    title = pop.pick(v, latest.get(v.user_id, []), rng)
+                    events = pop.session(v, title, rng, _now_ms())
+                    plays[title] += 1
+                    for doc in events:
+                        await producer.send(settings.topic(EVENTS), key=v.user_id.encode(), value=orjson.dumps(doc))
+                    sent += len(events)
+                    waiting[v.user_id] = events[-1]["event_id"]
+                if len(plays) and (not popular or sent % 50 == 0):
+                    popular = [t for t, _ in plays.most_common(200)]
+                batches = await consumer.getmany(timeout_ms=50, max_records=5000)
+                for records in batches.values():
+                    for r in records:
+                        snap = orjson.loads(r.value)
+                        viewer = by_user.get(snap["user_id"])
+                        if viewer is None:
+                            continue
+                        applied[viewer.user_id] = max(applied.get(viewer.user_id, 0), snap["events_applied"])
+                        items = [i["item_id"] for i in snap["items"]]
+                        latest[viewer.user_id] = items
+                        if waiting.get(viewer.user_id) == snap["trigger"]["event_id"]:
+                            del waiting[viewer.user_id]
+                            k = len(items) or 10
+                            pop_list = [f"t{t:06d}" for t in popular if t not in viewer.tried][:k]
+                            untried = [t for t in range(len(pop.catalog)) if t not in viewer.tried]
+                            rand_list = [f"t{t:06d}" for t in rng.sample(untried, min(k, len(untried)))]
+                            measures.append(
+                                {
+                                    "events": snap["events_applied"],
+                                    "model": pop.hit_rate(viewer, items),
+                                    "popularity": pop.hit_rate(viewer, pop_list),
+                                    "random": pop.hit_rate(viewer, rand_list),
+                                }
+                            )
+                done = sum(min(v.sent, cfg.learn_events) for v in viewers) / (cfg.learn_events * len(viewers))
+                self.progress("learning", done)
+            deadline = time.monotonic() + 15  # let the last sessions land, so every event is accounted for
+            while sum(applied.values()) < sent and time.monotonic() < deadline:
+                batches = await consumer.getmany(timeout_ms=100, max_records=5000)
+                for records in batches.values():
+                    for r in records:
+                        snap = orjson.loads(r.value)
+                        user = snap["user_id"]
+                        applied[user] = max(applied.get(user, 0), snap["events_applied"])
+        finally:
+            await producer.stop()
+            await consumer.stop()
+            for proc in procs:
+                stop_process(proc)
+        return {
+            "viewers": len(viewers),
+            "events_sent": sent,
+            "events_applied": sum(applied.values()),
+            "measures": measures,
+            **_learning_summary(measures),
+        }
+
+
+def _learning_summary(measures: list[dict[str, Any]], at: int = 30) -> dict[str, Any]:
+    curve = []
+    for low in range(0, 40, 5):
+        window = [m for m in measures if low < m["events"] <= low + 5]
+        if window:
+            curve.append(
+                {
+                    "events": low + 5,
+                    **{k: float(np.mean([m[k] for m in window])) for k in ("model", "popularity", "random")},
+                }
+            )
+    near = [m for m in measures if at - 3 <= m["events"] <= at + 5]
+    after = {k: (float(np.mean([m[k] for m in near])) if near else None) for k in ("model", "popularity", "random")}
+    return {"curve": curve, "after_events": at, "after": after, "samples_after": len(near)}
+
+
+def state_bytes(pop: Population, samples: int = 2000, events_each: int = 30) -> dict[str, Any]:
+    """Serialised and in-memory bytes of viewer state, for 10,000 and 100,000 viewers.
+
+    ``samples`` profiles are built by the real code from ``events_each`` events
+    each; the table (key bytes -> value bytes, as the worker's store holds it)
+    is then filled with 10k and 100k of them under distinct keys and measured.
+    """
+    rng = random.Random(11)
+    titles = {e["item_id"]: decode_catalog(e["item_id"].encode(), orjson.dumps(e)) for e in pop.catalog}
+    values = []
+    for v in pop.viewers[:samples]:
+        profile = Profile(v.user_id)
+        n = 0
+        while profile.applied < events_each:
+            for doc in pop.session(v, rng.randrange(len(pop.catalog)), rng, _now_ms()):
+                ev = decode_event(doc["user_id"].encode(), orjson.dumps(doc))
+                profile.apply(ev, interpret(ev, profile.paused), titles[ev.item_id], offset=n)  # type: ignore[arg-type]
+                n += 1
+        values.append(profile.dumps())
+    sizes = [len(v) for v in values]
+    out: dict[str, Any] = {"serialised_mean": float(np.mean(sizes)), "serialised_max": max(sizes)}
+    for count in (10_000, 100_000):
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        table = {f"u{i:07d}".encode(): bytes(values[i % len(values)]) for i in range(count)}
+        used = tracemalloc.get_traced_memory()[0] - base
+        tracemalloc.stop()
+        out[str(count)] = used / count
+        del table
+    return out
+
+
+async def _tail(bootstrap: str, topic: str, from_start: bool, partitions: list[int] | None = None) -> AIOKafkaConsumer:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20)
+    await consumer.start()
+    parts = consumer.partitions_for_topic(topic)
+    for _ in range(50):
+        if parts:
+            break
+        await asyncio.sleep(0.1)
+        await consumer._client.force_metadata_update()
+        parts = consumer.partitions_for_topic(topic)
+    tps = [TopicPartition(topic, p) for p in (partitions if partitions is not None else sorted(parts or {0}))]
+    consumer.assign(tps)
+    if from_start:
+        await consumer.seek_to_beginning(*tps)
+    else:
+        await consumer.seek_to_end(*tps)
+    return consumer
+
+
+async def _probe_tail(consumer: AIOKafkaConsumer) -> float | None:
+    """Milliseconds to fetch the newest record of one events partition: grows as the broker degrades."""
+    tp = next(iter(consumer.assignment()))
+    try:
+        end = (await consumer.end_offsets([tp]))[tp]
+        if end == 0:
+            return None
+        consumer.seek(tp, max(0, end - 1))
+        start = time.perf_counter()
+        await consumer.getmany(tp, timeout_ms=1000, max_records=1)
+        return (time.perf_counter() - start) * 1000
+    except Exception:
+        return None
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def drain_events(pop: Population, n: int, seed: int) -> list[tuple[bytes, bytes]]:
+    """``n`` realistic events (whole sessions of random viewers and titles), encoded."""
+    rng = random.Random(seed)
+    out: list[tuple[bytes, bytes]] = []
+    saved = [(v.sent, set(v.tried)) for v in pop.viewers]
+    while len(out) < n:
+        viewer = pop.viewers[rng.randrange(len(pop.viewers))]
+        for doc in pop.session(viewer, rng.randrange(len(pop.catalog)), rng, _now_ms()):
+            out.append((doc["user_id"].encode(), orjson.dumps(doc)))
+    for viewer, (sent, tried) in zip(pop.viewers, saved, strict=True):
+        viewer.sent, viewer.tried = sent, tried
+    return out[:n]
+
+
+async def run(cfg: Config, progress: Progress) -> dict[str, Any]:
+    """All phases; returns the report (see loadtest/README or the module docstring)."""
+    started = time.time()
+    progress("building population", 0.0)
+    pop = Population(cfg.viewers, cfg.titles, cfg.seed)
+    events = drain_events(pop, cfg.drain_events, cfg.seed)
+    report: dict[str, Any] = {"schema_version": 1, "config": {k: str(v) for k, v in asdict(cfg).items()}}
+    with Run(cfg, progress) as run_:
+        pipeline = await run_.drain_pipeline("drain", pop, events)
+        report["drain"] = pipeline
+        sustainable = pipeline["eps"]
+        report["sustainable_eps"] = sustainable
+        baselines: dict[str, Any] = {}
+        if cfg.baselines:
+            base_events = events[: cfg.baseline_events]
+            faust = await run_.drain_baseline("faust", base_events)
+            raw = await run_.drain_baseline("aiokafka", base_events)
+            baselines = {"faust_eps": faust["eps"], "aiokafka_eps": raw["eps"], "faust": faust, "aiokafka": raw}
+            baselines["ratio_to_faust"] = sustainable / faust["eps"] if faust["eps"] else None
+            baselines["ratio_to_aiokafka"] = sustainable / raw["eps"] if raw["eps"] else None
+        report["baselines"] = baselines
+        scaling = {str(cfg.titles): sustainable}
+        if cfg.scaling:
+            large = Population(min(cfg.viewers, 10_000), cfg.titles_large, cfg.seed)
+            big = await run_.drain_pipeline("large", large, drain_events(large, cfg.drain_events, cfg.seed))
+            scaling[str(cfg.titles_large)] = big["eps"]
+            scaling["ratio"] = big["eps"] / sustainable if sustainable else None
+        report["catalog_scaling"] = scaling
+        rate = cfg.rate or max(50.0, round(sustainable / 2))
+        latency = await run_.open_loop(pop, rate, cfg.duration)
+        report["latency_ms"] = {**latency["latency_ms"], "rate": rate}
+        report["latency"] = latency
+        learning = await run_.closed_loop(pop)
+        report["learning"] = {"model": learning["after"]["model"], "popularity": learning["after"]["popularity"],
+                              "random": learning["after"]["random"], **learning}  # fmt: skip
+    report["events_sent"] = pipeline["events"] + latency["sent"] + learning["events_sent"]
+    report["events_applied"] = pipeline["applied"] + latency["applied"] + learning["events_applied"]
+    report["bytes_per_viewer"] = state_bytes(pop)
+    report["elapsed_s"] = time.time() - started
+    return report
