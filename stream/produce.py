@@ -2,10 +2,10 @@
 
 Each line is one message. Its shape says where it goes:
 
-- a playback event (has ``event_id`` and ``type``) goes to ``playback-events``, keyed by ``user_id``;
-- a catalog entry (has ``title``) goes to ``catalog``, keyed by ``item_id``;
-- ``{"retire": "<item_id>"}`` publishes a tombstone that retires that title;
-- a viewer command (has ``command``) goes to ``user-commands``, keyed by ``user_id``.
+- a playback event (has ``event_id``) goes to ``playback-events``, keyed by ``user_id``;
+- else a catalog entry (has ``title``) goes to ``catalog``, keyed by ``item_id``;
+- else a viewer command (has ``command``) goes to ``user-commands``, keyed by ``user_id``;
+- ``{"retire": "<item_id>"}`` (that field alone) publishes a tombstone that retires that title.
 
 Lines are validated against the topic's schema first; a rejected line is
 reported with its number and reason and not published.
@@ -41,17 +41,9 @@ def route(line: str) -> tuple[str, bytes, bytes | None]:
         raise InvalidMessage(f"expected one JSON object per line; got invalid JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise InvalidMessage(f"expected a JSON object; got {type(doc).__name__}")
-    if "retire" in doc:
-        item = doc["retire"]
-        if not isinstance(item, str) or not item:
-            raise InvalidMessage(f"retire: expected a title id; got {item!r}")
-        return CATALOG, item.encode(), None
     value = orjson.dumps(doc)
-    if "command" in doc:
-        key = _key(doc, "user_id", "a viewer command")
-        decode_command(key, value)
-        return COMMANDS, key, value
-    if "event_id" in doc or "type" in doc:
+    # the identifying field decides; the schemas allow unknown extra fields, so others may be present
+    if "event_id" in doc:
         key = _key(doc, "user_id", "a playback event")
         decode_event(key, value)
         return EVENTS, key, value
@@ -59,9 +51,18 @@ def route(line: str) -> tuple[str, bytes, bytes | None]:
         key = _key(doc, "item_id", "a catalog entry")
         decode_catalog(key, value)
         return CATALOG, key, value
+    if "command" in doc:
+        key = _key(doc, "user_id", "a viewer command")
+        decode_command(key, value)
+        return COMMANDS, key, value
+    if set(doc) == {"retire"}:
+        item = doc["retire"]
+        if not isinstance(item, str) or not item:
+            raise InvalidMessage(f"retire: expected a title id; got {item!r}")
+        return CATALOG, item.encode(), None
     raise InvalidMessage(
-        "expected a playback event (event_id, type), a catalog entry (title), "
-        f"a command (command) or a retirement (retire); got fields {sorted(doc)}"
+        "expected a playback event (event_id), a catalog entry (title), "
+        f'a command (command) or a retirement ({{"retire": id}}); got fields {sorted(doc)}'
     )
 
 

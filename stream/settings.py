@@ -108,7 +108,7 @@ class Settings:
                 "STREAM_SESSION_TIMEOUT_S must exceed three heartbeats "
                 f"(STREAM_HEARTBEAT_S={self.heartbeat_s}), got {self.session_timeout_s}"
             )
-        if self.log_level not in ("debug", "info", "warn", "error", "crit"):
+        if self.log_level not in ("debug", "info", "warn", "error"):
             raise SettingsError(f"STREAM_LOG_LEVEL must be debug, info, warn or error, got {self.log_level!r}")
 
 

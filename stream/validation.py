@@ -48,6 +48,8 @@ MAX_TS = 4102444800000  # 2100-01-01
 MAX_SECONDS = 86400.0
 MAX_ID = 128
 _T = TypeVar("_T")
+#: A field that is absent (null is present, and is rejected where the schema has no null).
+_MISSING: Any = object()
 
 
 class InvalidMessage(ValueError):
@@ -108,6 +110,10 @@ def _required(value: _T | None) -> _T:
     return value
 
 
+def _got(value: Any) -> str:
+    return "null" if value is None else f"{_kind(value)} {_show(value)}"
+
+
 def _kind(value: Any) -> str:
     if value is None:
         return "null"
@@ -147,37 +153,39 @@ def _load(key: bytes | None, value: bytes | None, max_bytes: int) -> tuple[str, 
 
 
 def _id(doc: dict[str, Any], field: str, required: bool = True) -> str | None:
-    value = doc.get(field)
-    if value is None:
+    value = doc.get(field, _MISSING)
+    if value is _MISSING:
         if required:
             raise InvalidMessage(f"{field}: expected a non-empty string; it is missing")
         return None
     if not isinstance(value, str):
-        raise InvalidMessage(f"{field}: expected a string; got {_kind(value)} {_show(value)}")
+        raise InvalidMessage(f"{field}: expected a string; got {_got(value)}")
     if not 0 < len(value) <= MAX_ID:
         raise InvalidMessage(f"{field}: expected 1-{MAX_ID} characters; got {len(value)}")
     return value
 
 
 def _ts(doc: dict[str, Any], field: str = "ts", required: bool = True, low: int = MIN_TS) -> int | None:
-    value = doc.get(field)
-    if value is None:
+    value = doc.get(field, _MISSING)
+    if value is _MISSING:
         if required:
             raise InvalidMessage(f"{field}: expected integer epoch milliseconds; it is missing")
         return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON Schema counts 1767225600000.0 as an integer too
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidMessage(f"{field}: expected integer epoch milliseconds; got {_kind(value)} {_show(value)}")
+        raise InvalidMessage(f"{field}: expected integer epoch milliseconds; got {_got(value)}")
     if not low <= value <= MAX_TS:
         raise InvalidMessage(f"{field}: expected epoch milliseconds between {low} and {MAX_TS}; got {value}")
     return value
 
 
 def _seconds(doc: dict[str, Any], field: str, low: float, strict_low: bool = False) -> float | None:
-    value = doc.get(field)
-    if value is None:
+    value = doc.get(field, _MISSING)
+    if value is _MISSING:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidMessage(f"{field}: expected a number of seconds; got {_kind(value)} {_show(value)}")
+        raise InvalidMessage(f"{field}: expected a number of seconds; got {_got(value)}")
     number = float(value)
     if not math.isfinite(number) or number > MAX_SECONDS or number < low or (strict_low and number == low):
         bound = f"more than {low:g}" if strict_low else f"at least {low:g}"
@@ -188,30 +196,40 @@ def _seconds(doc: dict[str, Any], field: str, low: float, strict_low: bool = Fal
 def _enum(
     doc: dict[str, Any], field: str, allowed: frozenset[str], order: tuple[str, ...], required: bool
 ) -> str | None:
-    value = doc.get(field)
-    if value is None:
+    value = doc.get(field, _MISSING)
+    if value is _MISSING:
         if required:
             raise InvalidMessage(f"{field}: expected one of {', '.join(order)}; it is missing")
         return None
     if not isinstance(value, str) or value not in allowed:
-        raise InvalidMessage(f"{field}: expected one of {', '.join(order)}; got {_show(value)}")
+        got = _show(value) if isinstance(value, str) else _got(value)
+        raise InvalidMessage(f"{field}: expected one of {', '.join(order)}; got {got}")
     return value
 
 
 def _strings(doc: dict[str, Any], field: str, max_items: int, min_items: int = 0, max_len: int = 64) -> tuple[str, ...]:
-    value = doc.get(field)
-    if value is None:
+    value = doc.get(field, _MISSING)
+    if value is _MISSING:
         if min_items:
             raise InvalidMessage(f"{field}: expected a list of at least {min_items} strings; it is missing")
         return ()
     if not isinstance(value, list):
-        raise InvalidMessage(f"{field}: expected a list of strings; got {_kind(value)} {_show(value)}")
+        raise InvalidMessage(f"{field}: expected a list of strings; got {_got(value)}")
     if not min_items <= len(value) <= max_items:
         raise InvalidMessage(f"{field}: expected {min_items}-{max_items} strings; got {len(value)}")
     for item in value:
         if not isinstance(item, str) or not 0 < len(item) <= max_len:
             raise InvalidMessage(f"{field}: expected strings of 1-{max_len} characters; got {_show(item)}")
     return tuple(value)
+
+
+def _short_text(doc: dict[str, Any], field: str) -> str | None:
+    value = doc.get(field, _MISSING)
+    if value is _MISSING:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_ID:
+        raise InvalidMessage(f"{field}: expected a string of at most {MAX_ID} characters; got {_got(value)}")
+    return value
 
 
 def decode_event(key: bytes | None, value: bytes | None, max_bytes: int = 16384) -> PlaybackEvent:
@@ -233,12 +251,8 @@ def decode_event(key: bytes | None, value: bytes | None, max_bytes: int = 16384)
     if kind in _NEEDS_OFFSET and offset is None:
         raise InvalidMessage(f"offset_s: expected the seconds moved for a {kind} event; it is missing")
     device = _enum(doc, "device", _DEVICES, DEVICES, required=False)
-    session_id = doc.get("session_id")
-    if session_id is not None and (not isinstance(session_id, str) or len(session_id) > MAX_ID):
-        raise InvalidMessage(f"session_id: expected a string of at most {MAX_ID} characters; got {_show(session_id)}")
-    artwork_id = doc.get("artwork_id")
-    if artwork_id is not None and (not isinstance(artwork_id, str) or len(artwork_id) > MAX_ID):
-        raise InvalidMessage(f"artwork_id: expected a string of at most {MAX_ID} characters; got {_show(artwork_id)}")
+    session_id = _short_text(doc, "session_id")
+    artwork_id = _short_text(doc, "artwork_id")
     return PlaybackEvent(
         event_id,
         user_id,
@@ -264,7 +278,8 @@ def decode_catalog(key: bytes | None, value: bytes | None, max_bytes: int = 6553
         raise InvalidMessage(f"item_id: expected the message key {_show(key_text)}; got {_show(item_id)}")
     title = doc.get("title")
     if not isinstance(title, str) or not 0 < len(title) <= 512:
-        raise InvalidMessage(f"title: expected a string of 1-512 characters; got {_kind(title)} {_show(title)}")
+        shown = "it is missing" if title is None and "title" not in doc else f"got {_got(title)}"
+        raise InvalidMessage(f"title: expected a string of 1-512 characters; {shown}")
     genres = _strings(doc, "genres", 16, min_items=1)
     tags = _strings(doc, "tags", 64)
     duration = _seconds(doc, "duration_s", 0.0, strict_low=True)
