@@ -28,6 +28,10 @@ test-unit: $(STAMP)
 test-broker: $(STAMP)
 	$(BIN)/pytest -m broker
 
+# The standard load-test profile (under five minutes): report and plots in loadtest/results/.
+bench: $(STAMP)
+	$(BIN)/python -m loadtest --out loadtest/results
+
 lint: $(STAMP)
 	$(BIN)/ruff check stream tests loadtest
 	$(BIN)/ruff format --check stream tests loadtest

@@ -6,21 +6,23 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .harness import Config, run
 from .report import summary, write
 
 
-def _progress() -> object:
-    state = {"label": "", "t": 0.0}
+def _progress() -> Callable[[str, float], None]:
+    last = {"label": ""}
+    shown_at = [0.0]
 
     def show(label: str, fraction: float) -> None:
         now = time.monotonic()
-        if label == state["label"] and now - state["t"] < 0.25 and fraction < 1:
+        if label == last["label"] and now - shown_at[0] < 0.25 and fraction < 1:
             return
-        state.update(label=label, t=now)
+        last["label"] = label
+        shown_at[0] = now
         width = 30
         filled = int(width * max(0.0, min(1.0, fraction)))
         sys.stderr.write(f"\r{label[:28]:<28} [{'#' * filled}{'.' * (width - filled)}] {fraction:5.0%}")
@@ -67,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         scaling=not args.no_scaling,
         out_dir=args.out,
     )
-    report = asyncio.run(run(cfg, _progress()))  # type: ignore[arg-type]
+    report = asyncio.run(run(cfg, _progress()))
     sys.stderr.write("\n")
     stem = time.strftime("report-%Y%m%d-%H%M%S")
     paths = write(report, args.out, stem)

@@ -217,7 +217,7 @@ class Run:
             finally:
                 await consumer.stop()
         finally:
-            stop_process(proc)  # type: ignore[arg-type]
+            stop_process(proc)
             log.close()
         elapsed = (last - first) if first and last and last > first else float("nan")
         return {"events": len(events), "seen": seen, "elapsed_s": elapsed, "eps": seen / elapsed if elapsed > 0 else 0}

@@ -112,6 +112,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=0, help="stop after this many snapshots (0: never)")
     p.set_defaults(func=_cmd_watch)
 
+    sub.add_parser("loadtest", help="the load-test harness (python -m loadtest; see stream loadtest --help)")
+
     p = sub.add_parser("demo", help="broker, topics, worker and simulated viewers in one command")
     p.add_argument("--duration", type=float, default=60.0, help="seconds of simulated viewing (default 60)")
     p.add_argument("--port", type=int, default=0, help="embedded broker port (default: a free one)")
@@ -120,6 +122,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["loadtest"]:  # its own options, parsed by the harness
+        from loadtest.__main__ import main as loadtest_main
+
+        return loadtest_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
