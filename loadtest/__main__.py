@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -50,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--out", type=Path, default=Path("loadtest/results"))
     args = p.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the broker and workers this run started are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     cfg = Config(
         viewers=args.viewers,
         titles=args.titles,

@@ -53,6 +53,7 @@ class Catalog:
         self._release: list[float] = []
         self.version = 0
         self._cached: CatalogMatrices | None = None
+        self._fresh: tuple[int, int, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return sum(self._active)
@@ -119,6 +120,20 @@ class Catalog:
             self._active[idx] = False
             self.version += 1
             self._cached = None
+
+    def freshness(self, now_ms: int, half_life_days: float) -> np.ndarray:
+        """Per title: 1 when released now, halving every ``half_life_days``; 0 when unknown.
+
+        Cached per catalog version and minute: it changes slowly and costs O(titles).
+        """
+        minute = now_ms // 60_000
+        if self._fresh is not None and self._fresh[:2] == (self.version, minute):
+            return self._fresh[2]
+        release = self.matrices().release_ts
+        age_days = np.maximum(0.0, (minute * 60_000 - release) / 86_400_000)
+        fresh = np.nan_to_num(np.power(0.5, age_days / half_life_days), nan=0.0).astype(np.float32)
+        self._fresh = (self.version, minute, fresh)
+        return fresh
 
     def matrices(self) -> CatalogMatrices:
         """The catalog's feature matrices, rebuilt only after a change."""

@@ -274,6 +274,8 @@ async def _publish_catalog(settings: Settings) -> None:
 
 
 def run_demo(settings: Settings, duration: float = 60.0, port: int = 0) -> int:
+    # SIGTERM unwinds like Ctrl-C, so the broker and worker this demo started are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     workdir = Path(tempfile.mkdtemp(prefix="stream-demo-"))
     broker = EmbeddedBroker(port=port or None, log_path=workdir / "broker.log")
     worker: subprocess.Popen[bytes] | None = None

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .candidates import CandidateIndex
 from .catalog import Catalog, CatalogMatrices
 from .model import FRESH_DAYS, PartitionModel
 from .profile import Profile
@@ -21,6 +22,8 @@ from .profile import Profile
 __all__ = ["RankedItem", "rank", "viewer_features"]
 
 WEEK_MS = 7 * 86_400_000
+#: Above this many titles, only each viewer's candidates are scored (see stream.candidates).
+LARGE_CATALOG = 20_000
 #: A feature must add at least this much to a score to be given as a reason.
 MIN_REASON = 0.05
 
@@ -91,36 +94,33 @@ def rank(
             if tid is not None:
                 user_tags[row, tid] = value
 
-    # viewers are rows: (viewers x features) @ (features x titles)
     w = model.weights
-    genre_part = w["genre"] * np.asarray((mats.genres @ user_genres.T).T)
-    tag_part = w["tag"] * np.asarray((mats.tags @ user_tags.T).T)
     popularity = model.popularity(catalog.ids)
-    fresh = _freshness(mats, now_ms)
+    fresh = catalog.freshness(now_ms, FRESH_DAYS)
     shared = w["popularity"] * popularity + w["freshness"] * fresh
     shared[~mats.active] = -np.inf
-    scores = genre_part + tag_part + shared[None, :]
-    for row, profile in enumerate(profiles):
-        excluded = [i for i in map(catalog.index_of, profile.excluded) if i is not None]
-        if excluded:
-            scores[row, excluded] = -np.inf
-
     k = min(top_k, n_titles)
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < n_titles else np.tile(np.arange(n_titles), (n, 1))
-    top_scores = np.take_along_axis(scores, top, axis=1)
-    order = np.argsort(-top_scores, axis=1, kind="stable")
-    top = np.take_along_axis(top, order, axis=1)
-    top_scores = np.take_along_axis(top_scores, order, axis=1)
+    if n_titles > LARGE_CATALOG:
+        index = _candidate_index(model)
+        index.refresh(mats, shared)
+        picks = [
+            _top_of_rows(index.for_viewer(p, catalog.genre_ids, catalog.tag_ids), user_genres[r], user_tags[r],
+                         p, catalog, mats, w, shared, k)
+            for r, p in enumerate(profiles)
+        ]  # fmt: skip
+    else:
+        picks = _top_of_all(profiles, user_genres, user_tags, catalog, mats, w, shared, k)
+
     results: list[list[RankedItem]] = []
-    for row, profile in enumerate(profiles):
+    for profile, (rows, row_scores, genre_vals, tag_vals) in zip(profiles, picks, strict=True):
         items: list[RankedItem] = []
         finished = _FinishedIndex(profile, catalog)
-        for idx, score in zip(top[row].tolist(), top_scores[row].tolist(), strict=True):
+        for j, (idx, score) in enumerate(zip(rows.tolist(), row_scores.tolist(), strict=True)):
             if score == -np.inf:
                 break
             parts = {
-                "genre": float(genre_part[row, idx]),
-                "tag": float(tag_part[row, idx]),
+                "genre": float(genre_vals[j]),
+                "tag": float(tag_vals[j]),
                 "popularity": float(w["popularity"] * popularity[idx]),
                 "freshness": float(w["freshness"] * fresh[idx]),
             }
@@ -130,10 +130,73 @@ def rank(
     return results
 
 
-def _freshness(mats: CatalogMatrices, now_ms: int) -> np.ndarray:
-    age_days = np.maximum(0.0, (now_ms - mats.release_ts) / 86_400_000)
-    fresh = np.power(0.5, age_days / FRESH_DAYS)
-    return np.nan_to_num(fresh, nan=0.0).astype(np.float32)
+_Picks = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _top_of_all(
+    profiles: Sequence[Profile],
+    user_genres: np.ndarray,
+    user_tags: np.ndarray,
+    catalog: Catalog,
+    mats: CatalogMatrices,
+    w: dict[str, float],
+    shared: np.ndarray,
+    k: int,
+) -> list[_Picks]:
+    """Score every title for every viewer: (viewers x features) @ (features x titles)."""
+    n, n_titles = len(profiles), len(shared)
+    genre_part = w["genre"] * np.asarray((mats.genres @ user_genres.T).T)
+    tag_part = w["tag"] * np.asarray((mats.tags @ user_tags.T).T)
+    scores = genre_part + tag_part + shared[None, :]
+    for row, profile in enumerate(profiles):
+        excluded = [i for i in map(catalog.index_of, profile.excluded) if i is not None]
+        if excluded:
+            scores[row, excluded] = -np.inf
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < n_titles else np.tile(np.arange(n_titles), (n, 1))
+    top_scores = np.take_along_axis(scores, top, axis=1)
+    order = np.argsort(-top_scores, axis=1, kind="stable")
+    top = np.take_along_axis(top, order, axis=1)
+    return [
+        (
+            top[r],
+            np.take_along_axis(top_scores, order, axis=1)[r],
+            genre_part[r, top[r]],
+            tag_part[r, top[r]],
+        )
+        for r in range(n)
+    ]
+
+
+def _top_of_rows(
+    rows: np.ndarray,
+    user_genres: np.ndarray,
+    user_tags: np.ndarray,
+    profile: Profile,
+    catalog: Catalog,
+    mats: CatalogMatrices,
+    w: dict[str, float],
+    shared: np.ndarray,
+    k: int,
+) -> _Picks:
+    """Score only the candidate ``rows`` for one viewer."""
+    genre_part = w["genre"] * np.asarray(mats.genres[rows] @ user_genres).ravel()
+    tag_part = w["tag"] * np.asarray(mats.tags[rows] @ user_tags).ravel()
+    scores = genre_part + tag_part + shared[rows]
+    excluded = [i for i in map(catalog.index_of, profile.excluded) if i is not None]
+    if excluded:
+        scores[np.isin(rows, excluded)] = -np.inf
+    k = min(k, len(rows))
+    top = np.argpartition(-scores, k - 1)[:k] if k < len(rows) else np.arange(len(rows))
+    top = top[np.argsort(-scores[top], kind="stable")]
+    return rows[top], scores[top], genre_part[top], tag_part[top]
+
+
+def _candidate_index(model: PartitionModel) -> CandidateIndex:
+    index = getattr(model, "_candidates", None)
+    if index is None:
+        index = CandidateIndex()
+        model._candidates = index  # type: ignore[attr-defined]  # derived data, never checkpointed
+    return index
 
 
 def explain(

@@ -187,3 +187,40 @@ def test_a_batch_gives_one_snapshot_per_viewer_reflecting_all_its_events() -> No
     store.update(result.profiles)
     again = proc.process(batch[:3], store.get, PartitionModel())
     assert again.applied == 0 and again.duplicates == 3 and again.snapshots == []
+
+
+def test_candidates_on_a_large_catalog_find_what_scoring_every_title_finds(monkeypatch: pytest.MonkeyPatch) -> None:
+    import stream.ranking as ranking
+
+    rng = random.Random(9)
+    cat, model = Catalog(), PartitionModel()
+    genres = [f"g{i}" for i in range(20)]
+    for n in range(25_000):
+        cat.upsert(
+            CatalogEntry(
+                f"x{n}",
+                f"X {n}",
+                tuple(rng.sample(genres, rng.randint(1, 3))),
+                tuple(f"tag{rng.randrange(300)}" for _ in range(3)),
+                3000.0,
+                T0 - rng.randrange(2000) * DAY,
+            )
+        )
+    for _ in range(3000):
+        model.record_start(f"x{rng.randrange(25_000)}")
+    viewers = []
+    for v in range(20):
+        p = Profile(f"u{v}")
+        for n in range(8):
+            watched(p, cat, rng.choice(["complete", "skip", "thumbs_up"]), f"x{rng.randrange(25_000)}", n, 0.05)
+        viewers.append(p)
+    with_candidates = rank(viewers, cat, model, top_k=10, now_ms=T0)
+    monkeypatch.setattr(ranking, "LARGE_CATALOG", 10**9)
+    exact = rank(viewers, cat, model, top_k=10, now_ms=T0)
+    overlap = [
+        len({i.item_id for i in a} & {i.item_id for i in b}) / 10 for a, b in zip(with_candidates, exact, strict=True)
+    ]
+    quality = [sum(i.score for i in a) / sum(i.score for i in b) for a, b in zip(with_candidates, exact, strict=True)]
+    # an approximation, on purpose: most of the exact top 10, and lists nearly as good
+    assert sum(overlap) / len(overlap) >= 0.8, overlap
+    assert min(quality) >= 0.9 and sum(quality) / len(quality) >= 0.97, quality
