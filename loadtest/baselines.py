@@ -113,7 +113,9 @@ def main() -> int:
 
     app = faust_app(args.bootstrap, args.group, args.source, args.sink, args.partitions)
     sys.argv = sys.argv[:1]
-    Worker(app, loglevel="warn", quiet=True).execute_from_commandline()  # type: ignore[arg-type]
+    worker = Worker(app, loglevel="warn", quiet=True)  # type: ignore[arg-type]
+    worker.spinner = None  # as the stream worker does: the spinner turns on every debug record
+    worker.execute_from_commandline()
     return 0
 
 

@@ -469,7 +469,7 @@ def state_bytes(pop: Population, samples: int = 2000, events_each: int = 30) -> 
     for count in (10_000, 100_000):
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
-        table = {f"u{i:07d}".encode(): bytes(values[i % len(values)]) for i in range(count)}
+        table = {f"u{i:07d}".encode(): bytes(bytearray(values[i % len(values)])) for i in range(count)}  # own copies
         used = tracemalloc.get_traced_memory()[0] - base
         tracemalloc.stop()
         out[str(count)] = used / count

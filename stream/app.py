@@ -2,7 +2,7 @@
 
 Shape of a worker::
 
-    playback-events --(per-partition batches)--> process_events --> recommendations
+    playback-events --(batches, split by partition)--> process_events --> recommendations
           |                                        |   |
           |                       profiles table <-+   +-> models table (checkpoints)
           +--(rejects)--> playback-events-dlq
@@ -12,9 +12,9 @@ Shape of a worker::
 State lives in two changelog-backed tables, both co-partitioned with
 ``playback-events``: ``profiles`` (one row per viewer) and ``models`` (one
 row per partition: what that partition's viewers taught the model). Writes
-name the partition explicitly: batches are taken per partition
-(``isolated_partitions``), so each write goes to the changelog partition of
-the events it reflects and moves with it on a rebalance.
+name the partition explicitly: a batch is split by partition, and each write
+goes to the changelog partition of the events it reflects, so state moves with
+its partition on a rebalance.
 """
 
 from __future__ import annotations
@@ -113,50 +113,59 @@ class StreamApp:
         raw = self.profiles.data.get(user_id.encode())
         return Profile.loads(raw) if raw else None
 
-    def _write(self, table: faust.types.TableT, partition: int, key: bytes, value: bytes) -> None:
+    async def _write(self, table: faust.types.TableT, partition: int, key: bytes, value: bytes) -> None:
         # ``table[key] = value`` would take the partition from the "current event",
-        # which a batch does not have; name it instead (the events' partition).
+        # which a batch does not have; the write names the events' partition instead,
+        # so state moves with its partition. Faust flushes the producer before it
+        # commits offsets, so an event's offset is never committed before its state.
         table.data[key] = value
-        table.send_changelog(partition, key, value)
+        await self.app.producer.send(table.changelog_topic.get_topic_name(), key, value, partition, None, None)
 
     async def _process_events(self, stream: faust.StreamT) -> None:
         s = self.settings
         await self.catalog_ready.wait()
-        producer = self.app.producer
         batches = stream.take_events(s.batch_max, within=s.batch_within_ms / 1000.0)  # type: ignore[attr-defined]
         async for events in batches:
-            partition = events[0].message.partition
-            model = self._model_for(partition)
-            messages = [
-                RawMessage(e.message.key, e.message.value, e.message.topic, e.message.partition, e.message.offset)
-                for e in events
-            ]
-            result = self.processor.process(messages, self._load_profile, model)
-            for user_id, profile in result.profiles.items():
-                self._write(self.profiles, partition, user_id.encode(), profile.dumps())
-            for user_id, snapshot in result.snapshots:
-                await producer.send(self.recommendations_name, user_id.encode(), snapshot, None, None, None)
-            for key, record in result.dead_letters:
-                await producer.send(s.topic(EVENTS) + "-dlq", key, record, None, None, None)
-            if time.monotonic() - self._checkpointed.get(partition, 0.0) >= s.checkpoint_s:
-                self._checkpoint(partition)
-            c = self.counters
-            c["applied"] += result.applied
-            c["duplicates"] += result.duplicates
-            c["dead_letters"] += len(result.dead_letters)
-            c["snapshots"] += len(result.snapshots)
-            c["batches"] += 1
+            # one batch may span partitions; each partition has its own model and changelog partition
+            by_partition: dict[int, list[RawMessage]] = {}
+            for e in events:
+                m = e.message
+                by_partition.setdefault(m.partition, []).append(
+                    RawMessage(m.key, m.value, m.topic, m.partition, m.offset)
+                )
+            for partition, messages in by_partition.items():
+                await self._process_partition(partition, messages)
+            self.counters["batches"] += 1
 
-    def _checkpoint(self, partition: int) -> None:
+    async def _process_partition(self, partition: int, messages: list[RawMessage]) -> None:
+        s = self.settings
+        producer = self.app.producer
+        model = self._model_for(partition)
+        result = self.processor.process(messages, self._load_profile, model)
+        for user_id, profile in result.profiles.items():
+            await self._write(self.profiles, partition, user_id.encode(), profile.dumps())
+        for user_id, snapshot in result.snapshots:
+            await producer.send(self.recommendations_name, user_id.encode(), snapshot, None, None, None)
+        for key, record in result.dead_letters:
+            await producer.send(s.topic(EVENTS) + "-dlq", key, record, None, None, None)
+        if time.monotonic() - self._checkpointed.get(partition, 0.0) >= s.checkpoint_s:
+            await self._checkpoint(partition)
+        c = self.counters
+        c["applied"] += result.applied
+        c["duplicates"] += result.duplicates
+        c["dead_letters"] += len(result.dead_letters)
+        c["snapshots"] += len(result.snapshots)
+
+    async def _checkpoint(self, partition: int) -> None:
         model = self._partition_models.get(partition)
         if model is not None:
-            self._write(self.models, partition, str(partition).encode(), orjson.dumps(model.to_state()))
+            await self._write(self.models, partition, str(partition).encode(), orjson.dumps(model.to_state()))
             self._checkpointed[partition] = time.monotonic()
 
     async def _on_revoked(self, app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
         for tp in revoked:
             if tp.topic == self.events.get_topic_name():
-                self._checkpoint(tp.partition)
+                await self._checkpoint(tp.partition)
                 self._partition_models.pop(tp.partition, None)
 
     # -- catalog: a global table every worker reads whole -------------------------

@@ -31,6 +31,7 @@ class CatalogMatrices:
     """A consistent view of the catalog for one ranking pass."""
 
     genres: sp.csr_matrix  # (titles, genres) float32, rows scaled to unit length
+    genres_dense: np.ndarray  # the same, dense: cheap row gathers for candidate scoring
     tags: sp.csr_matrix  # (titles, tags) float32, rows scaled to unit length
     active: np.ndarray  # (titles,) bool
     release_ts: np.ndarray  # (titles,) float64 epoch ms, NaN when unknown
@@ -41,7 +42,8 @@ class Catalog:
     def __init__(self) -> None:
         self._entries: list[CatalogEntry | None] = []
         self._index: dict[str, int] = {}
-        #: Title id of every row, retired ones included.
+        #: Title id of every row, retired ones included. Rows are only ever appended:
+        #: a title keeps its row for the life of the process (per-row caches rely on it).
         self.ids: list[str] = []
         self.genre_ids: dict[str, int] = {}
         self.tag_ids: dict[str, int] = {}
@@ -140,8 +142,10 @@ class Catalog:
         if self._cached is not None:
             return self._cached
         # sparse: a title has a few genres and tags, and sparse products beat dense BLAS here
+        genres = _unit_rows(self._genre_rows, len(self.genre_names))
         self._cached = CatalogMatrices(
-            genres=_unit_rows(self._genre_rows, len(self.genre_names)),
+            genres=genres,
+            genres_dense=genres.toarray(),
             tags=_unit_rows(self._tag_rows, len(self.tag_names)),
             active=np.asarray(self._active, dtype=bool),
             release_ts=np.asarray(self._release, dtype=np.float64),

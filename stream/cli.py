@@ -52,6 +52,9 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     stream_app = create_app(settings)
     worker = Worker(stream_app.app, loglevel=settings.log_level, quiet=True)
+    # Faust's terminal spinner lowers the root logger to DEBUG (at warn and above) so
+    # that it spins on every record: every debug record of aiokafka is then built.
+    worker.spinner = None
     worker.execute_from_commandline()
     return 0
 

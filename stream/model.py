@@ -29,6 +29,7 @@ True
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, Protocol
 
 import numpy as np
@@ -42,6 +43,8 @@ PRIOR = {"genre": 1.0, "tag": 0.6, "popularity": 0.25, "freshness": 0.1}
 #: Half-life of title popularity, in events seen by the partition.
 POPULARITY_HALF_LIFE = 5000.0
 FRESH_DAYS = 30.0
+#: Longest a ranking pass reuses the scaled popularity array.
+POPULARITY_REFRESH_S = 0.5
 
 
 class Scorer(Protocol):
@@ -80,9 +83,11 @@ class PartitionModel:
         self._play_scale = 1.0
         self._play_max = 0.0
         # popularity by catalog row, kept in step with ``plays`` for ranking
-        self._pop_ids: list[str] = []
+        self._pop_index: dict[str, int] = {}
         self._pop_counts = np.zeros(0, dtype=np.float64)
         self._pop_dirty: set[str] = set()
+        self._pop_scaled: np.ndarray | None = None
+        self._pop_at = 0.0
 
     # -- River protocol ------------------------------------------------------
 
@@ -119,33 +124,40 @@ class PartitionModel:
         self.plays = {k: v / scale for k, v in self.plays.items() if v / scale > 1e-3}
         self._play_scale = 1.0
         self._play_max = max(self.plays.values(), default=0.0)
-        self._pop_ids = []  # rebuilt in full at the next ranking
+        self._pop_index, self._pop_counts = {}, np.zeros(0)  # rebuilt in full at the next ranking
+        self._pop_scaled = None
 
     def popularity(self, item_ids: list[str]) -> np.ndarray:
         """Popularity of each title in catalog order (``item_ids``: the catalog's rows), scaled to 0..1.
 
-        Kept as an array between calls: only titles started since are updated,
-        so a ranking pass costs O(titles) in numpy, not in Python.
+        The catalog only appends rows, so counts are kept as an array by row and
+        only titles started since the last call are updated. The scaled array is
+        recomputed at most every ``POPULARITY_REFRESH_S`` seconds: popularity
+        moves over thousands of events, and the full pass costs O(titles).
         """
+        now = time.monotonic()
+        cached = self._pop_scaled
+        if cached is not None and len(cached) == len(item_ids) and now - self._pop_at < POPULARITY_REFRESH_S:
+            return cached
         get = self.plays.get
-        if len(self._pop_ids) > len(item_ids) or self._pop_ids != item_ids[: len(self._pop_ids)]:
-            self._pop_ids = []
-        known = len(self._pop_ids)
+        known = len(self._pop_counts)
         if known < len(item_ids):
             new = item_ids[known:]
             fresh = np.fromiter((get(i, 0.0) for i in new), dtype=np.float64, count=len(new))
-            self._pop_counts = np.concatenate([self._pop_counts[:known], fresh]) if known else fresh
-            self._pop_ids = list(item_ids)
-            self._pop_index = {item: i for i, item in enumerate(item_ids)}
+            self._pop_counts = np.concatenate([self._pop_counts, fresh])
+            self._pop_index.update((item, known + i) for i, item in enumerate(new))
         for item in self._pop_dirty:
             row = self._pop_index.get(item)
             if row is not None:
                 self._pop_counts[row] = get(item, 0.0)
         self._pop_dirty.clear()
-        if self._play_max <= 0:
-            return np.zeros(len(item_ids), dtype=np.float32)
         scale = self._play_scale
-        return (np.log1p(self._pop_counts / scale) / math.log1p(self._play_max / scale)).astype(np.float32)
+        if self._play_max <= 0:
+            scaled = np.zeros(len(item_ids), dtype=np.float32)
+        else:
+            scaled = (np.log1p(self._pop_counts / scale) / math.log1p(self._play_max / scale)).astype(np.float32)
+        self._pop_scaled, self._pop_at = scaled, now
+        return scaled
 
     def popularity_of(self, item_id: str) -> float:
         if self._play_max <= 0:

@@ -179,7 +179,7 @@ def _top_of_rows(
     k: int,
 ) -> _Picks:
     """Score only the candidate ``rows`` for one viewer."""
-    genre_part = w["genre"] * np.asarray(mats.genres[rows] @ user_genres).ravel()
+    genre_part = w["genre"] * (mats.genres_dense[rows] @ user_genres)
     tag_part = w["tag"] * np.asarray(mats.tags[rows] @ user_tags).ravel()
     scores = genre_part + tag_part + shared[rows]
     excluded = [i for i in map(catalog.index_of, profile.excluded) if i is not None]
