@@ -34,7 +34,7 @@ from .model import PartitionModel
 from .processor import Processor, RawMessage, dead_letter
 from .profile import Profile
 from .settings import Settings
-from .topics import CATALOG, COMMANDS, EVENTS, RECOMMENDATIONS, load_specs
+from .topics import CATALOG, COMMANDS, EVENTS, RECOMMENDATIONS, load_specs, partitions_of
 from .validation import InvalidMessage, decode_catalog, decode_command
 
 __all__ = ["StreamApp", "create_app"]
@@ -191,16 +191,7 @@ class StreamApp:
         )
         await consumer.start()
         try:
-            parts = consumer.partitions_for_topic(topic)
-            for _ in range(100):
-                if parts:
-                    break
-                await asyncio.sleep(0.1)
-                await consumer._client.force_metadata_update()
-                parts = consumer.partitions_for_topic(topic)
-            from aiokafka import TopicPartition
-
-            tps = [TopicPartition(topic, p) for p in sorted(parts or {0})]
+            tps = await partitions_of(consumer, topic)
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             caught_up: set[int] = set()

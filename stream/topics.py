@@ -104,3 +104,21 @@ async def create_topics(settings: Settings, names: list[str] | None = None) -> l
 def _by_name(described: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
     index = {d.get("topic"): d for d in described}
     return [index.get(n, {}) for n in names]
+
+
+async def partitions_of(consumer: Any, topic: str, timeout_s: float = 10.0) -> list[Any]:
+    """The TopicPartitions of ``topic``, waiting (with metadata refreshes) until the client knows them."""
+    import asyncio
+
+    from aiokafka import TopicPartition
+
+    parts = consumer.partitions_for_topic(topic)
+    for _ in range(int(timeout_s / 0.1)):
+        if parts:
+            break
+        await asyncio.sleep(0.1)
+        await consumer._client.force_metadata_update()
+        parts = consumer.partitions_for_topic(topic)
+    if not parts:
+        raise RuntimeError(f"topic {topic}: expected its partitions in the cluster metadata; none after {timeout_s}s")
+    return [TopicPartition(topic, p) for p in sorted(parts)]
