@@ -45,7 +45,7 @@ from stream.settings import Settings
 from stream.topics import CATALOG, EVENTS, RECOMMENDATIONS, create_topics
 from stream.validation import decode_catalog, decode_event
 
-from .measure import ProcSampler, percentiles, trend
+from .measure import ProcSampler, Span, percentiles, trend
 from .population import Population
 
 __all__ = ["Config", "run"]
@@ -141,7 +141,7 @@ class Run:
         try:
             applied: dict[str, int] = {}
             total = 0
-            first = last = None
+            span = Span()
             snapshots = 0
             consumer = await _tail(settings.bootstrap, settings.topic(RECOMMENDATIONS), from_start=True)
             deadline = time.monotonic() + 600
@@ -150,7 +150,6 @@ class Run:
                 next_sample = time.monotonic() + 1
                 while total < len(events) and time.monotonic() < deadline:
                     batches = await consumer.getmany(timeout_ms=200, max_records=5000)
-                    now = time.perf_counter()
                     for records in batches.values():
                         for r in records:
                             snap = orjson.loads(r.value)
@@ -160,9 +159,8 @@ class Run:
                             if n > before:
                                 total += n - before
                                 applied[user] = n
+                                span.add(r.timestamp, n - before)
                             snapshots += 1
-                            first = first or now
-                            last = now
                     if time.monotonic() >= next_sample:
                         sampler.sample()
                         next_sample += 1
@@ -172,13 +170,12 @@ class Run:
         finally:
             for proc in procs:
                 stop_process(proc)
-        elapsed = (last - first) if first and last and last > first else float("nan")
         return {
             "events": len(events),
             "applied": total,
             "snapshots": snapshots,
-            "elapsed_s": elapsed,
-            "eps": total / elapsed if elapsed == elapsed and elapsed > 0 else 0.0,
+            "elapsed_s": span.seconds,
+            "eps": span.rate,
             "worker": sampler.summary(),
         }
 
@@ -201,26 +198,21 @@ class Run:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log)
         try:
             consumer = await _tail(self.bootstrap, sink, from_start=True)
-            seen = 0
-            first = last = None
+            span = Span()
             deadline = time.monotonic() + 600
             try:
-                while seen < len(events) and time.monotonic() < deadline:
+                while span.count < len(events) and time.monotonic() < deadline:
                     batches = await consumer.getmany(timeout_ms=200, max_records=10000)
-                    now = time.perf_counter()
                     for records in batches.values():
-                        seen += len(records)
-                        if records:
-                            first = first or now
-                            last = now
-                    self.progress(f"baseline {kind}", seen / len(events))
+                        for r in records:
+                            span.add(r.timestamp)
+                    self.progress(f"baseline {kind}", span.count / len(events))
             finally:
                 await consumer.stop()
         finally:
             stop_process(proc)
             log.close()
-        elapsed = (last - first) if first and last and last > first else float("nan")
-        return {"events": len(events), "seen": seen, "elapsed_s": elapsed, "eps": seen / elapsed if elapsed > 0 else 0}
+        return {"events": len(events), "seen": span.count, "elapsed_s": span.seconds, "eps": span.rate}
 
     # -- phase 2: latency under an open-loop rate -----------------------------------
 

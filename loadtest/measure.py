@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["ProcSampler", "percentiles", "trend"]
+__all__ = ["ProcSampler", "Span", "percentiles", "trend"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -40,6 +40,47 @@ def trend(series: Sequence[float]) -> float | None:
     first = float(np.median(series[:n]))
     last = float(np.median(series[-n:]))
     return last / first if first > 0 else None
+
+
+@dataclass
+class Span:
+    """How fast a drain went, from the timestamps its output records carry.
+
+    Each output record is stamped (CreateTime, milliseconds) by the producer
+    that wrote it, when it was sent, so the span from the first to the last
+    record measures the processor itself, not how often the harness polled.
+    Poll times would not do: a drain of a few thousand events by a fast loop
+    can arrive in one poll, which has no duration.
+
+    >>> span = Span()
+    >>> for ts in (1_000, 1_250, 1_500):
+    ...     span.add(ts)
+    >>> span.count, span.seconds, span.rate
+    (3, 0.5, 6.0)
+    """
+
+    count: int = 0
+    first_ms: int | None = None
+    last_ms: int | None = None
+
+    def add(self, timestamp_ms: int, n: int = 1) -> None:
+        self.count += n
+        if self.first_ms is None or timestamp_ms < self.first_ms:
+            self.first_ms = timestamp_ms
+        if self.last_ms is None or timestamp_ms > self.last_ms:
+            self.last_ms = timestamp_ms
+
+    @property
+    def seconds(self) -> float:
+        if self.first_ms is None or self.last_ms is None:
+            return float("nan")
+        # one millisecond at least: the timestamps' resolution
+        return max(self.last_ms - self.first_ms, 1) / 1000.0
+
+    @property
+    def rate(self) -> float:
+        """Records per second (0.0 before any record)."""
+        return self.count / self.seconds if self.count else 0.0
 
 
 @dataclass
