@@ -2,7 +2,7 @@
 
 Shape of a worker::
 
-    playback-events --(batches, split by partition)--> process_events --> recommendations
+    playback-events --(whole fetches, per partition)--> process-events --> recommendations
           |                                        |   |
           |                       profiles table <-+   +-> models table (checkpoints)
           +--(rejects)--> playback-events-dlq
@@ -12,9 +12,13 @@ Shape of a worker::
 State lives in two changelog-backed tables, both co-partitioned with
 ``playback-events``: ``profiles`` (one row per viewer) and ``models`` (one
 row per partition: what that partition's viewers taught the model). Writes
-name the partition explicitly: a batch is split by partition, and each write
-goes to the changelog partition of the events it reflects, so state moves with
-its partition on a rebalance.
+name the partition explicitly: each write goes to the changelog partition of
+the events it reflects, so state moves with its partition on a rebalance.
+
+Playback events do not go through Faust's per-event streams: the worker's
+consumer hands ``process-events`` every record a fetch returned for one
+partition at once (:mod:`stream.delivery`), and acknowledges them only after
+their state, snapshots and dead letters are delivered to the broker.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import faust
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from . import faust_fixes
+from . import delivery, faust_fixes
 from .catalog import Catalog
 from .model import PartitionModel
 from .processor import Processor, RawMessage, dead_letter
@@ -40,7 +44,17 @@ from .validation import InvalidMessage, decode_catalog, decode_command
 __all__ = ["StreamApp", "create_app"]
 
 log = logging.getLogger("stream")
-RAW: faust.Schema = faust.Schema(key_serializer="raw", value_serializer="raw")
+
+
+def raw() -> faust.Schema:
+    """Keys and values stay bytes: the processor decodes and validates them itself.
+
+    A new schema for each topic: Faust updates a schema it is given in place, so
+    one schema shared with a table took the table's JSON serializers, and every
+    topic sharing it then failed to decode its (non-JSON) keys. Tables get raw
+    bytes from ``key_type=bytes, value_type=bytes``.
+    """
+    return faust.Schema(key_serializer="raw", value_serializer="raw")
 
 
 class StreamApp:
@@ -73,12 +87,12 @@ class StreamApp:
         )
         specs = load_specs(s)
         self.specs = specs
-        self.events = app.topic(s.topic(EVENTS), schema=RAW, partitions=specs[EVENTS].partitions)
-        self.catalog_topic = app.topic(s.topic(CATALOG), schema=RAW, partitions=specs[CATALOG].partitions)
-        self.commands = app.topic(s.topic(COMMANDS), schema=RAW, partitions=specs[COMMANDS].partitions)
+        self.events = app.topic(s.topic(EVENTS), schema=raw(), partitions=specs[EVENTS].partitions)
+        self.catalog_topic = app.topic(s.topic(CATALOG), schema=raw(), partitions=specs[CATALOG].partitions)
+        self.commands = app.topic(s.topic(COMMANDS), schema=raw(), partitions=specs[COMMANDS].partitions)
         self.recommendations_name = s.topic(RECOMMENDATIONS)
-        self.profiles = app.Table("profiles", default=None, schema=RAW, partitions=s.partitions)
-        self.models = app.Table("models", default=None, schema=RAW, partitions=s.partitions)
+        self.profiles = app.Table("profiles", default=None, key_type=bytes, value_type=bytes, partitions=s.partitions)
+        self.models = app.Table("models", default=None, key_type=bytes, value_type=bytes, partitions=s.partitions)
 
         self.catalog = Catalog()
         self.catalog_ready = asyncio.Event()
@@ -88,7 +102,9 @@ class StreamApp:
         self._checkpointed: dict[int, float] = {}
         self.counters = {"applied": 0, "duplicates": 0, "dead_letters": 0, "snapshots": 0, "batches": 0}
 
-        app.agent(self.events, name="process-events", isolated_partitions=True)(self._process_events)
+        self._batch_lock = asyncio.Lock()  # a revocation waits for the batch in flight
+        app.topics.add(self.events)
+        delivery.register(s.faust_id, self.events.get_topic_name(), self._process_events)
         app.agent(self.catalog_topic, name="check-catalog")(self._check_catalog)
         app.agent(self.commands, name="check-commands")(self._check_commands)
         app.task(self._follow_catalog)
@@ -113,60 +129,64 @@ class StreamApp:
         raw = self.profiles.data.get(user_id.encode())
         return Profile.loads(raw) if raw else None
 
-    async def _write(self, table: faust.types.TableT, partition: int, key: bytes, value: bytes) -> None:
+    async def _write(self, table: faust.types.TableT, partition: int, key: bytes, value: bytes) -> asyncio.Future[Any]:
         # ``table[key] = value`` would take the partition from the "current event",
         # which a batch does not have; the write names the events' partition instead,
-        # so state moves with its partition. Faust flushes the producer before it
-        # commits offsets, so an event's offset is never committed before its state.
+        # so state moves with its partition. Returns the delivery future.
         table.data[key] = value
-        await self.app.producer.send(table.changelog_topic.get_topic_name(), key, value, partition, None, None)
+        return await self._send(table.changelog_topic.get_topic_name(), key, value, partition)
 
-    async def _process_events(self, stream: faust.StreamT) -> None:
-        s = self.settings
+    async def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> Any:
+        return await self.app.producer.send(topic, key, value, partition, None, None)
+
+    async def _process_events(self, tp: Any, messages: list[Any]) -> None:
+        """The ``process-events`` handler: one partition's fetched records, applied and delivered."""
         await self.catalog_ready.wait()
-        batches = stream.take_events(s.batch_max, within=s.batch_within_ms / 1000.0)  # type: ignore[attr-defined]
-        async for events in batches:
-            # one batch may span partitions; each partition has its own model and changelog partition
-            by_partition: dict[int, list[RawMessage]] = {}
-            for e in events:
-                m = e.message
-                by_partition.setdefault(m.partition, []).append(
-                    RawMessage(m.key, m.value, m.topic, m.partition, m.offset)
-                )
-            for partition, messages in by_partition.items():
-                await self._process_partition(partition, messages)
-            self.counters["batches"] += 1
+        size = self.settings.batch_max
+        async with self._batch_lock:
+            for start in range(0, len(messages), size):
+                part = messages[start : start + size]
+                chunk = [RawMessage(m.key, m.value, m.topic, m.partition, m.offset) for m in part]
+                await self._process_partition(tp.partition, chunk)
+                self.counters["batches"] += 1
 
     async def _process_partition(self, partition: int, messages: list[RawMessage]) -> None:
         s = self.settings
-        producer = self.app.producer
         model = self._model_for(partition)
         result = self.processor.process(messages, self._load_profile, model)
+        pending = []
         for user_id, profile in result.profiles.items():
-            await self._write(self.profiles, partition, user_id.encode(), profile.dumps())
+            pending.append(await self._write(self.profiles, partition, user_id.encode(), profile.dumps()))
         for user_id, snapshot in result.snapshots:
-            await producer.send(self.recommendations_name, user_id.encode(), snapshot, None, None, None)
+            pending.append(await self._send(self.recommendations_name, user_id.encode(), snapshot))
         for key, record in result.dead_letters:
-            await producer.send(s.topic(EVENTS) + "-dlq", key, record, None, None, None)
+            pending.append(await self._send(s.topic(EVENTS) + "-dlq", key, record))
         if time.monotonic() - self._checkpointed.get(partition, 0.0) >= s.checkpoint_s:
-            await self._checkpoint(partition)
+            pending.append(await self._checkpoint(partition))
+        # delivered before the batch's offsets may be committed: raises (and stops the worker) if not
+        await asyncio.gather(*pending)
         c = self.counters
         c["applied"] += result.applied
         c["duplicates"] += result.duplicates
         c["dead_letters"] += len(result.dead_letters)
         c["snapshots"] += len(result.snapshots)
 
-    async def _checkpoint(self, partition: int) -> None:
-        model = self._partition_models.get(partition)
-        if model is not None:
-            await self._write(self.models, partition, str(partition).encode(), orjson.dumps(model.to_state()))
-            self._checkpointed[partition] = time.monotonic()
+    async def _checkpoint(self, partition: int) -> Any:
+        model = self._partition_models[partition]
+        self._checkpointed[partition] = time.monotonic()
+        return await self._write(self.models, partition, str(partition).encode(), orjson.dumps(model.to_state()))
 
     async def _on_revoked(self, app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
-        for tp in revoked:
-            if tp.topic == self.events.get_topic_name():
+        async with self._batch_lock:  # the batch in flight finishes first
+            pending = [
                 await self._checkpoint(tp.partition)
-                self._partition_models.pop(tp.partition, None)
+                for tp in revoked
+                if tp.topic == self.events.get_topic_name() and tp.partition in self._partition_models
+            ]
+            await asyncio.gather(*pending)
+            for tp in revoked:
+                if tp.topic == self.events.get_topic_name():
+                    self._partition_models.pop(tp.partition, None)
 
     # -- catalog: a global table every worker reads whole -------------------------
 

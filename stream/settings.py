@@ -42,10 +42,8 @@ class Settings:
     web_port: int = 6066
     #: STREAM_TOP_K: titles per recommendation snapshot.
     top_k: int = 10
-    #: STREAM_BATCH_MAX: most events taken from one partition in one batch.
+    #: STREAM_BATCH_MAX: most events of one partition processed together (a fetch may hold more).
     batch_max: int = 500
-    #: STREAM_BATCH_WITHIN_MS: longest wait for a batch to fill before it is processed.
-    batch_within_ms: float = 5.0
     #: STREAM_FETCH_WAIT_MS: the consumer's fetch wait (Faust hard-codes 1500 ms).
     fetch_wait_ms: int = 10
     #: STREAM_SESSION_TIMEOUT_S: consumer-group session timeout; a crashed worker's

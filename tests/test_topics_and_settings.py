@@ -110,7 +110,7 @@ def test_from_env_ignores_variables_it_does_not_know() -> None:
     [
         ("STREAM_TOP_K", "5", "top_k", 5),
         ("STREAM_PARTITIONS", "12", "partitions", 12),
-        ("STREAM_BATCH_WITHIN_MS", "2.5", "batch_within_ms", 2.5),
+        ("STREAM_CHECKPOINT_S", "2.5", "checkpoint_s", 2.5),
         ("STREAM_HALF_LIFE_DAYS", "7", "half_life_days", 7.0),
         ("STREAM_DATA_DIR", "/var/lib/stream", "data_dir", Path("/var/lib/stream")),
         ("STREAM_BOOTSTRAP", "kafka-1:9092,kafka-2:9092", "bootstrap", "kafka-1:9092,kafka-2:9092"),
@@ -131,7 +131,7 @@ def test_from_env_parses_each_typed_field(variable: str, raw: str, field: str, e
         ("STREAM_PARTITIONS", "eight", "int"),
         ("STREAM_TOP_K", "2.5", "int"),
         ("STREAM_WEB_PORT", "0x1f90", "int"),
-        ("STREAM_BATCH_WITHIN_MS", "fast", "float"),
+        ("STREAM_CHECKPOINT_S", "fast", "float"),
         ("STREAM_SESSION_TIMEOUT_S", "10s", "float"),
     ],
 )
