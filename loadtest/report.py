@@ -6,7 +6,9 @@ Report schema (top level; ``schema_version`` 1):
 - ``baselines``: ``faust_eps`` (bare Faust agent), ``aiokafka_eps`` (raw loop), ``ratio_to_faust``,
   ``ratio_to_aiokafka``, and each run's details.
 - ``latency_ms``: ``p50``, ``p95``, ``p99``, ``max``, ``n`` and the offered ``rate`` (half the
-  sustainable rate unless ``--rate``): snapshot received minus its trigger event's publication.
+  sustainable rate unless ``--rate``): snapshot received minus its trigger event's publication,
+  for events published after the warm-up (``latency.warmup_s``; the worker's own start-up,
+  which the timeline still shows, flagged ``warmup``).
 - ``events_sent``, ``events_applied``: over all phases.
 - ``bytes_per_viewer``: serialised profile bytes (mean, max) and in-memory table bytes per
   viewer for ``10000`` and ``100000`` viewers.
@@ -94,6 +96,7 @@ def plots(report: dict[str, Any], out: Path, stem: str) -> list[Path]:
     for key in ("p50", "p95", "p99"):
         ax.plot(t, [s["latency_ms"][key] for s in timeline], label=key)
     ax.set(xlabel="seconds", ylabel="ms", title=f"End-to-end latency at {report['latency_ms']['rate']:.0f} ev/s")
+    ax.axvspan(0, report["latency"].get("warmup_s", 0), color="grey", alpha=0.15, label="warm-up")
     ax.legend()
     written.append(_save(fig, out / f"{stem}-latency.png"))
 

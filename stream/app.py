@@ -102,7 +102,8 @@ class StreamApp:
         self._checkpointed: dict[int, float] = {}
         self.counters = {"applied": 0, "duplicates": 0, "dead_letters": 0, "snapshots": 0, "batches": 0}
 
-        self._batch_lock = asyncio.Lock()  # a revocation waits for the batch in flight
+        self._batch_lock = asyncio.Lock()  # a revocation waits for the batch being applied
+        self._in_flight: set[asyncio.Future[Any]] = set()  # batches applied, not yet delivered
         app.topics.add(self.events)
         delivery.register(s.faust_id, self.events.get_topic_name(), self._process_events)
         app.agent(self.catalog_topic, name="check-catalog")(self._check_catalog)
@@ -139,22 +140,29 @@ class StreamApp:
     async def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> Any:
         return await self.app.producer.send(topic, key, value, partition, None, None)
 
-    async def _process_events(self, tp: Any, messages: list[Any]) -> None:
-        """The ``process-events`` handler: one partition's fetched records, applied and delivered."""
+    async def _process_events(self, tp: Any, messages: list[Any]) -> asyncio.Future[Any]:
+        """The ``process-events`` handler: apply one partition's fetched records.
+
+        Returns a future that completes when all they produced is delivered.
+        """
         await self.catalog_ready.wait()
         size = self.settings.batch_max
+        pending: list[Any] = []
         async with self._batch_lock:
             for start in range(0, len(messages), size):
                 part = messages[start : start + size]
                 chunk = [RawMessage(m.key, m.value, m.topic, m.partition, m.offset) for m in part]
-                await self._process_partition(tp.partition, chunk)
+                await self._process_partition(tp.partition, chunk, pending)
                 self.counters["batches"] += 1
+        delivered = asyncio.gather(*pending)
+        self._in_flight.add(delivered)
+        delivered.add_done_callback(self._in_flight.discard)
+        return delivered
 
-    async def _process_partition(self, partition: int, messages: list[RawMessage]) -> None:
+    async def _process_partition(self, partition: int, messages: list[RawMessage], pending: list[Any]) -> None:
         s = self.settings
         model = self._model_for(partition)
         result = self.processor.process(messages, self._load_profile, model)
-        pending = []
         for user_id, profile in result.profiles.items():
             pending.append(await self._write(self.profiles, partition, user_id.encode(), profile.dumps()))
         for user_id, snapshot in result.snapshots:
@@ -163,8 +171,6 @@ class StreamApp:
             pending.append(await self._send(s.topic(EVENTS) + "-dlq", key, record))
         if time.monotonic() - self._checkpointed.get(partition, 0.0) >= s.checkpoint_s:
             pending.append(await self._checkpoint(partition))
-        # delivered before the batch's offsets may be committed: raises (and stops the worker) if not
-        await asyncio.gather(*pending)
         c = self.counters
         c["applied"] += result.applied
         c["duplicates"] += result.duplicates
@@ -177,13 +183,14 @@ class StreamApp:
         return await self._write(self.models, partition, str(partition).encode(), orjson.dumps(model.to_state()))
 
     async def _on_revoked(self, app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
-        async with self._batch_lock:  # the batch in flight finishes first
+        async with self._batch_lock:  # the batch being applied finishes first
             pending = [
                 await self._checkpoint(tp.partition)
                 for tp in revoked
                 if tp.topic == self.events.get_topic_name() and tp.partition in self._partition_models
             ]
-            await asyncio.gather(*pending)
+            # and everything applied is delivered before the partitions go
+            await asyncio.gather(*pending, *self._in_flight, return_exceptions=True)
             for tp in revoked:
                 if tp.topic == self.events.get_topic_name():
                     self._partition_models.pop(tp.partition, None)

@@ -10,13 +10,12 @@ partition and awaits one call of the handler with the list; every other topic
 keeps Faust's per-event path.
 
 Everything else stays Faust's: the consumer group, partition assignment,
-table recovery, and offset commits. A handler acknowledges nothing itself: the
-loop acknowledges a batch's records (making their offsets committable) only
-after the handler returns, and a handler returns only once everything the batch
-produced has been delivered to the broker. So no offset is ever committed
-ahead of the state and output it caused (Faust's own path acknowledges an
-event as soon as the agent moves past it, while its sends may still sit in
-the producer's buffer).
+table recovery, and offset commits. A handler applies a batch and returns an
+awaitable that completes when everything the batch produced has been delivered
+to the broker; the loop acknowledges the batch's records (making their offsets
+committable) only then, and fetches the next batch meanwhile. So no offset is
+ever committed ahead of the state and output it caused. If a delivery fails
+the worker crashes without acknowledging, and the records are read again.
 
 A batch that a rebalance makes stale (the generation changed or the partition
 left the assignment while it was being fetched) is dropped unacknowledged; the
@@ -30,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from faust.transport import consumer as faust_consumer
@@ -39,9 +39,11 @@ __all__ = ["BatchHandler", "install", "register"]
 
 log = logging.getLogger(__name__)
 
-BatchHandler = Callable[[TP, list[Any]], Awaitable[None]]
+#: ``await handler(tp, records)`` applies the records and returns what completes once they are delivered.
+BatchHandler = Callable[[TP, list[Any]], Awaitable[Awaitable[Any]]]
 #: Handlers per Faust app id, then per topic name (several apps may share a process, as in tests).
 _HANDLERS: dict[str, dict[str, BatchHandler]] = {}
+_crashes: set[asyncio.Future[Any]] = set()
 
 
 def register(app_id: str, topic: str, handler: BatchHandler) -> None:
@@ -59,7 +61,6 @@ async def _drain_in_batches(self: Any, fetcher: Any) -> None:  # pragma: no cove
     fetcher_stopped = fetcher._stopped.is_set
     read_offset = self._read_offset
     acks_enabled_for = self.app.topics.acks_enabled_for
-    ack = self.ack
     try:
         while not (consumer_stopped() or fetcher_stopped()):
             self.diag.set_flag(faust_consumer.CONSUMER_FETCHING)
@@ -84,9 +85,8 @@ async def _drain_in_batches(self: Any, fetcher: Any) -> None:  # pragma: no cove
                 if self.app.consumer_generation_id != generation or tp not in self.assignment():
                     log.info("dropped a stale batch of %d records of %s (rebalance)", len(messages), tp)
                     continue
-                await asyncio.shield(handlers[tp.topic](tp, messages))
-                for message in messages:
-                    ack(message)
+                delivered = asyncio.ensure_future(await asyncio.shield(handlers[tp.topic](tp, messages)))
+                delivered.add_done_callback(partial(_acknowledge, self, messages))
             self.diag.unset_flag(faust_consumer.CONSUMER_FETCHING)
     except self.consumer_stopped_errors:
         if not self.transport.app.should_stop:
@@ -96,6 +96,20 @@ async def _drain_in_batches(self: Any, fetcher: Any) -> None:  # pragma: no cove
             raise
     finally:
         self.diag.unset_flag(faust_consumer.CONSUMER_FETCHING)
+
+
+def _acknowledge(consumer: Any, messages: list[Any], delivered: asyncio.Future[Any]) -> None:
+    if delivered.cancelled():
+        return  # the worker is stopping: the records will be read again
+    exc = delivered.exception()
+    if exc is not None:
+        log.error("delivery failed; stopping without acknowledging %d records: %r", len(messages), exc)
+        crash = asyncio.ensure_future(consumer.crash(exc))
+        _crashes.add(crash)  # keep a reference until it has run
+        crash.add_done_callback(_crashes.discard)
+        return
+    for message in messages:
+        consumer.ack(message)
 
 
 _faust_drain = faust_consumer.Consumer._drain_messages
