@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import partial
 from typing import Any
 
 import faust
@@ -100,6 +101,8 @@ class StreamApp:
         # What each assigned partition has learned; the ``models`` table is its durable copy.
         self._partition_models: dict[int, PartitionModel] = {}
         self._checkpointed: dict[int, float] = {}
+        # Per partition: resolved when a model checkpoint covering the batches applied so far is delivered.
+        self._checkpoint_waiters: dict[int, asyncio.Future[None]] = {}
         self.counters = {"applied": 0, "duplicates": 0, "dead_letters": 0, "snapshots": 0, "batches": 0}
 
         self._batch_lock = asyncio.Lock()  # a revocation waits for the batch being applied
@@ -109,6 +112,7 @@ class StreamApp:
         app.agent(self.catalog_topic, name="check-catalog")(self._check_catalog)
         app.agent(self.commands, name="check-commands")(self._check_commands)
         app.task(self._follow_catalog)
+        app.task(self._checkpoint_idle_partitions)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]  # faust's stub misses async receivers
 
         @app.page("/health")
@@ -154,6 +158,10 @@ class StreamApp:
                 chunk = [RawMessage(m.key, m.value, m.topic, m.partition, m.offset) for m in part]
                 await self._process_partition(tp.partition, chunk, pending)
                 self.counters["batches"] += 1
+            # The model is state too: offsets are committable once a checkpoint reflecting them is delivered.
+            pending.append(self._covered_by_checkpoint(tp.partition))
+            if time.monotonic() - self._checkpointed.get(tp.partition, 0.0) >= self.settings.checkpoint_s:
+                await self._checkpoint(tp.partition)
         delivered = asyncio.gather(*pending)
         self._in_flight.add(delivered)
         delivered.add_done_callback(self._in_flight.discard)
@@ -169,18 +177,41 @@ class StreamApp:
             pending.append(await self._send(self.recommendations_name, user_id.encode(), snapshot))
         for key, record in result.dead_letters:
             pending.append(await self._send(s.topic(EVENTS) + "-dlq", key, record))
-        if time.monotonic() - self._checkpointed.get(partition, 0.0) >= s.checkpoint_s:
-            pending.append(await self._checkpoint(partition))
         c = self.counters
         c["applied"] += result.applied
         c["duplicates"] += result.duplicates
         c["dead_letters"] += len(result.dead_letters)
         c["snapshots"] += len(result.snapshots)
 
+    def _covered_by_checkpoint(self, partition: int) -> asyncio.Future[None]:
+        waiter = self._checkpoint_waiters.get(partition)
+        if waiter is None:
+            waiter = self._checkpoint_waiters[partition] = asyncio.get_running_loop().create_future()
+        return waiter
+
     async def _checkpoint(self, partition: int) -> Any:
+        """Write the partition's model (with the offset it reflects); returns the delivery future."""
         model = self._partition_models[partition]
+        waiter = self._checkpoint_waiters.pop(partition, None)
         self._checkpointed[partition] = time.monotonic()
-        return await self._write(self.models, partition, str(partition).encode(), orjson.dumps(model.to_state()))
+        state = orjson.dumps(model.to_state())
+        delivered = await self._write(self.models, partition, str(partition).encode(), state)
+        if waiter is not None:
+            delivered.add_done_callback(partial(_settle, waiter))
+        return delivered
+
+    async def _checkpoint_idle_partitions(self) -> None:
+        """Checkpoint partitions whose applied batches wait for one, when no new batch brings it."""
+        period = self.settings.checkpoint_s
+        while True:
+            await asyncio.sleep(min(1.0, period / 2))
+            now = time.monotonic()
+            due = [p for p in self._checkpoint_waiters if now - self._checkpointed.get(p, 0.0) >= period]
+            if due:
+                async with self._batch_lock:
+                    for partition in due:
+                        if partition in self._partition_models and partition in self._checkpoint_waiters:
+                            await self._checkpoint(partition)
 
     async def _on_revoked(self, app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
         async with self._batch_lock:  # the batch being applied finishes first
@@ -271,6 +302,17 @@ class StreamApp:
 
     def health(self) -> dict[str, Any]:
         return {"catalog_titles": len(self.catalog), "catalog_ready": self.catalog_ready.is_set(), **self.counters}
+
+
+def _settle(waiter: asyncio.Future[None], delivered: asyncio.Future[Any]) -> None:
+    if waiter.done():
+        return
+    if delivered.cancelled():
+        waiter.cancel()
+    elif delivered.exception() is not None:
+        waiter.set_exception(delivered.exception())  # type: ignore[arg-type]
+    else:
+        waiter.set_result(None)
 
 
 def create_app(settings: Settings | None = None) -> StreamApp:

@@ -78,6 +78,8 @@ class PartitionModel:
         )
         self.mae = metrics.MAE()
         self.learned = 0
+        #: Offset (in its input partition) of the newest event this model reflects.
+        self.offset = -1
         #: Decayed starts per title id.
         self.plays: dict[str, float] = {}
         self._play_scale = 1.0
@@ -175,6 +177,7 @@ class PartitionModel:
             "w": self.linear.weights,
             "b": self.linear.intercept,
             "n": self.learned,
+            "o": self.offset,
             "mae": [self.mae.get(), self.mae._mean.n],
             "plays": {k: round(v / scale, 4) for k, v in self.plays.items() if v / scale > 1e-3},
         }
@@ -186,6 +189,7 @@ class PartitionModel:
         model.linear._weights = utils.VectorDict(dict(state["w"]))
         model.linear.intercept = state["b"]
         model.learned = state["n"]
+        model.offset = state.get("o", -1)
         mean, n = state["mae"]
         if n:
             model.mae._mean.update(mean, n)

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 import orjson
 
 from .catalog import Catalog
-from .events import interpret
+from .events import Signal, interpret
 from .model import PartitionModel
 from .profile import Profile
 from .ranking import rank, viewer_features
-from .validation import InvalidMessage, decode_event
+from .validation import InvalidMessage, PlaybackEvent, decode_event
 
 __all__ = ["BatchResult", "Processor", "RawMessage", "dead_letter"]
 
@@ -36,7 +36,7 @@ class RawMessage:
 
 @dataclass
 class BatchResult:
-    #: Profiles changed by the batch, by viewer id: each is written once.
+    #: Profiles the batch changed or noted a duplicate in, by viewer id: each is written once.
     profiles: dict[str, Profile] = field(default_factory=dict)
     #: (viewer id, snapshot JSON): one per viewer whose state changed.
     snapshots: list[tuple[str, bytes]] = field(default_factory=list)
@@ -82,6 +82,14 @@ class Processor:
         self.max_event_bytes = max_event_bytes
         self.half_life_ms = half_life_days * 86_400_000
 
+    def _learn(self, model: PartitionModel, profile: Profile, idx: int, event: PlaybackEvent, signal: Signal) -> None:
+        if signal.learns:
+            # Predict, then learn: the features are those the viewer had before this event
+            # (for a redelivered event, those it has now: the one thing a crash can change).
+            model.learn_one(viewer_features(profile, self.catalog, idx, model, event.ts), signal.value)
+        if event.type == "play":
+            model.record_start(event.item_id)
+
     def process(
         self,
         messages: Sequence[RawMessage],
@@ -90,8 +98,10 @@ class Processor:
         now_ms: int | None = None,
     ) -> BatchResult:
         result = BatchResult()
-        touched = result.profiles
+        touched = result.profiles  # changed: written, and a snapshot each
+        quiet: dict[str, Profile] = {}  # only a producer's copy noted: written, no snapshot
         catalog = self.catalog
+        learned_to = model.offset  # events at or below it are in the model already
         for message in messages:
             try:
                 event = decode_event(message.key, message.value, self.max_event_bytes)
@@ -106,24 +116,30 @@ class Processor:
                 )
                 result.dead_letters.append((message.key, dead_letter(message, error)))
                 continue
-            profile = touched.get(event.user_id)
+            profile = touched.get(event.user_id) or quiet.get(event.user_id)
             if profile is None:
                 profile = load(event.user_id) or Profile(event.user_id)
             if profile.seen(event, message.offset):
                 result.duplicates += 1
+                if not profile.redelivered(message.offset):
+                    if profile.note_duplicate(message.offset):
+                        quiet[event.user_id] = profile  # written, so a re-read knows it for a copy
+                elif message.offset > learned_to:
+                    # Read again after a crash: the profile kept it, the model's checkpoint did not.
+                    self._learn(model, profile, idx, event, interpret(event, profile.paused))
                 continue
             signal = interpret(event, profile.paused)
-            if signal.learns:
-                # Predict, then learn: the features are those the viewer had before this event.
-                model.learn_one(viewer_features(profile, catalog, idx, model, event.ts), signal.value)
-            if event.type == "play":
-                model.record_start(event.item_id)
+            self._learn(model, profile, idx, event, signal)
             profile.apply(event, signal, catalog.entry(idx), message.offset, self.half_life_ms)
             touched[event.user_id] = profile
             result.applied += 1
-        if not touched:
-            return result
+        if messages:
+            model.offset = max(learned_to, messages[-1].offset)
         profiles = list(touched.values())
+        for user_id, profile in quiet.items():
+            touched.setdefault(user_id, profile)
+        if not profiles:
+            return result
         newest = max(p.last_ts for p in profiles)
         generated_at = now_ms if now_ms is not None else int(time.time() * 1000)
         lists = rank(profiles, catalog, model, self.top_k, newest)

@@ -90,12 +90,31 @@ class Profile:
     early_skips: float = 0.0
     #: Digests of the newest event ids applied (a producer's duplicate is recognised by its id).
     recent_ids: list[bytes] = field(default_factory=list)
+    #: Offsets of recent records skipped as a producer's copies (rare; usually empty).
+    duplicate_offsets: list[int] = field(default_factory=list)
     #: The newest event reflected: [event_id, type, ts].
     trigger: list[Any] | None = None
 
     def seen(self, event: PlaybackEvent, offset: int) -> bool:
         """Whether this event was applied already (redelivered, or published twice)."""
         return offset <= self.offset or _digest(event.event_id) in self.recent_ids
+
+    def redelivered(self, offset: int) -> bool:
+        """Whether a seen record is one applied before, read again (not a producer's copy).
+
+        >>> p = Profile("u1", offset=9, duplicate_offsets=[8])
+        >>> p.redelivered(7), p.redelivered(8), p.redelivered(12)
+        (True, False, False)
+        """
+        return offset <= self.offset and offset not in self.duplicate_offsets
+
+    def note_duplicate(self, offset: int) -> bool:
+        """Remember that the record at ``offset`` was a producer's copy; False if known already."""
+        if offset in self.duplicate_offsets:
+            return False
+        self.duplicate_offsets.append(offset)
+        del self.duplicate_offsets[:-MAX_RECENT_IDS]
+        return True
 
     def apply(
         self,
@@ -181,6 +200,7 @@ class Profile:
                 "p": self.paused,
                 "s": [r4(self.starts), r4(self.finishes), r4(self.early_skips)],
                 "r": base64.b64encode(b"".join(self.recent_ids)).decode("ascii"),
+                "dx": self.duplicate_offsets,
                 "tr": self.trigger,
             }
         )
@@ -206,6 +226,7 @@ class Profile:
             finishes=finishes,
             early_skips=early,
             recent_ids=_split(base64.b64decode(d["r"])),
+            duplicate_offsets=d["dx"],
             trigger=d["tr"],
         )
 

@@ -189,6 +189,37 @@ def test_a_batch_gives_one_snapshot_per_viewer_reflecting_all_its_events() -> No
     assert again.applied == 0 and again.duplicates == 3 and again.snapshots == []
 
 
+def test_after_a_crash_the_model_learns_each_event_once_from_its_checkpoint() -> None:
+    """Profiles were written past the model's last checkpoint; the redelivered events teach it again."""
+    cat = make_catalog()
+    proc = Processor(cat, top_k=3)
+    kinds = ["play", "complete", "skip", "play", "complete", "play"]
+    items = ["d1", "d1", "c1", "d2", "d2", "m1"]
+    batch = [_message(_event(n, "u1", items[n], kinds[n]), n) for n in range(6)]
+    store: dict[str, Profile] = {}
+
+    def load(user: str) -> Profile | None:
+        return Profile.loads(store[user].dumps()) if user in store else None
+
+    live = PartitionModel()
+    store.update(proc.process(batch[:3], load, live).profiles)
+    checkpoint = orjson.dumps(live.to_state())  # offset 2
+    store.update(proc.process(batch[3:], load, live).profiles)
+    # crash: the profile reflects offsets 0-5, the model's checkpoint 0-2; reading resumes at 3,
+    # and a producer publishes event 4 again at offset 6
+    restored = PartitionModel.from_state(orjson.loads(checkpoint))
+    assert restored.offset == 2
+    again = proc.process([*batch[3:], _message(_event(4, "u1", "d2", "complete"), 6)], load, restored)
+    assert again.applied == 0 and again.duplicates == 4
+    assert restored.learned == live.learned  # each learning event once, none twice
+    assert [restored.popularity_of(i) for i in items] == pytest.approx([live.popularity_of(i) for i in items])
+    assert restored.offset == 6
+    # read once more (a second crash before the next checkpoint): nothing changes
+    before = restored.learned
+    proc.process(batch[3:], load, restored)
+    assert restored.learned == before
+
+
 def test_candidates_on_a_large_catalog_find_what_scoring_every_title_finds(monkeypatch: pytest.MonkeyPatch) -> None:
     import stream.ranking as ranking
 
