@@ -9,6 +9,7 @@ to the score.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -45,6 +46,15 @@ def _unit(values: dict[str, float]) -> dict[str, float]:
     return {k: v / top for k, v in values.items()} if top > 1.0 else dict(values)
 
 
+def _unit_sum(values: dict[str, float], keys: Sequence[str]) -> float:
+    """``sum(_unit(values).get(k, 0.0) for k in keys)``, without building the scaled dict."""
+    total = sum(values.get(k, 0.0) for k in keys)
+    if not total:
+        return 0.0
+    top = max(map(abs, values.values()))
+    return total / top if top > 1.0 else total
+
+
 def viewer_features(
     profile: Profile, catalog: Catalog, idx: int, model: PartitionModel, now_ms: int
 ) -> dict[str, float]:
@@ -55,10 +65,8 @@ def viewer_features(
     from .model import freshness
 
     entry = catalog.entry(idx)
-    genres = _unit(profile.genres)
-    tags = _unit(profile.tags)
-    g = sum(genres.get(x, 0.0) for x in entry.genres) / np.sqrt(len(entry.genres))
-    t = sum(tags.get(x, 0.0) for x in entry.tags) / np.sqrt(len(entry.tags)) if entry.tags else 0.0
+    g = _unit_sum(profile.genres, entry.genres) / math.sqrt(len(entry.genres))
+    t = _unit_sum(profile.tags, entry.tags) / math.sqrt(len(entry.tags)) if entry.tags else 0.0
     release = float(entry.release_ts) if entry.release_ts is not None else float("nan")
     return {
         "genre": float(g),
@@ -152,19 +160,15 @@ def _top_of_all(
         excluded = [i for i in map(catalog.index_of, profile.excluded) if i is not None]
         if excluded:
             scores[row, excluded] = -np.inf
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < n_titles else np.tile(np.arange(n_titles), (n, 1))
+    # the k largest of each row (partitioning ``scores`` itself: negating it first costs a copy)
+    top = np.argpartition(scores, -k, axis=1)[:, -k:] if k < n_titles else np.tile(np.arange(n_titles), (n, 1))
     top_scores = np.take_along_axis(scores, top, axis=1)
     order = np.argsort(-top_scores, axis=1, kind="stable")
     top = np.take_along_axis(top, order, axis=1)
-    return [
-        (
-            top[r],
-            np.take_along_axis(top_scores, order, axis=1)[r],
-            genre_part[r, top[r]],
-            tag_part[r, top[r]],
-        )
-        for r in range(n)
-    ]
+    top_scores = np.take_along_axis(top_scores, order, axis=1)
+    genre_top = np.take_along_axis(genre_part, top, axis=1)
+    tag_top = np.take_along_axis(tag_part, top, axis=1)
+    return [(top[r], top_scores[r], genre_top[r], tag_top[r]) for r in range(n)]
 
 
 def _top_of_rows(
