@@ -19,12 +19,14 @@ partition accumulates batches, so no phase inherits another's backlog):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -82,6 +84,7 @@ class Run:
         self.tmp = Path(tempfile.mkdtemp(prefix="stream-loadtest-"))
         self.broker: EmbeddedBroker | None = None
         self.bootstrap = cfg.bootstrap or ""
+        self.health_urls: dict[int, str] = {}
 
     def __enter__(self) -> Run:
         if not self.cfg.bootstrap:
@@ -123,8 +126,19 @@ class Run:
             s = replace(settings, web_port=free_port())
             proc = start_worker(s, self.tmp / f"{settings.topic_prefix}worker{i}.log")
             procs.append(proc)
+            self.health_urls[proc.pid] = f"http://{s.web_host}:{s.web_port}/health"
             wait_ready(s, proc, timeout_s=120)
         return procs
+
+    def counters(self, procs: list[subprocess.Popen[bytes]]) -> dict[str, int]:
+        """The workers' own counters (their /health pages), summed: applied, batches, snapshots..."""
+        total: Counter[str] = Counter()
+        for proc in procs:
+            with contextlib.suppress(OSError, ValueError):
+                with urllib.request.urlopen(self.health_urls[proc.pid], timeout=2) as response:
+                    health = orjson.loads(response.read())
+                total.update({k: v for k, v in health.items() if isinstance(v, int) and not isinstance(v, bool)})
+        return dict(total)
 
     async def prepare(self, settings: Settings, pop: Population) -> None:
         await create_topics(settings)
@@ -167,6 +181,7 @@ class Run:
                     self.progress(f"{tag}: applied", total / len(events))
             finally:
                 await consumer.stop()
+            counters = self.counters(procs)
         finally:
             for proc in procs:
                 stop_process(proc)
@@ -177,6 +192,8 @@ class Run:
             "elapsed_s": span.seconds,
             "eps": span.rate,
             "worker": sampler.summary(),
+            "worker_counters": counters,
+            "events_per_batch": counters["applied"] / counters["batches"] if counters.get("batches") else None,
         }
 
     async def drain_baseline(self, kind: str, events: list[tuple[bytes, bytes]]) -> dict[str, Any]:

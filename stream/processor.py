@@ -19,10 +19,10 @@ from .catalog import Catalog
 from .events import Signal, interpret
 from .model import PartitionModel
 from .profile import Profile
-from .ranking import rank, viewer_features
+from .ranking import RankedItem, rank, viewer_features
 from .validation import InvalidMessage, PlaybackEvent, decode_event
 
-__all__ = ["BatchResult", "Processor", "RawMessage", "dead_letter"]
+__all__ = ["BatchResult", "Processor", "RawMessage", "dead_letter", "prefetch_hint"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -71,6 +71,19 @@ def dead_letter(message: RawMessage, error: str, received_at: int | None = None)
             "received_at": received_at if received_at is not None else int(time.time() * 1000),
         }
     )
+
+
+def prefetch_hint(profile: Profile, items: Sequence[RankedItem], catalog: Catalog) -> dict[str, str] | None:
+    """The title this viewer is most likely to start next, for a client to prefetch.
+
+    A title paused and not yet resumed or stopped comes first (viewers mostly come back to
+    what they paused); otherwise the top of the list.
+    """
+    if profile.paused is not None and catalog.index_of(profile.paused) is not None:
+        return {"item_id": profile.paused, "why": "paused, likely to resume"}
+    if items:
+        return {"item_id": items[0].item_id, "why": "top of the list"}
+    return None
 
 
 class Processor:
@@ -153,6 +166,7 @@ class Processor:
                 "events_applied": profile.applied,
                 "trigger": {"event_id": trigger[0], "type": trigger[1], "ts": trigger[2]},
                 "items": [item.as_dict() for item in items],
+                "prefetch": prefetch_hint(profile, items, catalog),
             }
             result.snapshots.append((profile.user_id, orjson.dumps(snapshot)))
         return result

@@ -7,6 +7,7 @@ import random
 
 import orjson
 import pytest
+from jsonschema import Draft202012Validator
 
 from stream.catalog import Catalog
 from stream.events import interpret
@@ -14,6 +15,7 @@ from stream.model import FEATURES, PRIOR, PartitionModel
 from stream.processor import Processor, RawMessage
 from stream.profile import Profile
 from stream.ranking import MIN_REASON, rank, viewer_features
+from stream.topics import load_schema
 from stream.validation import CatalogEntry, PlaybackEvent
 
 T0 = 1_767_225_600_000
@@ -187,6 +189,25 @@ def test_a_batch_gives_one_snapshot_per_viewer_reflecting_all_its_events() -> No
     store.update(result.profiles)
     again = proc.process(batch[:3], store.get, PartitionModel())
     assert again.applied == 0 and again.duplicates == 3 and again.snapshots == []
+
+
+def test_snapshots_follow_their_schema_and_hint_at_the_title_to_prefetch() -> None:
+    cat = make_catalog()
+    proc = Processor(cat, top_k=3)
+    validator = Draft202012Validator(load_schema("schemas/recommendation-snapshot.json"))
+    store: dict[str, Profile] = {}
+    paused = {**_event(1, "u1", "d2", "pause"), "position_s": 600.0}
+    result = proc.process(
+        [_message(_event(0, "u1", "d1", "play"), 0), _message(paused, 1)], store.get, PartitionModel()
+    )
+    snap = orjson.loads(result.snapshots[0][1])
+    validator.validate(snap)
+    assert snap["prefetch"] == {"item_id": "d2", "why": "paused, likely to resume"}
+    store.update(result.profiles)
+    stopped = proc.process([_message(_event(2, "u1", "d2", "stop"), 2)], store.get, PartitionModel())
+    snap = orjson.loads(stopped.snapshots[0][1])
+    validator.validate(snap)
+    assert snap["prefetch"] == {"item_id": snap["items"][0]["item_id"], "why": "top of the list"}
 
 
 def test_after_a_crash_the_model_learns_each_event_once_from_its_checkpoint() -> None:
