@@ -89,9 +89,17 @@ def prefetch_hint(profile: Profile, items: Sequence[RankedItem], catalog: Catalo
 class Processor:
     """Validate, learn, update profiles and rank, for one partition's batch."""
 
-    def __init__(self, catalog: Catalog, top_k: int = 10, max_event_bytes: int = 16384, half_life_days: float = 14.0):
+    def __init__(
+        self,
+        catalog: Catalog,
+        top_k: int = 10,
+        max_event_bytes: int = 16384,
+        half_life_days: float = 14.0,
+        diversity: float = 0.0,
+    ):
         self.catalog = catalog
         self.top_k = top_k
+        self.diversity = diversity
         self.max_event_bytes = max_event_bytes
         self.half_life_ms = half_life_days * 86_400_000
 
@@ -155,7 +163,7 @@ class Processor:
             return result
         newest = max(p.last_ts for p in profiles)
         generated_at = now_ms if now_ms is not None else int(time.time() * 1000)
-        lists = rank(profiles, catalog, model, self.top_k, newest)
+        lists = rank(profiles, catalog, model, self.top_k, newest, self.diversity)
         for profile, items in zip(profiles, lists, strict=True):
             profile.version += 1
             trigger = profile.trigger or [None, None, None]

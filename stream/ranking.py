@@ -82,8 +82,13 @@ def rank(
     model: PartitionModel,
     top_k: int,
     now_ms: int,
+    diversity: float = 0.0,
 ) -> list[list[RankedItem]]:
-    """The top ``top_k`` titles for each viewer, best first, with reasons."""
+    """The top ``top_k`` titles for each viewer, best first, with reasons.
+
+    With ``diversity`` > 0 the list is re-ranked from the ``POOL`` x ``top_k`` best by
+    :func:`_diversify`, trading relevance for variety of genres.
+    """
     mats = catalog.matrices()
     n_titles = mats.genres.shape[0]
     if n_titles == 0 or not profiles:
@@ -107,7 +112,7 @@ def rank(
     fresh = catalog.freshness(now_ms, FRESH_DAYS)
     shared = w["popularity"] * popularity + w["freshness"] * fresh
     shared[~mats.active] = -np.inf
-    k = min(top_k, n_titles)
+    k = min(top_k * POOL if diversity > 0 else top_k, n_titles)
     if n_titles > LARGE_CATALOG:
         index = _candidate_index(model)
         index.refresh(mats, shared)
@@ -118,6 +123,8 @@ def rank(
         ]  # fmt: skip
     else:
         picks = _top_of_all(profiles, user_genres, user_tags, catalog, mats, w, shared, k)
+    if diversity > 0:
+        picks = _diversify(picks, mats.genres_dense, min(top_k, n_titles), diversity)
 
     results: list[list[RankedItem]] = []
     for profile, (rows, row_scores, genre_vals, tag_vals) in zip(profiles, picks, strict=True):
@@ -139,6 +146,8 @@ def rank(
 
 
 _Picks = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+#: With diversity on, each list is chosen from this many times ``top_k`` best-scored titles.
+POOL = 4
 
 
 def _top_of_all(
@@ -193,6 +202,43 @@ def _top_of_rows(
     top = np.argpartition(-scores, k - 1)[:k] if k < len(rows) else np.arange(len(rows))
     top = top[np.argsort(-scores[top], kind="stable")]
     return rows[top], scores[top], genre_part[top], tag_part[top]
+
+
+def _diversify(picks: list[_Picks], genres: np.ndarray, k: int, penalty: float) -> list[_Picks]:
+    """Greedy re-ranking of each viewer's candidates for variety, all viewers at once.
+
+    Each next pick maximises ``score - penalty * s``, where ``s`` sums the candidate's genre
+    similarities (cosine of unit genre rows) to the titles picked before it. The cost of a
+    genre grows with each title of it already listed (unlike maximal marginal relevance's
+    largest similarity, which a strong favourite pays once and then fills the list), so a
+    list spreads across the genres the viewer likes, in proportion to how much.
+    """
+    n = len(picks)
+    width = max(len(p[0]) for p in picks)
+    if width <= 1:
+        return picks
+    rows = np.zeros((n, width), dtype=np.int64)
+    scores = np.full((n, width), -np.inf, dtype=np.float64)
+    for r, (idx, sc, _, _) in enumerate(picks):
+        rows[r, : len(idx)] = idx
+        scores[r, : len(sc)] = sc
+    feats = genres[rows]  # (viewers, candidates, genres)
+    overlap = np.zeros((n, width))
+    chosen = np.zeros((n, min(k, width)), dtype=np.int64)
+    valid = np.zeros(chosen.shape, dtype=bool)  # False once a viewer runs out of rankable titles
+    every = np.arange(n)
+    for step in range(chosen.shape[1]):
+        gain = scores - penalty * overlap
+        j = np.argmax(gain, axis=1)
+        chosen[:, step] = j
+        valid[:, step] = np.isfinite(gain[every, j])
+        scores[every, j] = -np.inf  # taken
+        overlap += np.einsum("ncg,ng->nc", feats, feats[every, j])
+    out: list[_Picks] = []
+    for r, (idx, sc, genre_vals, tag_vals) in enumerate(picks):
+        keep = chosen[r][valid[r]]
+        out.append((idx[keep], sc[keep], genre_vals[keep], tag_vals[keep]))
+    return out
 
 
 def _candidate_index(model: PartitionModel) -> CandidateIndex:

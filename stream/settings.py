@@ -42,6 +42,9 @@ class Settings:
     web_port: int = 6066
     #: STREAM_TOP_K: titles per recommendation snapshot.
     top_k: int = 10
+    #: STREAM_DIVERSITY: how much a title is marked down for sharing genres with those above it
+    #: in the list (0: pure relevance; score units, a strong genre match is worth about 1).
+    diversity: float = 0.3
     #: STREAM_BATCH_MAX: most events of one partition processed together (a fetch may hold more).
     batch_max: int = 500
     #: STREAM_FETCH_WAIT_MS: the consumer's fetch wait (Faust hard-codes 1500 ms).
@@ -101,6 +104,8 @@ class Settings:
         for name in positive:
             if getattr(self, name) < 1:
                 raise SettingsError(f"{VARIABLES[name]} must be at least 1, got {getattr(self, name)}")
+        if self.diversity < 0:
+            raise SettingsError(f"STREAM_DIVERSITY must be at least 0, got {self.diversity}")
         if self.session_timeout_s <= 3 * self.heartbeat_s:
             raise SettingsError(
                 "STREAM_SESSION_TIMEOUT_S must exceed three heartbeats "

@@ -64,7 +64,25 @@ def test_retired_titles_are_never_ranked_and_new_ones_at_once() -> None:
     assert "d2" not in ids and ids[0] == "d9"
 
 
-def test_ranking_many_viewers_at_once_equals_ranking_each_alone() -> None:
+def test_diversity_spreads_a_list_across_the_genres_a_viewer_likes() -> None:
+    cat, model = make_catalog(12), PartitionModel()
+    p = Profile("u1")
+    for n in range(1, 4):
+        watched(p, cat, "complete", f"d{n}", n)  # a strong drama fan...
+    watched(p, cat, "complete", "c1", 4)  # ...who also finished a comedy
+    best = rank([p], cat, model, top_k=6, now_ms=T0)[0]
+    plain = [i.item_id for i in best]
+    varied = rank([p], cat, model, top_k=6, now_ms=T0, diversity=0.5)[0]
+    ids = [i.item_id for i in varied]
+    assert {genre(i) for i in plain} == {"drama"}, plain
+    assert varied[0].score == best[0].score, "the best match still leads"
+    assert len({genre(i) for i in ids}) >= 2 and len(ids) == len(set(ids)) == 6, ids
+    assert {"d1", "d2", "d3", "c1"}.isdisjoint(ids), "finished titles stay out"
+    assert [i.rank for i in varied] == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("diversity", [0.0, 0.4])
+def test_ranking_many_viewers_at_once_equals_ranking_each_alone(diversity: float) -> None:
     rng = random.Random(5)
     cat, model = make_catalog(6), PartitionModel()
     ids = [cat.entry(i).item_id for i in cat.active_indices()]
@@ -74,9 +92,9 @@ def test_ranking_many_viewers_at_once_equals_ranking_each_alone() -> None:
         for n in range(rng.randrange(0, 6)):
             watched(p, cat, rng.choice(["complete", "skip", "rewind", "thumbs_up"]), rng.choice(ids), n, 0.05)
         viewers.append(p)
-    together = rank(viewers, cat, model, top_k=5, now_ms=T0)
+    together = rank(viewers, cat, model, top_k=5, now_ms=T0, diversity=diversity)
     for p, listed in zip(viewers, together, strict=True):
-        alone = rank([p], cat, model, top_k=5, now_ms=T0)[0]
+        alone = rank([p], cat, model, top_k=5, now_ms=T0, diversity=diversity)[0]
         assert [(i.item_id, i.score) for i in listed] == [(i.item_id, i.score) for i in alone]
 
 
