@@ -257,7 +257,9 @@ class StreamApp:
                 batches = await consumer.getmany(timeout_ms=100, max_records=5000)
                 for records in batches.values():
                     for record in records:
-                        self._apply_catalog(record.key, record.value)
+                        self.catalog.apply(
+                            record.key, record.value
+                        )  # invalid ones: the check-catalog agent reports them
                 for tp in tps:
                     if tp.partition in caught_up:
                         continue
@@ -269,16 +271,6 @@ class StreamApp:
                     self.catalog_ready.set()
         finally:
             await consumer.stop()
-
-    def _apply_catalog(self, key: bytes | None, value: bytes | None) -> None:
-        try:
-            entry = decode_catalog(key, value)
-        except InvalidMessage:
-            return  # reported to the DLQ once, by the check-catalog agent
-        if entry is None:
-            self.catalog.retire(key.decode("utf-8", "replace") if key else "")
-        else:
-            self.catalog.upsert(entry)
 
     async def _check_catalog(self, stream: faust.StreamT) -> None:
         async for event in stream.events():

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .validation import CatalogEntry
+from .validation import CatalogEntry, InvalidMessage, decode_catalog
 
 __all__ = ["Catalog", "CatalogMatrices"]
 
@@ -93,6 +93,18 @@ class Catalog:
                 vocab.append(name)
             out.append(ids[name])
         return sorted(set(out))
+
+    def apply(self, key: bytes | None, value: bytes | None) -> bool:
+        """Apply one record of the catalog topic (a null value retires); False if it is invalid."""
+        try:
+            entry = decode_catalog(key, value)
+        except InvalidMessage:
+            return False
+        if entry is None:
+            self.retire(key.decode("utf-8", "replace") if key else "")
+        else:
+            self.upsert(entry)
+        return True
 
     def upsert(self, entry: CatalogEntry) -> None:
         genres = self._ids(entry.genres, self.genre_ids, self.genre_names)

@@ -83,6 +83,27 @@ def _cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_group(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    from .group import load_state, rank_group
+
+    try:
+        catalog, members, model = asyncio.run(load_state(settings, args.users))
+    except (LookupError, TimeoutError) as exc:
+        print(f"stream group: {exc}", file=sys.stderr)
+        return 1
+    items = rank_group(members, catalog, model, top_k=args.top, now_ms=int(time.time() * 1000))
+    print(f"for {', '.join(args.users)} watching together:")
+    for item in items:
+        entry = catalog.get(item.item_id)
+        name = entry.title if entry is not None else item.item_id
+        print(f"  {item.rank:>2}. {name[:30]:<30} {item.score:>7.3f}  {'; '.join(item.reasons)}")
+    if not items:
+        print("  nothing that none of you minds")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from .demo import run_demo
 
@@ -114,6 +135,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--from-beginning", action="store_true", help="start at the oldest snapshot")
     p.add_argument("--limit", type=int, default=0, help="stop after this many snapshots (0: never)")
     p.set_defaults(func=_cmd_watch)
+
+    p = sub.add_parser("group", help="one list for several viewers watching together")
+    p.add_argument("users", nargs="+", help="the viewers' user ids")
+    p.add_argument("--top", type=int, default=10, help="titles in the list (default 10)")
+    p.set_defaults(func=_cmd_group)
 
     sub.add_parser("loadtest", help="the load-test harness (python -m loadtest; see stream loadtest --help)")
 

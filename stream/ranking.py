@@ -20,7 +20,7 @@ from .catalog import Catalog, CatalogMatrices
 from .model import FRESH_DAYS, PartitionModel
 from .profile import Profile
 
-__all__ = ["RankedItem", "rank", "viewer_features"]
+__all__ = ["RankedItem", "rank", "shared_terms", "taste_rows", "viewer_features"]
 
 WEEK_MS = 7 * 86_400_000
 #: Above this many titles, only each viewer's candidates are scored (see stream.candidates).
@@ -76,6 +76,36 @@ def viewer_features(
     }
 
 
+def taste_rows(profiles: Sequence[Profile], catalog: Catalog, mats: CatalogMatrices) -> tuple[np.ndarray, np.ndarray]:
+    """Each viewer's genre and tag affinities as rows (viewers x genres, viewers x tags), scaled by :func:`_unit`."""
+    n = len(profiles)
+    user_genres = np.zeros((n, mats.genres.shape[1]), dtype=np.float32)
+    user_tags = np.zeros((n, mats.tags.shape[1]), dtype=np.float32)
+    genre_ids, tag_ids = catalog.genre_ids, catalog.tag_ids
+    for row, profile in enumerate(profiles):
+        for name, value in _unit(profile.genres).items():
+            gid = genre_ids.get(name)
+            if gid is not None:
+                user_genres[row, gid] = value
+        for name, value in _unit(profile.tags).items():
+            tid = tag_ids.get(name)
+            if tid is not None:
+                user_tags[row, tid] = value
+    return user_genres, user_tags
+
+
+def shared_terms(
+    catalog: Catalog, mats: CatalogMatrices, model: PartitionModel, now_ms: int
+) -> tuple[dict[str, float], np.ndarray, np.ndarray, np.ndarray]:
+    """Weights, popularity, freshness, and the part of every title's score no viewer changes (-inf: retired)."""
+    w = model.weights
+    popularity = model.popularity(catalog.ids)
+    fresh = catalog.freshness(now_ms, FRESH_DAYS)
+    shared = w["popularity"] * popularity + w["freshness"] * fresh
+    shared[~mats.active] = -np.inf
+    return w, popularity, fresh, shared
+
+
 def rank(
     profiles: Sequence[Profile],
     catalog: Catalog,
@@ -93,25 +123,8 @@ def rank(
     n_titles = mats.genres.shape[0]
     if n_titles == 0 or not profiles:
         return [[] for _ in profiles]
-    n = len(profiles)
-    user_genres = np.zeros((n, mats.genres.shape[1]), dtype=np.float32)
-    user_tags = np.zeros((n, mats.tags.shape[1]), dtype=np.float32)
-    genre_ids, tag_ids = catalog.genre_ids, catalog.tag_ids
-    for row, profile in enumerate(profiles):
-        for name, value in _unit(profile.genres).items():
-            gid = genre_ids.get(name)
-            if gid is not None:
-                user_genres[row, gid] = value
-        for name, value in _unit(profile.tags).items():
-            tid = tag_ids.get(name)
-            if tid is not None:
-                user_tags[row, tid] = value
-
-    w = model.weights
-    popularity = model.popularity(catalog.ids)
-    fresh = catalog.freshness(now_ms, FRESH_DAYS)
-    shared = w["popularity"] * popularity + w["freshness"] * fresh
-    shared[~mats.active] = -np.inf
+    user_genres, user_tags = taste_rows(profiles, catalog, mats)
+    w, popularity, fresh, shared = shared_terms(catalog, mats, model, now_ms)
     k = min(top_k * POOL if diversity > 0 else top_k, n_titles)
     if n_titles > LARGE_CATALOG:
         index = _candidate_index(model)

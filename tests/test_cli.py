@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -17,7 +18,7 @@ from stream.settings import VARIABLES, Settings
 from stream.topics import CATALOG, EVENTS, RECOMMENDATIONS, load_specs
 
 from .catalog_fixture import catalog_messages
-from .helpers import Workers, consume_until, encode, event, publish
+from .helpers import Workers, consume_until, encode, event, publish, snapshots
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,6 +96,40 @@ async def test_watch_prints_a_viewers_snapshots(
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.startswith("eve · v1 · 1 events · after complete (eve-e1)")
     assert "because you finished Drama 1" in shown.stdout and "max" not in shown.stdout
+
+
+async def test_group_lists_what_every_member_can_watch(
+    settings: Settings, workers: Workers, producer: AIOKafkaProducer
+) -> None:
+    await publish(producer, settings.topic(CATALOG), catalog_messages())
+    workers.start()
+    early = {"position_s": 60.0}
+    await publish(
+        producer,
+        settings.topic(EVENTS),
+        [
+            encode(event(1, "eve", "d1", "complete")),
+            encode(event(2, "eve", "c2", "skip", **early)),  # eve cannot stand comedy
+            encode(event(1, "max", "c1", "complete")),
+            encode(event(2, "max", "d2", "complete")),
+        ],
+    )
+
+    def applied(records: list[Any]) -> bool:
+        last = {s["user_id"]: s["events_applied"] for s in snapshots(records)}
+        return last.get("eve") == 2 and last.get("max") == 2
+
+    await consume_until(settings, settings.topic(RECOMMENDATIONS), applied)
+    shown = run_cli(settings, "group", "eve", "max", "--top", "3")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0] == "for eve, max watching together:"
+    assert "Comedy" not in shown.stdout, "a title one member strongly dislikes is left out"
+    assert "Drama 1" not in shown.stdout and "Drama 2" not in shown.stdout, "nor one a member finished"
+    assert "Drama 3" in lines[1] or "Drama 4" in lines[1], lines
+    assert "good for everyone: eve likes drama, max likes drama" in lines[1]
+    missing = run_cli(settings, "group", "eve", "nobody")
+    assert missing.returncode == 1 and "no profile yet for: nobody" in missing.stderr
 
 
 @pytest.mark.broker
