@@ -241,6 +241,7 @@ class Run:
         rng = random.Random(self.cfg.seed + 1)
         sent_at: dict[str, float] = {}
         latencies: list[float] = []
+        made: list[float] = []
         per_second: list[dict[str, Any]] = []
         applied: dict[str, int] = {}
         state = {"sent": 0, "applied": 0, "snapshots": 0}
@@ -295,6 +296,8 @@ class Run:
                             bucket.append(ms)
                             if sent >= steady_from:
                                 latencies.append(ms)
+                                # the worker's share: its snapshot's time minus the event's (both wall clocks)
+                                made.append(snap["generated_at"] - snap["trigger"]["ts"])
                 if now - t0 >= second + 1:
                     second += 1
                     sampler.sample()
@@ -342,6 +345,7 @@ class Run:
             "snapshots": state["snapshots"],
             "achieved_eps": state["applied"] / duration,
             "latency_ms": percentiles(latencies),
+            "to_snapshot_ms": percentiles(made),
             "latencies": latencies,
             "timeline": per_second,
             "worker": sampler.summary(),

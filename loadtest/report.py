@@ -8,7 +8,8 @@ Report schema (top level; ``schema_version`` 1):
 - ``latency_ms``: ``p50``, ``p95``, ``p99``, ``max``, ``n`` and the offered ``rate`` (half the
   sustainable rate unless ``--rate``): snapshot received minus its trigger event's publication,
   for events published after the warm-up (``latency.warmup_s``; the worker's own start-up,
-  which the timeline still shows, flagged ``warmup``).
+  which the timeline still shows, flagged ``warmup``). ``latency.to_snapshot_ms``: the part
+  up to the snapshot being made (its ``generated_at`` minus the event's ``ts``).
 - ``events_sent``, ``events_applied``: over all phases.
 - ``bytes_per_viewer``: serialised profile bytes (mean, max) and in-memory table bytes per
   viewer for ``10000`` and ``100000`` viewers.

@@ -144,44 +144,64 @@ class StreamApp:
     async def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> Any:
         return await self.app.producer.send(topic, key, value, partition, None, None)
 
-    async def _process_events(self, tp: Any, messages: list[Any]) -> asyncio.Future[Any]:
-        """The ``process-events`` handler: apply one partition's fetched records.
+    async def _process_events(self, fetched: dict[Any, list[Any]]) -> asyncio.Future[Any]:
+        """The ``process-events`` handler: apply one fetch's records, by partition.
 
-        Returns a future that completes when all they produced is delivered.
+        Partitions' batches are processed together (one ranking pass) up to
+        ``STREAM_BATCH_MAX`` events at a time. Returns a future that completes when all
+        they produced is delivered, and the model checkpoints covering them too.
         """
         await self.catalog_ready.wait()
         size = self.settings.batch_max
+        chunks = [
+            (tp.partition, [RawMessage(m.key, m.value, m.topic, m.partition, m.offset) for m in ms[i : i + size]])
+            for tp, ms in fetched.items()
+            for i in range(0, len(ms), size)
+        ]
         pending: list[Any] = []
         async with self._batch_lock:
-            for start in range(0, len(messages), size):
-                part = messages[start : start + size]
-                chunk = [RawMessage(m.key, m.value, m.topic, m.partition, m.offset) for m in part]
-                await self._process_partition(tp.partition, chunk, pending)
-                self.counters["batches"] += 1
-            # The model is state too: offsets are committable once a checkpoint reflecting them is delivered.
-            pending.append(self._covered_by_checkpoint(tp.partition))
-            if time.monotonic() - self._checkpointed.get(tp.partition, 0.0) >= self.settings.checkpoint_s:
-                await self._checkpoint(tp.partition)
+            group: list[tuple[int, list[RawMessage]]] = []
+            for chunk in chunks:
+                if any(chunk[0] == partition for partition, _ in group):
+                    # a partition's next chunk loads what its previous one wrote: not in the same group
+                    await self._process_group(group, pending)
+                    group = []
+                group.append(chunk)
+                if sum(len(c) for _, c in group) >= size:
+                    await self._process_group(group, pending)
+                    group = []
+            if group:
+                await self._process_group(group, pending)
+            for tp in fetched:
+                # The model is state too: offsets are committable once a checkpoint reflecting them is delivered.
+                pending.append(self._covered_by_checkpoint(tp.partition))
+                if time.monotonic() - self._checkpointed.get(tp.partition, 0.0) >= self.settings.checkpoint_s:
+                    await self._checkpoint(tp.partition)
         delivered = asyncio.gather(*pending)
         self._in_flight.add(delivered)
         delivered.add_done_callback(self._in_flight.discard)
         return delivered
 
-    async def _process_partition(self, partition: int, messages: list[RawMessage], pending: list[Any]) -> None:
+    async def _process_group(self, group: list[tuple[int, list[RawMessage]]], pending: list[Any]) -> None:
         s = self.settings
-        model = self._model_for(partition)
-        result = self.processor.process(messages, self._load_profile, model)
-        for user_id, profile in result.profiles.items():
-            pending.append(await self._write(self.profiles, partition, user_id.encode(), profile.dumps()))
-        for user_id, snapshot in result.snapshots:
-            pending.append(await self._send(self.recommendations_name, user_id.encode(), snapshot))
-        for key, record in result.dead_letters:
-            pending.append(await self._send(s.topic(EVENTS) + "-dlq", key, record))
-        c = self.counters
-        c["applied"] += result.applied
-        c["duplicates"] += result.duplicates
-        c["dead_letters"] += len(result.dead_letters)
-        c["snapshots"] += len(result.snapshots)
+        results = self.processor.process_many(
+            [(messages, self._model_for(partition)) for partition, messages in group], self._load_profile
+        )
+        for (partition, _), result in zip(group, results, strict=True):
+            for user_id, profile in result.profiles.items():
+                pending.append(await self._write(self.profiles, partition, user_id.encode(), profile.dumps()))
+            for user_id, snapshot in result.snapshots:
+                pending.append(await self._send(self.recommendations_name, user_id.encode(), snapshot))
+            for key, record in result.dead_letters:
+                pending.append(await self._send(s.topic(EVENTS) + "-dlq", key, record))
+            c = self.counters
+            c["applied"] += result.applied
+            c["duplicates"] += result.duplicates
+            c["dead_letters"] += len(result.dead_letters)
+            c["snapshots"] += len(result.snapshots)
+        self.counters["batches"] += 1
+        # Let the producer send these snapshots now: the next group would hold the loop.
+        await asyncio.sleep(0)
 
     def _covered_by_checkpoint(self, partition: int) -> asyncio.Future[None]:
         waiter = self._checkpoint_waiters.get(partition)

@@ -118,7 +118,56 @@ class Processor:
         model: PartitionModel,
         now_ms: int | None = None,
     ) -> BatchResult:
-        result = BatchResult()
+        """One partition's batch, in offset order."""
+        return self.process_many([(messages, model)], load, now_ms)[0]
+
+    def process_many(
+        self,
+        batches: Sequence[tuple[Sequence[RawMessage], PartitionModel]],
+        load: Callable[[str], Profile | None],
+        now_ms: int | None = None,
+    ) -> list[BatchResult]:
+        """Several partitions' batches (what one fetch brought), each with its partition's model.
+
+        State changes per partition; the viewers of all of them are ranked in one pass,
+        which shares the fixed cost of ranking when batches are small.
+        """
+        results: list[BatchResult] = []
+        changed: list[tuple[BatchResult, Profile, PartitionModel]] = []
+        for messages, model in batches:
+            result = BatchResult()
+            results.append(result)
+            changed.extend((result, profile, model) for profile in self._apply(messages, load, model, result))
+        if not changed:
+            return results
+        catalog = self.catalog
+        newest = max(profile.last_ts for _, profile, _ in changed)
+        generated_at = now_ms if now_ms is not None else int(time.time() * 1000)
+        profiles = [profile for _, profile, _ in changed]
+        lists = rank(profiles, catalog, [model for _, _, model in changed], self.top_k, newest, self.diversity)
+        for (result, profile, _), items in zip(changed, lists, strict=True):
+            profile.version += 1
+            trigger = profile.trigger or [None, None, None]
+            snapshot = {
+                "user_id": profile.user_id,
+                "version": profile.version,
+                "generated_at": generated_at,
+                "events_applied": profile.applied,
+                "trigger": {"event_id": trigger[0], "type": trigger[1], "ts": trigger[2]},
+                "items": [item.as_dict() for item in items],
+                "prefetch": prefetch_hint(profile, items, catalog),
+            }
+            result.snapshots.append((profile.user_id, orjson.dumps(snapshot)))
+        return results
+
+    def _apply(
+        self,
+        messages: Sequence[RawMessage],
+        load: Callable[[str], Profile | None],
+        model: PartitionModel,
+        result: BatchResult,
+    ) -> list[Profile]:
+        """Validate, learn and update profiles; returns the profiles whose state changed."""
         touched = result.profiles  # changed: written, and a snapshot each
         quiet: dict[str, Profile] = {}  # only a producer's copy noted: written, no snapshot
         catalog = self.catalog
@@ -159,22 +208,4 @@ class Processor:
         profiles = list(touched.values())
         for user_id, profile in quiet.items():
             touched.setdefault(user_id, profile)
-        if not profiles:
-            return result
-        newest = max(p.last_ts for p in profiles)
-        generated_at = now_ms if now_ms is not None else int(time.time() * 1000)
-        lists = rank(profiles, catalog, model, self.top_k, newest, self.diversity)
-        for profile, items in zip(profiles, lists, strict=True):
-            profile.version += 1
-            trigger = profile.trigger or [None, None, None]
-            snapshot = {
-                "user_id": profile.user_id,
-                "version": profile.version,
-                "generated_at": generated_at,
-                "events_applied": profile.applied,
-                "trigger": {"event_id": trigger[0], "type": trigger[1], "ts": trigger[2]},
-                "items": [item.as_dict() for item in items],
-                "prefetch": prefetch_hint(profile, items, catalog),
-            }
-            result.snapshots.append((profile.user_id, orjson.dumps(snapshot)))
-        return result
+        return profiles

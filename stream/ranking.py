@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -109,41 +110,52 @@ def shared_terms(
 def rank(
     profiles: Sequence[Profile],
     catalog: Catalog,
-    model: PartitionModel,
+    model: PartitionModel | Sequence[PartitionModel],
     top_k: int,
     now_ms: int,
     diversity: float = 0.0,
 ) -> list[list[RankedItem]]:
     """The top ``top_k`` titles for each viewer, best first, with reasons.
 
-    With ``diversity`` > 0 the list is re-ranked from the ``POOL`` x ``top_k`` best by
-    :func:`_diversify`, trading relevance for variety of genres.
+    ``model`` is one model for every viewer, or one per viewer (viewers of several
+    partitions ranked in one pass: the matrix work is shared, each row uses its model's
+    weights and popularity). With ``diversity`` > 0 the list is re-ranked from the
+    ``POOL`` x ``top_k`` best by :func:`_diversify`, trading relevance for variety of genres.
     """
     mats = catalog.matrices()
     n_titles = mats.genres.shape[0]
     if n_titles == 0 or not profiles:
         return [[] for _ in profiles]
+    models = [model] * len(profiles) if isinstance(model, PartitionModel) else list(model)
+    groups: dict[int, list[int]] = {}
+    for row, m in enumerate(models):
+        groups.setdefault(id(m), []).append(row)
+    terms = {key: shared_terms(catalog, mats, models[rows[0]], now_ms) for key, rows in groups.items()}
     user_genres, user_tags = taste_rows(profiles, catalog, mats)
-    w, popularity, fresh, shared = shared_terms(catalog, mats, model, now_ms)
     k = min(top_k * POOL if diversity > 0 else top_k, n_titles)
+    picks: list[_Picks | None] = [None] * len(profiles)
     if n_titles > LARGE_CATALOG:
-        index = _candidate_index(model)
-        index.refresh(mats, shared)
-        picks = [
-            _top_of_rows(index.for_viewer(p, catalog.genre_ids, catalog.tag_ids), user_genres[r], user_tags[r],
-                         p, catalog, mats, w, shared, k)
-            for r, p in enumerate(profiles)
-        ]  # fmt: skip
+        for key, rows in groups.items():
+            w, _, _, shared = terms[key]
+            index = _candidate_index(models[rows[0]])
+            index.refresh(mats, shared)
+            for r in rows:
+                p = profiles[r]
+                candidates = index.for_viewer(p, catalog.genre_ids, catalog.tag_ids)
+                picks[r] = _top_of_rows(candidates, user_genres[r], user_tags[r], p, catalog, mats, w, shared, k)
     else:
-        picks = _top_of_all(profiles, user_genres, user_tags, catalog, mats, w, shared, k)
+        row_terms = [(rows, terms[key][0], terms[key][3]) for key, rows in groups.items()]
+        picks = list(_top_of_all(profiles, user_genres, user_tags, catalog, mats, row_terms, k))
+    chosen = cast(list[_Picks], picks)
     if diversity > 0:
-        picks = _diversify(picks, mats.genres_dense, min(top_k, n_titles), diversity)
+        chosen = _diversify(chosen, mats.genres_dense, min(top_k, n_titles), diversity)
 
     results: list[list[RankedItem]] = []
-    for profile, (rows, row_scores, genre_vals, tag_vals) in zip(profiles, picks, strict=True):
+    for profile, m, (top_rows, row_scores, genre_vals, tag_vals) in zip(profiles, models, chosen, strict=True):
+        w, popularity, fresh, _ = terms[id(m)]
         items: list[RankedItem] = []
         finished = _FinishedIndex(profile, catalog)
-        for j, (idx, score) in enumerate(zip(rows.tolist(), row_scores.tolist(), strict=True)):
+        for j, (idx, score) in enumerate(zip(top_rows.tolist(), row_scores.tolist(), strict=True)):
             if score == -np.inf:
                 break
             parts = {
@@ -169,15 +181,22 @@ def _top_of_all(
     user_tags: np.ndarray,
     catalog: Catalog,
     mats: CatalogMatrices,
-    w: dict[str, float],
-    shared: np.ndarray,
+    row_terms: Sequence[tuple[list[int], dict[str, float], np.ndarray]],
     k: int,
 ) -> list[_Picks]:
-    """Score every title for every viewer: (viewers x features) @ (features x titles)."""
-    n, n_titles = len(profiles), len(shared)
-    genre_part = w["genre"] * np.asarray((mats.genres @ user_genres.T).T)
-    tag_part = w["tag"] * np.asarray((mats.tags @ user_tags.T).T)
-    scores = genre_part + tag_part + shared[None, :]
+    """Score every title for every viewer: (viewers x features) @ (features x titles).
+
+    ``row_terms``: (rows, weights, shared scores) per model; each row is scored with its own.
+    """
+    n, n_titles = len(profiles), mats.genres.shape[0]
+    genre_part = np.asarray((mats.genres @ user_genres.T).T)
+    tag_part = np.asarray((mats.tags @ user_tags.T).T)
+    scores = np.empty((n, n_titles), dtype=np.float32)
+    for rows, w, shared in row_terms:
+        sel = rows if len(rows) < n else slice(None)
+        genre_part[sel] *= w["genre"]
+        tag_part[sel] *= w["tag"]
+        scores[sel] = genre_part[sel] + tag_part[sel] + shared[None, :]
     for row, profile in enumerate(profiles):
         excluded = [i for i in map(catalog.index_of, profile.excluded) if i is not None]
         if excluded:

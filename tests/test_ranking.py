@@ -96,6 +96,17 @@ def test_ranking_many_viewers_at_once_equals_ranking_each_alone(diversity: float
     for p, listed in zip(viewers, together, strict=True):
         alone = rank([p], cat, model, top_k=5, now_ms=T0, diversity=diversity)[0]
         assert [(i.item_id, i.score) for i in listed] == [(i.item_id, i.score) for i in alone]
+    # viewers of two partitions in one pass: each row ranked with its own partition's model
+    other = PartitionModel()
+    for n in range(50):
+        other.record_start(ids[n % 3])
+        other.learn_one({"genre": 0.0, "tag": 0.0, "popularity": 1.0, "freshness": 0.0}, 1.0)
+    models = [model if v % 2 else other for v in range(len(viewers))]
+    mixed = rank(viewers, cat, models, top_k=5, now_ms=T0, diversity=diversity)
+    for p, m, listed in zip(viewers, models, mixed, strict=True):
+        alone = rank([p], cat, m, top_k=5, now_ms=T0, diversity=diversity)[0]
+        assert [(i.item_id, i.score, i.reasons) for i in listed] == [(i.item_id, i.score, i.reasons) for i in alone]
+    assert mixed != together, "the two models rank differently"
 
 
 def test_each_score_is_the_model_prediction_of_the_titles_features() -> None:
