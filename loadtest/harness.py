@@ -260,9 +260,9 @@ class Run:
 
         async def produce() -> None:
             tick = 0.01
-            due = 0.0
-            while time.perf_counter() - t0 < duration:
-                due += rate * tick
+            while (elapsed := time.perf_counter() - t0) < duration:
+                # due from the clock, not from counted ticks: a slow tick must not lower the offered rate
+                due = rate * elapsed - state["sent"]
                 while due >= 1:
                     if not queue:
                         viewer = pop.viewers[rng.randrange(len(pop.viewers))]
@@ -346,6 +346,7 @@ class Run:
             "applied": state["applied"],
             "snapshots": state["snapshots"],
             "achieved_eps": state["applied"] / duration,
+            "sent_eps": state["sent"] / duration,
             "latency_ms": percentiles(latencies),
             "to_snapshot_ms": percentiles(made),
             "latencies": latencies,
@@ -578,7 +579,7 @@ async def run(cfg: Config, progress: Progress) -> dict[str, Any]:
         report["catalog_scaling"] = scaling
         rate = cfg.rate or max(50.0, round(sustainable / 2))
         latency = await run_.open_loop(pop, rate, cfg.duration)
-        report["latency_ms"] = {**latency["latency_ms"], "rate": rate}
+        report["latency_ms"] = {**latency["latency_ms"], "rate": rate, "sent_eps": latency["sent_eps"]}
         report["latency"] = latency
         learning = await run_.closed_loop(pop)
         report["learning"] = {"model": learning["after"]["model"], "popularity": learning["after"]["popularity"],

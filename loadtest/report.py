@@ -5,8 +5,9 @@ Report schema (top level; ``schema_version`` 1):
 - ``sustainable_eps``: events per second one run of worker(s) applied while draining a backlog.
 - ``baselines``: ``faust_eps`` (bare Faust agent), ``aiokafka_eps`` (raw loop), ``ratio_to_faust``,
   ``ratio_to_aiokafka``, and each run's details.
-- ``latency_ms``: ``p50``, ``p95``, ``p99``, ``max``, ``n`` and the offered ``rate`` (half the
-  sustainable rate unless ``--rate``): snapshot received minus its trigger event's publication,
+- ``latency_ms``: ``p50``, ``p95``, ``p99``, ``max``, ``n``, the offered ``rate`` (half the
+  sustainable rate unless ``--rate``) and the rate actually sent (``sent_eps``; lower when the
+  harness itself runs short of CPU): snapshot received minus its trigger event's publication,
   for events published after the warm-up (``latency.warmup_s``; the worker's own start-up,
   which the timeline still shows, flagged ``warmup``). ``latency.to_snapshot_ms``: the part
   up to the snapshot being made (its ``generated_at`` minus the event's ``ts``).
@@ -55,7 +56,8 @@ def summary(report: dict[str, Any]) -> str:
             else ""
         ),
         f"  latency @ {_f(lat['rate'], ' ev/s')}   p50 {_f(lat['p50'], ' ms', 1)}  p95 {_f(lat['p95'], ' ms', 1)}"
-        f"  p99 {_f(lat['p99'], ' ms', 1)}  max {_f(lat['max'], ' ms', 1)}  ({lat['n']} snapshots)",
+        f"  p99 {_f(lat['p99'], ' ms', 1)}  max {_f(lat['max'], ' ms', 1)}  ({lat['n']} snapshots;"
+        f" sent {_f(lat.get('sent_eps'), ' ev/s')})",
         "  catalog scaling      "
         + "  ".join(f"{k} titles: {_f(v, ' ev/s')}" for k, v in scale.items() if k != "ratio")
         + (f"  (ratio {_f(scale.get('ratio'), '', 2)})" if scale.get("ratio") is not None else ""),
