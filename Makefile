@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-unit test-broker lint bench clean
+.PHONY: install demo test test-unit test-broker test-faults lint bench clean
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ test-unit: $(STAMP)
 
 test-broker: $(STAMP)
 	$(BIN)/pytest -m broker
+
+# Fault injection (workers killed mid-stream, duplicates, garbage input); also part of `make test`.
+test-faults: $(STAMP)
+	$(BIN)/pytest -m faults
 
 # The standard load-test profile (under five minutes): report and plots in loadtest/results/.
 bench: $(STAMP)

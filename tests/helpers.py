@@ -23,13 +23,27 @@ class Workers:
         self.settings = settings
         self.tmp_path = tmp_path
         self.procs: list[Any] = []
+        #: The settings each worker was started with (its web port among them), by index in ``procs``.
+        self.configs: list[Settings] = []
 
     def start(self, **overrides: Any) -> Any:
-        s = replace(self.settings, web_port=free_port(), **overrides)
-        proc = start_worker(s, self.tmp_path / f"worker-{len(self.procs)}.log")
-        self.procs.append(proc)
-        wait_ready(s, proc, timeout_s=90)
-        return proc
+        return self.start_many(1, **overrides)[0]
+
+    def start_many(self, count: int, **overrides: Any) -> list[Any]:
+        """Start ``count`` workers at once (they join the group together), then wait until each is ready."""
+        started = []
+        for _ in range(count):
+            s = replace(self.settings, web_port=free_port(), **overrides)
+            proc = start_worker(s, self.tmp_path / f"worker-{len(self.procs)}.log")
+            self.procs.append(proc)
+            self.configs.append(s)
+            started.append((s, proc))
+        for s, proc in started:
+            wait_ready(s, proc, timeout_s=90)
+        return [proc for _, proc in started]
+
+    def log_path(self, proc: Any) -> Path:
+        return self.tmp_path / f"worker-{self.procs.index(proc)}.log"
 
     def log(self, index: int = -1) -> str:
         return (self.tmp_path / f"worker-{len(self.procs) + index if index < 0 else index}.log").read_text()
