@@ -27,7 +27,7 @@ import asyncio
 import logging
 import time
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -113,6 +113,7 @@ class StreamApp:
         app.agent(self.commands, name="check-commands")(self._check_commands)
         app.task(self._follow_catalog)
         app.task(self._checkpoint_idle_partitions)
+        app.task(self._report_progress)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]  # faust's stub misses async receivers
 
         @app.page("/health")
@@ -219,6 +220,24 @@ class StreamApp:
         if waiter is not None:
             delivered.add_done_callback(partial(_settle, waiter))
         return delivered
+
+    async def _report_progress(self) -> None:
+        """Every ``STREAM_PROGRESS_S``: the events partitions held, where reading is, and the counters."""
+        period = self.settings.progress_s
+        if period <= 0:
+            return
+        topic = self.events.get_topic_name()
+        while True:
+            await asyncio.sleep(period)
+            consumer = cast(Any, self.app.consumer)  # Faust's bookkeeping, not on its interface
+            held = sorted((tp for tp in consumer.assignment() if tp.topic == topic), key=lambda tp: tp.partition)
+            active = consumer._get_active_partitions()
+            parts = ", ".join(
+                f"{tp.partition}@{consumer._read_offset.get(tp)}"
+                f"/{consumer._committed_offset.get(tp)}{'' if tp in active else ' paused'}"
+                for tp in held
+            )
+            log.info("progress: partitions (read/committed) %s; %s", parts or "none", self.counters)
 
     async def _checkpoint_idle_partitions(self) -> None:
         """Checkpoint partitions whose applied batches wait for one, when no new batch brings it."""

@@ -61,6 +61,8 @@ async def _drain_in_batches(self: Any, fetcher: Any) -> None:  # pragma: no cove
     consumer_stopped = self._stopped.is_set
     fetcher_stopped = fetcher._stopped.is_set
     read_offset = self._read_offset
+    next_offset: dict[TP, int] = {}  # where each partition's next batch should start, this generation
+    seen_generation = None
     acks_enabled_for = self.app.topics.acks_enabled_for
     try:
         while not (consumer_stopped() or fetcher_stopped()):
@@ -84,7 +86,18 @@ async def _drain_in_batches(self: Any, fetcher: Any) -> None:  # pragma: no cove
                     await self.wait_first(callback(message), self.suspend_flow.wait())
             by_topic: dict[str, dict[TP, list[Any]]] = {}
             assignment = self.assignment()
+            if generation != seen_generation:
+                next_offset.clear()  # a rebalance may legitimately move a partition forward (its new commit)
+                seen_generation = generation
             for tp, messages in batches.items():
+                expected = next_offset.get(tp)
+                if expected is not None and messages[0].offset > expected:
+                    # within one generation, reading never jumps forward: this would be records skipped
+                    log.error(
+                        "records skipped on %s: expected offset %d, the batch starts at %d (committed %s)",
+                        tp, expected, messages[0].offset, self._committed_offset.get(tp),
+                    )  # fmt: skip
+                next_offset[tp] = messages[-1].offset + 1
                 if self.app.consumer_generation_id != generation or tp not in assignment:
                     log.info("dropped a stale batch of %d records of %s (rebalance)", len(messages), tp)
                     continue

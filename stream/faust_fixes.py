@@ -1,4 +1,4 @@
-"""Two narrow patches to faust-streaming 0.15.3's aiokafka driver, applied by the worker.
+"""Three narrow patches to faust-streaming 0.15.3's aiokafka driver, applied by the worker.
 
 1. **Fetch wait.** Faust hard-codes ``fetch_max_wait_ms=1500`` for the worker's
    consumer. A broker that holds a fetch open that long (the embedded one
@@ -13,6 +13,14 @@
    newest record of each partition and takes the fetch response's high
    watermark when it is larger. On Apache Kafka both answers agree and the
    extra fetch costs one round trip per recovery.
+3. **Seek after a rebalance.** After each rebalance Faust seeks every assigned
+   partition back to its committed offset, because records fetched around the
+   rebalance may have been dropped unprocessed. aiokafka's ``seek_to_committed``
+   skips partitions whose committed offset is missing or 0, so such a partition
+   kept the advanced position and its dropped records were never read: seen in
+   the fault-injection tests as hundreds of events of a partition that had no
+   commit yet skipped by its new owner. The patched seek puts those partitions
+   at the position the reset policy names (the beginning, for this project).
 """
 
 from __future__ import annotations
@@ -58,7 +66,7 @@ async def true_end_offsets(bootstrap: str | list[str], listed: Mapping[Any, int]
 
 
 def install() -> None:
-    """Apply both patches once per process."""
+    """Apply the patches once per process."""
     thread = driver.AIOKafkaConsumerThread
     if getattr(thread, "_stream_fixes", False):
         return
@@ -79,6 +87,20 @@ def install() -> None:
         servers = driver.server_list(self.transport.url, self.transport.default_port)
         return await true_end_offsets(servers, listed)
 
+    async def seek_to_committed(self: Any) -> Mapping[Any, int]:
+        consumer = self._ensure_consumer()
+        to_end = self.app.conf.consumer_auto_offset_reset == "latest"
+
+        async def seek() -> Mapping[Any, int]:
+            committed = await consumer.seek_to_committed()
+            unset = [tp for tp, offset in committed.items() if not offset or offset <= 0]
+            if unset:
+                await (consumer.seek_to_end(*unset) if to_end else consumer.seek_to_beginning(*unset))
+            return committed
+
+        return await self.call_thread(seek)
+
+    thread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
     thread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
     thread._highwaters = confirmed_highwaters  # type: ignore[method-assign]
     thread._stream_fixes = True  # type: ignore[attr-defined]

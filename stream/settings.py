@@ -51,7 +51,7 @@ class Settings:
     fetch_wait_ms: int = 10
     #: STREAM_SESSION_TIMEOUT_S: consumer-group session timeout; a crashed worker's
     #: partitions move after about this long (1.5x on the embedded broker).
-    session_timeout_s: float = 10.0
+    session_timeout_s: float = 6.0
     #: STREAM_HEARTBEAT_S: consumer-group heartbeat interval.
     heartbeat_s: float = 1.0
     #: STREAM_MAX_EVENT_BYTES: larger messages are rejected to the dead-letter topic.
@@ -60,6 +60,8 @@ class Settings:
     half_life_days: float = 14.0
     #: STREAM_CHECKPOINT_S: how often each partition's model is written to its changelog.
     checkpoint_s: float = 2.0
+    #: STREAM_PROGRESS_S: how often a worker logs its partitions' positions and its counters (0: never).
+    progress_s: float = 10.0
     #: STREAM_LOG_LEVEL: worker log level (debug, info, warn, error).
     log_level: str = "info"
 
