@@ -48,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--bootstrap", help="an existing cluster (default: an embedded broker started for the run)")
     p.add_argument("--no-baselines", action="store_true")
     p.add_argument("--no-scaling", action="store_true")
+    p.add_argument("--no-ramp", action="store_true", help="skip the open-loop ramp")
+    p.add_argument("--ramp-step", type=float, default=6.0, help="seconds per ramp step (default 6)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--out", type=Path, default=Path("loadtest/results"))
     args = p.parse_args(argv)
@@ -70,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         bootstrap=args.bootstrap,
         baselines=not args.no_baselines,
         scaling=not args.no_scaling,
+        ramp=not args.no_ramp,
+        ramp_step_s=args.ramp_step,
         out_dir=args.out,
     )
     report = asyncio.run(run(cfg, _progress()))

@@ -75,6 +75,8 @@ class Config:
     bootstrap: str | None = None
     baselines: bool = True
     scaling: bool = True
+    ramp: bool = True
+    ramp_step_s: float = 6.0
     out_dir: Path = Path("loadtest/results")
 
 
@@ -235,8 +237,21 @@ class Run:
 
     # -- phase 2: latency under an open-loop rate -----------------------------------
 
-    async def open_loop(self, pop: Population, rate: float, duration: float) -> dict[str, Any]:
-        settings = self.settings("latency")
+    async def open_loop(
+        self, pop: Population, rate: float, duration: float, steps: list[float] | None = None, tag: str = "latency"
+    ) -> dict[str, Any]:
+        """Offer ``rate`` events/s for ``duration`` s (or each of ``steps`` for an equal share of it)."""
+        settings = self.settings(tag)
+        schedule = steps or [rate]
+        step_s = duration / len(schedule)
+
+        def offered(elapsed: float) -> float:
+            """Events due by ``elapsed`` seconds."""
+            done = min(int(elapsed // step_s), len(schedule))
+            return sum(schedule[:done]) * step_s + (
+                schedule[done] * (elapsed - done * step_s) if done < len(schedule) else 0
+            )
+
         await self.prepare(settings, pop)
         procs = self.start_workers(settings, self.cfg.workers)
         sampler = ProcSampler([p.pid for p in procs])
@@ -258,11 +273,23 @@ class Run:
         warmup = min(5.0, duration / 4)
         steady_from = t0 + warmup
 
+        # A ramp stops offering after the first step whose lag grew; then every phase waits
+        # (up to ``grace`` s) until all it sent is applied, so every event is accounted for.
+        grace = 60.0 if steps else 5.0
+        producing = {"done": False, "steps": len(schedule)}
+
         async def produce() -> None:
             tick = 0.01
+            step, lag_at_step = 0, 0
             while (elapsed := time.perf_counter() - t0) < duration:
+                if steps and int(elapsed // step_s) > step:
+                    lag = state["sent"] - state["applied"]
+                    if lag > max(lag_at_step, schedule[step] * 0.5):
+                        producing["steps"] = step + 1
+                        break  # this step was more than the worker can take: the ramp is over
+                    step, lag_at_step = int(elapsed // step_s), lag
                 # due from the clock, not from counted ticks: a slow tick must not lower the offered rate
-                due = rate * elapsed - state["sent"]
+                due = offered(elapsed) - state["sent"]
                 while due >= 1:
                     if not queue:
                         viewer = pop.viewers[rng.randrange(len(pop.viewers))]
@@ -274,13 +301,14 @@ class Run:
                     state["sent"] += 1
                     due -= 1
                 await asyncio.sleep(tick)
+            producing["done"] = True
 
         async def consume() -> None:
             bucket: list[float] = []
             second = 0
             fetch_ms: float | None = None
             sampler.sample()
-            while time.perf_counter() - t0 < duration + 5:
+            while time.perf_counter() - t0 < duration + grace:
                 batches = await consumer.getmany(timeout_ms=20, max_records=5000)
                 now = time.perf_counter()
                 for records in batches.values():
@@ -321,8 +349,8 @@ class Run:
                         }
                     )
                     bucket = []
-                    self.progress("latency", min(1.0, (now - t0) / (duration + 5)))
-                if state["sent"] and state["applied"] >= state["sent"] and now - t0 > duration:
+                    self.progress(tag, min(1.0, (now - t0) / duration))
+                if producing["done"] and state["applied"] >= state["sent"]:
                     break
 
         try:
@@ -340,6 +368,9 @@ class Run:
         lag_series = [s["lag"] for s in per_second]
         return {
             "rate": rate,
+            "steps": schedule,
+            "steps_offered": producing["steps"],
+            "step_s": step_s,
             "duration_s": duration,
             "warmup_s": warmup,
             "sent": state["sent"],
@@ -549,6 +580,27 @@ def drain_events(pop: Population, n: int, seed: int) -> list[tuple[bytes, bytes]
     return out[:n]
 
 
+def ramp_verdict(result: dict[str, Any]) -> dict[str, Any]:
+    """Per ramp step: lag at its start and end; sustainable if lag ended within half a second of events.
+
+    The highest rate whose step kept the lag bounded, with every lower step bounded too, is the
+    open-loop sustainable rate (None if even the first step was not).
+    """
+    timeline, step_s = result["timeline"], result["step_s"]
+    steps, best = [], None
+    for i, rate in enumerate(result["steps"][: result["steps_offered"]]):
+        inside = [s for s in timeline if i * step_s < s["t"] <= (i + 1) * step_s]
+        if not inside:
+            break
+        start, end = inside[0]["lag"], inside[-1]["lag"]
+        bounded = end <= max(start, rate * 0.5)
+        steps.append({"rate": rate, "lag_start": start, "lag_end": end, "bounded": bounded})
+        if not bounded:
+            break
+        best = rate
+    return {"sustainable_eps": best, "steps": steps}
+
+
 async def run(cfg: Config, progress: Progress) -> dict[str, Any]:
     """All phases; returns the report (see loadtest/README or the module docstring)."""
     started = time.time()
@@ -577,15 +629,30 @@ async def run(cfg: Config, progress: Progress) -> dict[str, Any]:
             scaling[str(cfg.titles_large)] = big["eps"]
             scaling["ratio"] = big["eps"] / sustainable if sustainable else None
         report["catalog_scaling"] = scaling
-        rate = cfg.rate or max(50.0, round(sustainable / 2))
+        ramp: dict[str, Any] = {}
+        if cfg.ramp:
+            fractions = (0.25, 0.4, 0.55, 0.7, 0.85, 1.0)
+            result = await run_.open_loop(
+                pop,
+                0.0,
+                cfg.ramp_step_s * len(fractions),
+                steps=[round(f * sustainable) for f in fractions],
+                tag="ramp",
+            )
+            ramp = {**ramp_verdict(result), "sent": result["sent"], "applied": result["applied"]}
+        report["ramp"] = ramp
+        # half the open-loop sustainable rate when the ramp found one, else half the drained rate
+        rate = cfg.rate or max(50.0, round((ramp.get("sustainable_eps") or sustainable) / 2))
         latency = await run_.open_loop(pop, rate, cfg.duration)
         report["latency_ms"] = {**latency["latency_ms"], "rate": rate, "sent_eps": latency["sent_eps"]}
         report["latency"] = latency
         learning = await run_.closed_loop(pop)
         report["learning"] = {"model": learning["after"]["model"], "popularity": learning["after"]["popularity"],
                               "random": learning["after"]["random"], **learning}  # fmt: skip
-    report["events_sent"] = pipeline["events"] + latency["sent"] + learning["events_sent"]
-    report["events_applied"] = pipeline["applied"] + latency["applied"] + learning["events_applied"]
+    report["events_sent"] = pipeline["events"] + latency["sent"] + learning["events_sent"] + ramp.get("sent", 0)
+    report["events_applied"] = (
+        pipeline["applied"] + latency["applied"] + learning["events_applied"] + ramp.get("applied", 0)
+    )
     report["bytes_per_viewer"] = state_bytes(pop)
     report["elapsed_s"] = time.time() - started
     return report

@@ -2,12 +2,17 @@
 
 Report schema (top level; ``schema_version`` 1):
 
-- ``sustainable_eps``: events per second one run of worker(s) applied while draining a backlog.
+- ``sustainable_eps``: events per second one run of worker(s) applied while draining a backlog
+  (the baselines are drained the same way, so the ratios compare like with like).
+- ``ramp``: open loop at rising rates (fractions of ``sustainable_eps``, ``--ramp-step`` s each):
+  per step the lag at its start and end; ``ramp.sustainable_eps`` is the highest rate whose lag
+  stayed within half a second of events (fetches are small in an open loop, so it is lower).
 - ``baselines``: ``faust_eps`` (bare Faust agent), ``aiokafka_eps`` (raw loop), ``ratio_to_faust``,
   ``ratio_to_aiokafka``, and each run's details.
 - ``latency_ms``: ``p50``, ``p95``, ``p99``, ``max``, ``n``, the offered ``rate`` (half the
-  sustainable rate unless ``--rate``) and the rate actually sent (``sent_eps``; lower when the
-  harness itself runs short of CPU): snapshot received minus its trigger event's publication,
+  ramp's sustainable rate, else half the drained one, unless ``--rate``) and the rate actually
+  sent (``sent_eps``; lower when the harness itself runs short of CPU): snapshot received minus
+  its trigger event's publication,
   for events published after the warm-up (``latency.warmup_s``; the worker's own start-up,
   which the timeline still shows, flagged ``warmup``). ``latency.to_snapshot_ms``: the part
   up to the snapshot being made (its ``generated_at`` minus the event's ``ts``).
@@ -39,6 +44,13 @@ def _f(value: Any, unit: str = "", digits: int = 0) -> str:
     return f"{value:,.{digits}f}{unit}"
 
 
+def _ramp(ramp: dict[str, Any]) -> str:
+    if not ramp.get("steps"):
+        return "not run"
+    steps = " ".join(f"{_f(st['rate'], '')}{'' if st['bounded'] else '(lag grew)'}" for st in ramp["steps"])
+    return f"sustainable {_f(ramp.get('sustainable_eps'), ' ev/s')}   steps {steps}"
+
+
 def summary(report: dict[str, Any]) -> str:
     b = report.get("baselines") or {}
     lat = report["latency_ms"]
@@ -55,6 +67,7 @@ def summary(report: dict[str, Any]) -> str:
             if b
             else ""
         ),
+        f"  open-loop ramp       {_ramp(report.get('ramp') or {})}",
         f"  latency @ {_f(lat['rate'], ' ev/s')}   p50 {_f(lat['p50'], ' ms', 1)}  p95 {_f(lat['p95'], ' ms', 1)}"
         f"  p99 {_f(lat['p99'], ' ms', 1)}  max {_f(lat['max'], ' ms', 1)}  ({lat['n']} snapshots;"
         f" sent {_f(lat.get('sent_eps'), ' ev/s')})",

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from loadtest.__main__ import main as loadtest_main
-from loadtest.harness import _learning_summary, drain_events
+from loadtest.harness import _learning_summary, drain_events, ramp_verdict
 from loadtest.measure import percentiles, trend
 from loadtest.population import Population
 from stream.validation import decode_catalog, decode_event
@@ -48,13 +48,26 @@ def test_percentiles_trend_and_learning_summary() -> None:
     assert [c["events"] for c in summary["curve"]] == [5, 15, 30, 35]
 
 
+def test_the_ramp_stops_at_the_first_step_whose_lag_grew() -> None:
+    lags = [10, 5, 8, 6, 9, 7, 50, 300, 200, 100, 20, 0]  # the 4th step's lag grows, then drains
+    result = {
+        "timeline": [{"t": t, "lag": lag} for t, lag in enumerate(lags, start=1)],
+        "step_s": 2.0,
+        "steps": [100, 200, 300, 400, 500, 600],
+        "steps_offered": 4,
+    }
+    verdict = ramp_verdict(result)
+    assert verdict["sustainable_eps"] == 300
+    assert [s["bounded"] for s in verdict["steps"]] == [True, True, True, False]
+
+
 @pytest.mark.broker
 def test_a_short_run_accounts_for_every_event_and_writes_its_report(tmp_path: Path) -> None:
     code = loadtest_main(
         [
             "--viewers", "300", "--titles", "300", "--titles-large", "1200", "--events", "1500",
             "--duration", "6", "--rate", "100", "--learn-viewers", "60", "--learn-events", "8",
-            "--learn-seconds", "20", "--partitions", "4", "--out", str(tmp_path),
+            "--learn-seconds", "20", "--partitions", "4", "--ramp-step", "2", "--out", str(tmp_path),
         ]
     )  # fmt: skip
     assert code == 0
@@ -64,9 +77,13 @@ def test_a_short_run_accounts_for_every_event_and_writes_its_report(tmp_path: Pa
         assert field in report, field
     assert report["events_applied"] == report["events_sent"], "every sent event must be accounted for"
     assert report["sustainable_eps"] > 0
+    steps = report["ramp"]["steps"]
+    assert steps and steps[0]["rate"] < report["sustainable_eps"], "the ramp climbs towards the drained rate"
+    assert all(s["bounded"] for s in steps[:-1]), "the ramp stops at the first step whose lag grew"
     assert report["baselines"]["faust_eps"] > 0 and report["baselines"]["aiokafka_eps"] > 0
     lat = report["latency_ms"]
     assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"] and lat["rate"] == 100
+    assert lat["sent_eps"] > 90, "the open loop offers the rate asked for"
     assert set(report["catalog_scaling"]) >= {"300", "1200"}
     assert report["bytes_per_viewer"]["serialised_max"] <= 2048
     assert {"model", "popularity", "random", "curve"} <= set(report["learning"])
