@@ -7,11 +7,13 @@ partition accumulates batches, so no phase inherits another's backlog):
    fast they are all applied: the sustainable rate. The same events are
    drained by a bare Faust agent and a raw aiokafka loop (baselines), and by
    the pipeline again over the large catalog (catalog scaling).
-2. ``latency``: open loop at half the sustainable rate (or ``--rate``): every
-   snapshot's end-to-end latency (received minus its trigger's publication),
-   throughput, lag, worker CPU and memory, and a tail-fetch probe of the
-   broker per second.
-3. ``learning``: closed loop: viewers pick from the lists they receive and
+2. ``ramp``: open loop at rising rates until the lag grows: the open-loop
+   sustainable rate (lower than the drained one: an open loop's fetches are small).
+3. ``latency``: open loop at half the ramp's sustainable rate (or ``--rate``):
+   every snapshot's end-to-end latency (received minus its trigger's
+   publication), throughput, lag, worker CPU and memory, and a tail-fetch probe
+   of the broker per second.
+4. ``learning``: closed loop: viewers pick from the lists they receive and
    react by their hidden tastes; after each session the list is scored against
    what the viewer would finish, beside a popularity list and a random list.
 """
