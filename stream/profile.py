@@ -226,7 +226,7 @@ class Profile:
             finishes=finishes,
             early_skips=early,
             recent_ids=_split(base64.b64decode(d["r"])),
-            duplicate_offsets=d["dx"],
+            duplicate_offsets=d.get("dx", []),  # rows written before this field existed have none
             trigger=d["tr"],
         )
 

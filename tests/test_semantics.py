@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import orjson
 import pytest
 
 from stream.events import EARLY, NEARLY_DONE, Signal, interpret
@@ -129,6 +130,13 @@ def test_a_redelivered_or_repeated_event_is_applied_once() -> None:
     assert not p.apply(e, interpret(e, None), TITLE, offset=5), "same offset applied twice"
     assert not p.apply(e, interpret(e, None), TITLE, offset=9), "same event id at a new offset applied twice"
     assert p.applied == 1
+
+
+def test_a_profile_row_written_before_duplicate_offsets_existed_still_loads() -> None:
+    p = Profile("u1", offset=5)
+    row = orjson.loads(p.dumps())
+    del row["dx"]
+    assert Profile.loads(orjson.dumps(row)) == p
 
 
 def test_profile_round_trips_and_stays_bounded_and_small() -> None:
