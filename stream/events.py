@@ -8,7 +8,7 @@ decided here too.
 >>> from stream.validation import PlaybackEvent
 >>> e = PlaybackEvent("e1", "u1", "t1", "skip", 1767225600000, position_s=30, duration_s=3600)
 >>> interpret(e, paused_item=None)
-Signal(value=-1.0, label='skipped early', exclude=True, finished=False)
+Signal(value=-1.0, label='skipped early', exclude=True, finished=False, learns=True)
 >>> e = PlaybackEvent("e2", "u1", "t1", "stop", 1767225600000, position_s=1800, duration_s=3600)
 >>> interpret(e, paused_item="t1").label
 'paused then stopped'
@@ -34,11 +34,10 @@ class Signal(NamedTuple):
     exclude: bool = False
     #: The viewer watched the title to (nearly) the end.
     finished: bool = False
-
-    @property
-    def learns(self) -> bool:
-        """Whether the event carries evidence to learn from (a pause alone does not)."""
-        return self.value != 0.0
+    #: Whether the model learns from it: only from what tells how a title went, not from a
+    #: start or a pause alone (a start's outcome follows; learning both would teach the model
+    #: that a good match is worth only what a start is).
+    learns: bool = True
 
 
 COMPLETED = Signal(1.0, "completed", exclude=True, finished=True)
@@ -49,8 +48,8 @@ ADDED = Signal(0.6, "added to list")
 REWOUND = Signal(0.4, "rewound")
 RESUMED = Signal(0.3, "paused then resumed")
 DOUBT = Signal(-0.3, "paused then stopped")
-PLAYED = Signal(0.1, "started")
-PAUSED = Signal(0.0, "paused")
+PLAYED = Signal(0.1, "started", learns=False)
+PAUSED = Signal(0.0, "paused", learns=False)
 
 
 def interpret(event: PlaybackEvent, paused_item: str | None) -> Signal:

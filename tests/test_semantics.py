@@ -8,7 +8,16 @@ import orjson
 import pytest
 
 from stream.events import EARLY, NEARLY_DONE, Signal, interpret
-from stream.profile import DAYPARTS, MAX_EXCLUDED, MAX_HISTORY, MAX_RECENT_IDS, MAX_TAGS, Profile, daypart
+from stream.profile import (
+    DAYPARTS,
+    MAX_CONTEXT_GENRES,
+    MAX_EXCLUDED,
+    MAX_HISTORY,
+    MAX_RECENT_IDS,
+    MAX_TAGS,
+    Profile,
+    daypart,
+)
 from stream.validation import EVENT_TYPES, CatalogEntry, PlaybackEvent
 
 T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC
@@ -39,7 +48,7 @@ def test_a_rewind_is_engagement() -> None:
 
 
 def test_pause_then_resume_is_engagement_and_pause_then_stop_is_doubt() -> None:
-    assert interpret(ev("pause"), paused_item=None) == Signal(0.0, "paused")
+    assert interpret(ev("pause"), paused_item=None) == Signal(0.0, "paused", learns=False)
     resumed = interpret(ev("resume"), paused_item="t1")
     stopped = interpret(ev("stop", progress=0.5), paused_item="t1")
     assert resumed.value > 0 and resumed.label == "paused then resumed"
@@ -167,7 +176,10 @@ def test_profile_round_trips_and_stays_bounded_and_small() -> None:
     assert len(p.tags) <= MAX_TAGS and len(p.history) <= MAX_HISTORY
     assert len(p.excluded) <= MAX_EXCLUDED and len(p.recent_ids) <= MAX_RECENT_IDS
     raw = p.dumps()
-    assert len(raw) <= 2048, f"a profile must stay under 2 KB; this one is {len(raw)} bytes"
+    # The worst case: every event type, 20 genres, all five devices, every daypart. The load
+    # test's viewers (one device, one hour) measure about 1.2-1.5 KB (README, "Load testing").
+    assert len(raw) <= 3072, f"a profile must stay under 3 KB even at worst; this one is {len(raw)} bytes"
+    assert len(p.contexts) <= 5 + 4 + 2 and all(len(v) <= MAX_CONTEXT_GENRES for v in p.contexts.values())
     back = Profile.loads(raw)
     assert back.dumps() == raw
     assert back.applied == p.applied == 2000
