@@ -97,7 +97,9 @@ class StreamApp:
 
         self.catalog = Catalog()
         self.catalog_ready = asyncio.Event()
-        self.processor = Processor(self.catalog, s.top_k, s.max_event_bytes, s.half_life_days, s.diversity)
+        self.processor = Processor(
+            self.catalog, s.top_k, s.max_event_bytes, s.half_life_days, s.diversity, s.exploration
+        )
         # What each assigned partition has learned; the ``models`` table is its durable copy.
         self._partition_models: dict[int, PartitionModel] = {}
         self._checkpointed: dict[int, float] = {}

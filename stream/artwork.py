@@ -239,6 +239,16 @@ class ArtworkBandit:
             for item_id, variants in items
         ]
 
+    def best(self, item_id: str, variants: Sequence[str], context: Context) -> str | None:
+        """The variant with the highest posterior mean (no exploration); the first for an untracked title.
+
+        For titles shown where no feedback is taken (low in a list), a draw would explore
+        for nothing; this is cheaper too.
+        """
+        if len(variants) < 2 or item_id not in self._titles:
+            return variants[0] if variants else None
+        return max(variants, key=lambda v: self.estimate(item_id, v, context))
+
     def estimate(self, item_id: str, variant: str, context: Context) -> float:
         """Posterior mean play rate of ``variant`` of ``item_id`` in ``context``."""
         a, b = self._posterior(item_id, variant, context)

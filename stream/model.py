@@ -5,7 +5,15 @@ vectorisable function of the viewer's profile and the catalog:
 
 - ``genre``: how the viewer's decayed genre affinities match the title's genres;
 - ``tag``: the same for fine-grained tags;
-- ``popularity``: how often titles like it were started lately (log-scaled);
+- ``context``: how much more (or less) the viewer watches the title's genres in the
+  current context (device, daypart, weekday or weekend) than overall; 0 for a
+  viewer whose habits do not change with context;
+- ``cohort``: how often viewers of the same taste cohort finished or liked it (on this
+  device at this time of day, once that bucket has enough starts): see
+  :mod:`stream.cohorts`;
+- ``popularity``: how often it was started lately (log-scaled);
+- ``trending``: what viewers did with it in the last hour's windows (rising
+  starts and finishes, or early skips): see :mod:`stream.velocity`;
 - ``freshness``: how recently it was released.
 
 The weights are learned online: a River linear regression learns, from every
@@ -15,7 +23,7 @@ actually do. Because the score is linear, each item's reasons are read off its
 largest feature contributions: explanations are the model, not a story.
 
 >>> m = PartitionModel()
->>> x = {"genre": 0.9, "tag": 0.2, "popularity": 0.1, "freshness": 0.0}
+>>> x = {"genre": 0.9, "tag": 0.2, "context": 0.0, "cohort": 0.0, "popularity": 0.1, "trending": 0.0, "freshness": 0.0}
 >>> round(m.predict_one(x), 3)  # the prior alone
 1.045
 >>> for _ in range(200):  # viewers keep skipping titles like this
@@ -35,11 +43,23 @@ from typing import Any, Protocol
 import numpy as np
 from river import linear_model, metrics, optim, utils
 
+from .artwork import ArtworkBandit
+from .cohorts import Cohorts
+from .velocity import Exploration, Trending
+
 __all__ = ["FEATURES", "PRIOR", "PartitionModel", "Scorer"]
 
-FEATURES = ("genre", "tag", "popularity", "freshness")
+FEATURES = ("genre", "tag", "context", "cohort", "popularity", "trending", "freshness")
 #: What a title's features are worth before anything is learned.
-PRIOR = {"genre": 1.0, "tag": 0.6, "popularity": 0.25, "freshness": 0.1}
+PRIOR = {
+    "genre": 1.0,
+    "tag": 0.6,
+    "context": 1.0,
+    "cohort": 0.4,
+    "popularity": 0.25,
+    "trending": 0.4,
+    "freshness": 0.1,
+}
 #: Half-life of title popularity, in events seen by the partition.
 POPULARITY_HALF_LIFE = 5000.0
 FRESH_DAYS = 30.0
@@ -90,6 +110,11 @@ class PartitionModel:
         self._pop_dirty: set[str] = set()
         self._pop_scaled: np.ndarray | None = None
         self._pop_at = 0.0
+        self.cohorts = Cohorts()
+        self.trending = Trending()
+        self.exploration = Exploration()
+        #: Which artwork of each title to show, by context (see :mod:`stream.artwork`).
+        self.artwork = ArtworkBandit()
 
     # -- River protocol ------------------------------------------------------
 
@@ -111,6 +136,20 @@ class PartitionModel:
         learned = self.linear.weights
         return {f: PRIOR[f] + float(learned.get(f, 0.0)) for f in FEATURES}
 
+    @property
+    def unit(self) -> float:
+        """What one start adds to a count now (counts fade by the unit growing, see :meth:`record_start`)."""
+        return self._play_scale
+
+    def record_liked(self, item_id: str, cohort: int, device: str | None, part: int) -> None:
+        """Count that a viewer of ``cohort`` finished or liked ``item_id`` (on ``device``, in daypart ``part``).
+
+        Cohorts count what their viewers liked, not what they started: a start that ends in
+        an early skip would make a title "popular with viewers like you" for the wrong reason.
+        These counts fade with the unit of :meth:`record_start`.
+        """
+        self.cohorts.record(item_id, cohort, device, part, self._play_scale)
+
     def record_start(self, item_id: str) -> None:
         """Count a start of ``item_id``; older starts fade (exponential decay by event count)."""
         # Growing the unit instead of shrinking every count keeps this O(1).
@@ -123,6 +162,7 @@ class PartitionModel:
 
     def _rescale(self) -> None:
         scale = self._play_scale
+        self.cohorts.rescale(scale)
         self.plays = {k: v / scale for k, v in self.plays.items() if v / scale > 1e-3}
         self._play_scale = 1.0
         self._play_max = max(self.plays.values(), default=0.0)
@@ -180,6 +220,10 @@ class PartitionModel:
             "o": self.offset,
             "mae": [self.mae.get(), self.mae._mean.n],
             "plays": {k: round(v / scale, 4) for k, v in self.plays.items() if v / scale > 1e-3},
+            "co": self.cohorts.to_state(scale),
+            "tr": self.trending.to_state(),
+            "ex": self.exploration.to_state(),
+            "aw": self.artwork.to_state(),
         }
 
     @classmethod
@@ -195,4 +239,10 @@ class PartitionModel:
             model.mae._mean.update(mean, n)
         model.plays = dict(state["plays"])
         model._play_max = max(model.plays.values(), default=0.0)
+        # checkpoints written before cohorts, trending and exploration existed have none
+        model.cohorts = Cohorts.from_state(state.get("co"))
+        model.trending = Trending.from_state(state.get("tr"))
+        model.exploration = Exploration.from_state(state.get("ex"))
+        if "aw" in state:
+            model.artwork = ArtworkBandit.from_state(state["aw"])
         return model

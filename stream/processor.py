@@ -15,14 +15,18 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from .artwork import Context
 from .catalog import Catalog
 from .events import Signal, interpret
 from .model import PartitionModel
-from .profile import Profile
+from .profile import Profile, daypart
 from .ranking import RankedItem, rank, viewer_features
 from .validation import InvalidMessage, PlaybackEvent, decode_event
 
 __all__ = ["BatchResult", "Processor", "RawMessage", "dead_letter", "prefetch_hint"]
+
+#: Top titles with several artworks whose impressions the artwork bandit learns from, per snapshot.
+SHOWN_ARTWORK = 3
 
 
 @dataclass(slots=True, frozen=True)
@@ -96,20 +100,43 @@ class Processor:
         max_event_bytes: int = 16384,
         half_life_days: float = 14.0,
         diversity: float = 0.0,
+        exploration: int = 0,
     ):
         self.catalog = catalog
         self.top_k = top_k
         self.diversity = diversity
+        self.exploration = exploration
         self.max_event_bytes = max_event_bytes
         self.half_life_ms = half_life_days * 86_400_000
 
-    def _learn(self, model: PartitionModel, profile: Profile, idx: int, event: PlaybackEvent, signal: Signal) -> None:
+    def _learn(
+        self,
+        model: PartitionModel,
+        profile: Profile,
+        idx: int,
+        event: PlaybackEvent,
+        signal: Signal,
+        cohort: int | None,
+    ) -> None:
+        device = event.device or profile.device
         if signal.learns:
-            # Predict, then learn: the features are those the viewer had before this event
-            # (for a redelivered event, those it has now: the one thing a crash can change).
-            model.learn_one(viewer_features(profile, self.catalog, idx, model, event.ts), signal.value)
+            # Predict, then learn: the features are those the viewer had before this event, in
+            # the event's context (for a redelivered event, those it has now: the one thing a
+            # crash can change).
+            x = viewer_features(profile, self.catalog, idx, model, event.ts, device, cohort)
+            model.learn_one(x, signal.value)
         if event.type == "play":
+            # the artwork bandit: which of the titles last shown was played, with which artwork
+            context = Context(device, daypart(event.ts), cohort)
+            model.artwork.feedback([(i, a) for i, a in profile.shown], event.item_id, event.artwork_id, context)
             model.record_start(event.item_id)
+            model.trending.record(event.item_id, event.ts, 1.0)
+        if cohort is not None and (signal.finished or signal.value >= 0.6):  # finished, thumbs up, listed
+            model.record_liked(event.item_id, cohort, device, daypart(event.ts))
+        if signal.finished:
+            model.trending.record(event.item_id, event.ts, 1.0)
+        elif signal.value <= -0.6:  # skipped or stopped early, thumbs down: outweighs the start
+            model.trending.record(event.item_id, event.ts, -3.0)
 
     def process(
         self,
@@ -134,31 +161,57 @@ class Processor:
         """
         results: list[BatchResult] = []
         changed: list[tuple[BatchResult, Profile, PartitionModel]] = []
+        cohorts: list[int | None] = []
         for messages, model in batches:
             result = BatchResult()
             results.append(result)
-            changed.extend((result, profile, model) for profile in self._apply(messages, load, model, result))
+            for profile in self._apply(messages, load, model, result):
+                changed.append((result, profile, model))
+                # the cohorts learn each changed taste once per batch; the list borrows from its cohort
+                cohorts.append(model.cohorts.learn_viewer(profile.user_id, profile.genres, profile.applied))
         if not changed:
             return results
         catalog = self.catalog
         newest = max(profile.last_ts for _, profile, _ in changed)
         generated_at = now_ms if now_ms is not None else int(time.time() * 1000)
         profiles = [profile for _, profile, _ in changed]
-        lists = rank(profiles, catalog, [model for _, _, model in changed], self.top_k, newest, self.diversity)
-        for (result, profile, _), items in zip(changed, lists, strict=True):
+        models = [model for _, _, model in changed]
+        lists = rank(profiles, catalog, models, self.top_k, newest, self.diversity, cohorts, self.exploration)
+        for (result, profile, model), items, cohort in zip(changed, lists, cohorts, strict=True):
             profile.version += 1
             trigger = profile.trigger or [None, None, None]
+            artwork = self._artwork(profile, items, model, cohort)
             snapshot = {
                 "user_id": profile.user_id,
                 "version": profile.version,
                 "generated_at": generated_at,
                 "events_applied": profile.applied,
                 "trigger": {"event_id": trigger[0], "type": trigger[1], "ts": trigger[2]},
-                "items": [item.as_dict() for item in items],
+                "items": [item.as_dict() | {"artwork_id": art} for item, art in zip(items, artwork, strict=True)],
                 "prefetch": prefetch_hint(profile, items, catalog),
             }
             result.snapshots.append((profile.user_id, orjson.dumps(snapshot)))
         return results
+
+    def _artwork(
+        self, profile: Profile, items: Sequence[RankedItem], model: PartitionModel, cohort: int | None
+    ) -> list[str | None]:
+        """Each listed title's artwork for this viewer; remembers the top impressions for the bandit."""
+        catalog = self.catalog
+        variants = [catalog.entry(catalog.index_of(i.item_id) or 0).artwork for i in items]
+        context = Context(profile.device, daypart(profile.last_ts), cohort)
+        bandit = model.artwork
+        # Thompson draws where feedback is taken (the top titles), the best estimate below them
+        pairs = [(i.item_id, v) for i, v in zip(items[:SHOWN_ARTWORK], variants, strict=False)]
+        chosen = bandit.choose_many(pairs, context, profile.user_id, salt=profile.version)
+        chosen += [
+            bandit.best(i.item_id, v, context)
+            for i, v in zip(items[SHOWN_ARTWORK:], variants[SHOWN_ARTWORK:], strict=True)
+        ]
+        profile.shown = [
+            [i.item_id, a] for i, v, a in zip(items, variants, chosen, strict=True) if len(v) >= 2 and a is not None
+        ][:SHOWN_ARTWORK]
+        return chosen
 
     def _apply(
         self,
@@ -172,6 +225,7 @@ class Processor:
         quiet: dict[str, Profile] = {}  # only a producer's copy noted: written, no snapshot
         catalog = self.catalog
         learned_to = model.offset  # events at or below it are in the model already
+        cohort_of: dict[str, int | None] = {}  # each viewer's cohort as the batch found it
         for message in messages:
             try:
                 event = decode_event(message.key, message.value, self.max_event_bytes)
@@ -189,6 +243,10 @@ class Processor:
             profile = touched.get(event.user_id) or quiet.get(event.user_id)
             if profile is None:
                 profile = load(event.user_id) or Profile(event.user_id)
+            if event.user_id in cohort_of:
+                cohort = cohort_of[event.user_id]
+            else:
+                cohort = cohort_of[event.user_id] = model.cohorts.of_viewer(event.user_id, profile.genres)
             if profile.seen(event, message.offset):
                 result.duplicates += 1
                 if not profile.redelivered(message.offset):
@@ -196,10 +254,12 @@ class Processor:
                         quiet[event.user_id] = profile  # written, so a re-read knows it for a copy
                 elif message.offset > learned_to:
                     # Read again after a crash: the profile kept it, the model's checkpoint did not.
-                    self._learn(model, profile, idx, event, interpret(event, profile.paused))
+                    self._learn(model, profile, idx, event, interpret(event, profile.paused), cohort)
                 continue
             signal = interpret(event, profile.paused)
-            self._learn(model, profile, idx, event, signal)
+            self._learn(model, profile, idx, event, signal, cohort)
+            if event.type == "play":
+                profile.shown = []  # the last snapshot's impressions are learned: once
             profile.apply(event, signal, catalog.entry(idx), message.offset, self.half_life_ms)
             touched[event.user_id] = profile
             result.applied += 1

@@ -29,12 +29,14 @@ import orjson
 from .events import Signal
 from .validation import CatalogEntry, PlaybackEvent
 
-__all__ = ["DAYPARTS", "Profile", "daypart"]
+__all__ = ["DAYPARTS", "Profile", "context_keys", "daypart", "weekend"]
 
 MAX_TAGS = 20
 MAX_HISTORY = 10
 MAX_EXCLUDED = 48
 MAX_RECENT_IDS = 12
+#: Genres kept per context (device, daypart, weekday or weekend): the strongest, by magnitude.
+MAX_CONTEXT_GENRES = 4
 _ID_DIGEST = 6  # bytes of blake2b kept per recent event id: a false match is ~1 in 2**48
 #: Morning 5-12, afternoon 12-17, evening 17-22, night 22-5 (UTC hours: events carry no time zone).
 DAYPARTS = ("morning", "afternoon", "evening", "night")
@@ -49,6 +51,25 @@ def daypart(ts_ms: int) -> int:
     if 17 <= hour < 22:
         return 2
     return 3
+
+
+def weekend(ts_ms: int) -> bool:
+    """Saturday or Sunday (UTC). Day 0 of the epoch was a Thursday."""
+    return (ts_ms // 86_400_000 + 3) % 7 >= 5
+
+
+def context_keys(device: str | None, ts_ms: int) -> list[str]:
+    """The contexts an event at ``ts_ms`` on ``device`` belongs to: device, daypart, weekday/weekend.
+
+    >>> context_keys("tv", 1767225600000 + 20 * 3_600_000)  # Thursday 2026-01-01, 20:00 UTC
+    ['tv', 'p2', 'wd']
+    >>> context_keys(None, 1767225600000 + 2 * 86_400_000)  # Saturday, midnight
+    ['p3', 'we']
+    """
+    keys = [device] if device else []
+    keys.append(f"p{daypart(ts_ms)}")
+    keys.append("we" if weekend(ts_ms) else "wd")
+    return keys
 
 
 def _decay(values: dict[str, float], factor: float) -> None:
@@ -78,6 +99,10 @@ class Profile:
     tags: dict[str, float] = field(default_factory=dict)
     devices: dict[str, float] = field(default_factory=dict)
     dayparts: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
+    #: Decayed genre affinities per context (see :func:`context_keys`), the strongest few of each.
+    contexts: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: The device of the newest event that named one: the viewer's current context.
+    device: str | None = None
     #: Recent signals, oldest first: [item_id, signal value, 1 if finished else 0].
     history: list[list[Any]] = field(default_factory=list)
     #: Titles never to recommend again (finished, skipped early, thumbs down), oldest first.
@@ -94,6 +119,9 @@ class Profile:
     duplicate_offsets: list[int] = field(default_factory=list)
     #: The newest event reflected: [event_id, type, ts].
     trigger: list[Any] | None = None
+    #: [item_id, artwork_id] of the top titles with several artworks in the newest snapshot:
+    #: the impressions the artwork bandit learns from at the viewer's next play.
+    shown: list[list[str]] = field(default_factory=list)
 
     def seen(self, event: PlaybackEvent, offset: int) -> bool:
         """Whether this event was applied already (redelivered, or published twice)."""
@@ -133,6 +161,8 @@ class Profile:
         _decay(self.genres, factor)
         _decay(self.tags, factor)
         _decay(self.devices, factor)
+        for values in self.contexts.values():
+            _decay(values, factor)
         self.dayparts = [v * factor for v in self.dayparts]
         self.starts *= factor
         self.finishes *= factor
@@ -148,6 +178,12 @@ class Profile:
                 for tag in title.tags:
                     self.tags[tag] = self.tags.get(tag, 0.0) + share
                 _trim(self.tags, MAX_TAGS)
+            share = value / math.sqrt(len(title.genres))
+            for key in context_keys(event.device, event.ts):
+                values = self.contexts.setdefault(key, {})
+                for genre in title.genres:
+                    values[genre] = values.get(genre, 0.0) + share
+                _trim(values, MAX_CONTEXT_GENRES)
             self.history.append([event.item_id, value, int(signal.finished)])
             del self.history[:-MAX_HISTORY]
         if event.type == "play":
@@ -163,6 +199,8 @@ class Profile:
             self.excluded.append(event.item_id)
             del self.excluded[:-MAX_EXCLUDED]
 
+        if event.device is not None:
+            self.device = event.device
         if event.type == "pause":
             self.paused = event.item_id
         elif self.paused is not None and (event.type != "seek" or self.paused != event.item_id):
@@ -195,6 +233,8 @@ class Profile:
                 "tg": {k: r4(v) for k, v in self.tags.items()},
                 "d": {k: r4(v) for k, v in self.devices.items()},
                 "dp": [r4(v) for v in self.dayparts],
+                "c": {k: {g: r4(v) for g, v in vs.items()} for k, vs in self.contexts.items()},
+                "cd": self.device,
                 "h": [[i, r4(v), f] for i, v, f in self.history],
                 "x": self.excluded,
                 "p": self.paused,
@@ -202,6 +242,7 @@ class Profile:
                 "r": base64.b64encode(b"".join(self.recent_ids)).decode("ascii"),
                 "dx": self.duplicate_offsets,
                 "tr": self.trigger,
+                "sh": self.shown,
             }
         )
 
@@ -219,6 +260,8 @@ class Profile:
             tags=d["tg"],
             devices=d["d"],
             dayparts=d["dp"],
+            contexts=d.get("c", {}),  # rows written before contexts existed have none
+            device=d.get("cd"),
             history=d["h"],
             excluded=d["x"],
             paused=d["p"],
@@ -228,6 +271,7 @@ class Profile:
             recent_ids=_split(base64.b64decode(d["r"])),
             duplicate_offsets=d.get("dx", []),  # rows written before this field existed have none
             trigger=d["tr"],
+            shown=d.get("sh", []),
         )
 
 

@@ -2,9 +2,14 @@
 
 One ranking pass scores every title for every viewer of a batch with a few
 matrix products (titles x features times features x viewers), masks what a
-viewer must not see, and takes each viewer's top K. Reasons come from the
-largest positive feature contributions of each picked title, so they are true
-to the score.
+viewer must not see, and takes each viewer's top K. Each score is the model's
+weighted sum of the features of :mod:`stream.model`, so every part of it is
+known: reasons come from the largest positive parts of each picked title, and
+are true to the score.
+
+Then, per viewer, two re-ranking steps: diversity (:func:`_diversify`) and one
+exploration slot for a new release whose budget in the viewer's cohort is not
+spent (:mod:`stream.velocity`).
 """
 
 from __future__ import annotations
@@ -18,16 +23,28 @@ import numpy as np
 
 from .candidates import CandidateIndex
 from .catalog import Catalog, CatalogMatrices
-from .model import FRESH_DAYS, PartitionModel
-from .profile import Profile
+from .cohorts import bucket_label
+from .model import FRESH_DAYS, PartitionModel, freshness
+from .profile import DAYPARTS, Profile, context_keys, daypart
+from .velocity import NEW_DAYS
 
-__all__ = ["RankedItem", "rank", "shared_terms", "taste_rows", "viewer_features"]
+__all__ = ["RankedItem", "context_lift", "rank", "shared_terms", "taste_rows", "viewer_features"]
 
-WEEK_MS = 7 * 86_400_000
+DAY_MS = 86_400_000
+WEEK_MS = 7 * DAY_MS
 #: Above this many titles, only each viewer's candidates are scored (see stream.candidates).
 LARGE_CATALOG = 20_000
 #: A feature must add at least this much to a score to be given as a reason.
 MIN_REASON = 0.05
+#: Reasons given per title at most (its strongest contributions).
+MAX_REASONS = 3
+#: A context's evidence counts fully once its affinities sum to well above this (see context_lift).
+CONTEXT_PRIOR_MASS = 2.0
+#: The rank (1-based) of the exploration slot.
+EXPLORE_RANK = 3
+EXPLORING = "exploring: new release"
+DIFFERENT = "something different to try"
+_DEVICE_NAMES = {"tv": "TV", "mobile": "mobile", "tablet": "tablet", "web": "the web", "other": "other devices"}
 
 
 @dataclass(slots=True)
@@ -56,23 +73,83 @@ def _unit_sum(values: dict[str, float], keys: Sequence[str]) -> float:
     return total / top if top > 1.0 else total
 
 
-def viewer_features(
-    profile: Profile, catalog: Catalog, idx: int, model: PartitionModel, now_ms: int
-) -> dict[str, float]:
-    """The features of one (viewer, title) pair, as the model learns from them.
+def context_lift(profile: Profile, device: str | None, ts_ms: int) -> dict[str, float]:
+    """How much more of each genre the viewer watches in this context than overall (negative: less).
 
-    Exactly the quantities :func:`rank` computes for all titles at once.
+    For each context the moment belongs to (device, daypart, weekday or weekend: see
+    :func:`stream.profile.context_keys`), the genre's share of the viewer's affinity there
+    minus its share overall (over the same genres: the context's and the viewer's strongest),
+    weighed by how much evidence the context has; averaged over the contexts. A viewer whose
+    habits do not change with context, or who has no history in this one, gets 0 everywhere.
+
+    >>> p = Profile("u1", genres={"drama": 2.0, "comedy": 2.0}, contexts={"tv": {"drama": 4.0}, "p2": {}, "wd": {}})
+    >>> lift = context_lift(p, "tv", 0)
+    >>> lift["drama"] > 0 > lift["comedy"]
+    True
+    >>> context_lift(p, None, 0)
+    {}
     """
-    from .model import freshness
+    keys = context_keys(device, ts_ms)
+    if not profile.contexts:
+        return {}
+    strongest = sorted(profile.genres, key=lambda g: -abs(profile.genres[g]))[:4]
+    lift: dict[str, float] = {}
+    for key in keys:
+        here = profile.contexts.get(key)
+        if not here:
+            continue
+        genres = sorted(set(here) | set(strongest))  # sorted: the same sums in every process
+        mass_here = sum(abs(v) for v in here.values())
+        mass = sum(abs(profile.genres.get(g, 0.0)) for g in genres)
+        if mass_here <= 0 or mass <= 0:
+            continue
+        confidence = mass_here / (mass_here + CONTEXT_PRIOR_MASS)
+        for g in genres:
+            delta = here.get(g, 0.0) / mass_here - profile.genres.get(g, 0.0) / mass
+            if delta:
+                lift[g] = lift.get(g, 0.0) + confidence * delta / len(keys)
+    return lift
 
+
+def context_label(device: str | None, ts_ms: int) -> str:
+    """``"on TV in the evening"``, ``"at night"``: the current context, in words."""
+    part = DAYPARTS[daypart(ts_ms)]
+    when = "at night" if part == "night" else f"in the {part}"
+    return f"on {_DEVICE_NAMES.get(device, device)} {when}" if device else when
+
+
+def viewer_features(
+    profile: Profile,
+    catalog: Catalog,
+    idx: int,
+    model: PartitionModel,
+    now_ms: int,
+    device: str | None = None,
+    cohort: int | None = None,
+) -> dict[str, float]:
+    """The features of one (viewer, title) pair at ``now_ms`` on ``device``, as the model learns from them.
+
+    Exactly the quantities :func:`rank` computes for all titles at once (it ranks for the
+    viewer's current context: its newest event's time and device).
+    """
     entry = catalog.entry(idx)
-    g = _unit_sum(profile.genres, entry.genres) / math.sqrt(len(entry.genres))
+    root = math.sqrt(len(entry.genres))
+    g = _unit_sum(profile.genres, entry.genres) / root
     t = _unit_sum(profile.tags, entry.tags) / math.sqrt(len(entry.tags)) if entry.tags else 0.0
+    lift = context_lift(profile, device, now_ms)
+    c = sum(lift.get(genre, 0.0) for genre in entry.genres) / root
+    co = 0.0
+    if cohort is not None:
+        unit = model.unit
+        co = model.cohorts.share(model.cohorts.bucket(cohort, device, daypart(now_ms), unit), entry.item_id, unit)
     release = float(entry.release_ts) if entry.release_ts is not None else float("nan")
     return {
         "genre": float(g),
         "tag": float(t),
+        "context": float(c),
+        "cohort": float(co),
         "popularity": model.popularity_of(entry.item_id),
+        "trending": model.trending.of(entry.item_id),
         "freshness": freshness(release, now_ms),
     }
 
@@ -95,6 +172,19 @@ def taste_rows(profiles: Sequence[Profile], catalog: Catalog, mats: CatalogMatri
     return user_genres, user_tags
 
 
+def context_rows(profiles: Sequence[Profile], catalog: Catalog, mats: CatalogMatrices) -> np.ndarray:
+    """Each viewer's :func:`context_lift` for its current context, as rows (viewers x genres)."""
+    rows = np.zeros((len(profiles), mats.genres.shape[1]), dtype=np.float32)
+    genre_ids = catalog.genre_ids
+    for row, profile in enumerate(profiles):
+        if profile.contexts:
+            for name, value in context_lift(profile, profile.device, profile.last_ts).items():
+                gid = genre_ids.get(name)
+                if gid is not None:
+                    rows[row, gid] = value
+    return rows
+
+
 def shared_terms(
     catalog: Catalog, mats: CatalogMatrices, model: PartitionModel, now_ms: int
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray, np.ndarray]:
@@ -103,8 +193,25 @@ def shared_terms(
     popularity = model.popularity(catalog.ids)
     fresh = catalog.freshness(now_ms, FRESH_DAYS)
     shared = w["popularity"] * popularity + w["freshness"] * fresh
+    trend = model.trending.array(catalog.ids)
+    if trend.any():
+        shared = shared + w["trending"] * trend
     shared[~mats.active] = -np.inf
     return w, popularity, fresh, shared
+
+
+@dataclass(slots=True)
+class _Viewer:
+    """One row of a ranking pass: the viewer, its model, and what only it changes in a score."""
+
+    profile: Profile
+    model: PartitionModel
+    cohort: int | None
+    bucket: str | None  # the cohort bucket it borrows from
+    cohort_rows: np.ndarray  # catalog rows of that bucket's titles
+    cohort_vals: np.ndarray  # their weighted cohort part
+    cohort_of: dict[int, float]  # the same, by row
+    excluded: list[int]
 
 
 def rank(
@@ -114,13 +221,18 @@ def rank(
     top_k: int,
     now_ms: int,
     diversity: float = 0.0,
+    cohorts: Sequence[int | None] | None = None,
+    exploration: int = 0,
 ) -> list[list[RankedItem]]:
     """The top ``top_k`` titles for each viewer, best first, with reasons.
 
     ``model`` is one model for every viewer, or one per viewer (viewers of several
     partitions ranked in one pass: the matrix work is shared, each row uses its model's
-    weights and popularity). With ``diversity`` > 0 the list is re-ranked from the
-    ``POOL`` x ``top_k`` best by :func:`_diversify`, trading relevance for variety of genres.
+    weights, popularity and cohorts). ``cohorts``: each viewer's cohort in its model (None:
+    none yet). With ``diversity`` > 0 the list is re-ranked from the ``POOL`` x ``top_k``
+    best by :func:`_diversify`, trading relevance for variety of genres. With ``exploration``
+    > 0, a new release with fewer than that many exploration impressions in the viewer's
+    cohort takes rank ``EXPLORE_RANK``; the impression is counted in the model.
     """
     mats = catalog.matrices()
     n_titles = mats.genres.shape[0]
@@ -131,7 +243,9 @@ def rank(
     for row, m in enumerate(models):
         groups.setdefault(id(m), []).append(row)
     terms = {key: shared_terms(catalog, mats, models[rows[0]], now_ms) for key, rows in groups.items()}
+    viewers = _viewers(profiles, models, cohorts, catalog, terms)
     user_genres, user_tags = taste_rows(profiles, catalog, mats)
+    user_context = context_rows(profiles, catalog, mats)
     k = min(top_k * POOL if diversity > 0 else top_k, n_titles)
     picks: list[_Picks | None] = [None] * len(profiles)
     if n_titles > LARGE_CATALOG:
@@ -140,46 +254,105 @@ def rank(
             index = _candidate_index(models[rows[0]])
             index.refresh(mats, shared)
             for r in rows:
-                p = profiles[r]
-                candidates = index.for_viewer(p, catalog.genre_ids, catalog.tag_ids)
-                picks[r] = _top_of_rows(candidates, user_genres[r], user_tags[r], p, catalog, mats, w, shared, k)
+                candidates = index.for_viewer(profiles[r], catalog.genre_ids, catalog.tag_ids)
+                candidates = np.union1d(candidates, viewers[r].cohort_rows)
+                scores, parts = _score_rows(
+                    candidates, r, viewers[r], user_genres, user_tags, user_context, mats, w, shared
+                )
+                picks[r] = _top(candidates, scores, parts, k)
     else:
         row_terms = [(rows, terms[key][0], terms[key][3]) for key, rows in groups.items()]
-        picks = list(_top_of_all(profiles, user_genres, user_tags, catalog, mats, row_terms, k))
+        picks = list(_top_of_all(viewers, user_genres, user_tags, user_context, mats, row_terms, k))
     chosen = cast(list[_Picks], picks)
     if diversity > 0:
         chosen = _diversify(chosen, mats.genres_dense, min(top_k, n_titles), diversity)
+    new_rows = _new_releases(mats, now_ms) if exploration > 0 and cohorts is not None else None
+    open_slots: dict[tuple[int, int], _Open] = {}  # (model, cohort) -> new releases with budget left
 
     results: list[list[RankedItem]] = []
-    for profile, m, (top_rows, row_scores, genre_vals, tag_vals) in zip(profiles, models, chosen, strict=True):
-        w, popularity, fresh, _ = terms[id(m)]
+    for r, (viewer, (top_rows, row_scores, top_parts)) in enumerate(zip(viewers, chosen, strict=True)):
+        w, popularity, fresh, shared = terms[id(viewer.model)]
+        keep = np.isfinite(row_scores)
+        top_rows, row_scores, top_parts = top_rows[keep], row_scores[keep], top_parts[keep]
+        explored: int | None = None
+        if new_rows is not None and len(new_rows) and viewer.cohort is not None:
+            slot = (id(viewer.model), viewer.cohort)
+            if slot not in open_slots:
+                open_slots[slot] = _open_slot(viewer.model, viewer.cohort, new_rows, catalog, mats, now_ms, exploration)
+            pick = open_slots[slot].best(top_rows, r, viewer, user_genres, user_tags, user_context, w, shared)
+            if pick is not None:
+                explored, score, parts = pick
+                at = min(EXPLORE_RANK - 1, len(top_rows))
+                top_rows = np.insert(top_rows, at, explored)[: max(top_k, 1)]
+                row_scores = np.insert(row_scores, at, score)[: max(top_k, 1)]
+                top_parts = np.insert(top_parts, at, parts, axis=0)[: max(top_k, 1)]
+                viewer.model.exploration.spend(viewer.cohort, catalog.ids[explored])
+                if not viewer.model.exploration.left(viewer.cohort, catalog.ids[explored], exploration):
+                    open_slots[slot].close(explored)
+        trend = viewer.model.trending.array(catalog.ids)
+        shared_parts = {
+            "popularity": w["popularity"] * popularity[top_rows],
+            "trending": w["trending"] * trend[top_rows],
+            "freshness": w["freshness"] * fresh[top_rows],
+        }
+        finished = _FinishedIndex(viewer.profile, catalog)
+        labels = (context_label(viewer.profile.device, viewer.profile.last_ts), viewer.bucket)
         items: list[RankedItem] = []
-        finished = _FinishedIndex(profile, catalog)
-        for j, (idx, score) in enumerate(zip(top_rows.tolist(), row_scores.tolist(), strict=True)):
-            if score == -np.inf:
-                break
-            parts = {
-                "genre": float(genre_vals[j]),
-                "tag": float(tag_vals[j]),
-                "popularity": float(w["popularity"] * popularity[idx]),
-                "freshness": float(w["freshness"] * fresh[idx]),
-            }
-            reasons = explain(profile, catalog, idx, parts, mats, now_ms, finished)
-            items.append(RankedItem(catalog.ids[idx], len(items) + 1, round(score, 4), reasons))
+        for j, (idx, score_j) in enumerate(zip(top_rows.tolist(), row_scores.tolist(), strict=True)):
+            contributions = dict(zip(PART_NAMES, top_parts[j].tolist(), strict=True))
+            contributions.update((name, float(values[j])) for name, values in shared_parts.items())
+            reasons = explain(viewer.profile, catalog, idx, contributions, mats, now_ms, finished, labels)
+            if idx == explored:
+                reasons = [EXPLORING, *reasons[: MAX_REASONS - 1]] if reasons != [DIFFERENT] else [EXPLORING]
+            items.append(RankedItem(catalog.ids[idx], len(items) + 1, round(score_j, 4), reasons))
         results.append(items)
     return results
 
 
-_Picks = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+#: (catalog rows, scores, weighted genre/tag/context/cohort parts), best first
+_Picks = tuple[np.ndarray, np.ndarray, np.ndarray]
+PART_NAMES = ("genre", "tag", "context", "cohort")
 #: With diversity on, each list is chosen from this many times ``top_k`` best-scored titles.
 POOL = 4
 
 
-def _top_of_all(
+def _viewers(
     profiles: Sequence[Profile],
+    models: Sequence[PartitionModel],
+    cohorts: Sequence[int | None] | None,
+    catalog: Catalog,
+    terms: dict[int, tuple[dict[str, float], np.ndarray, np.ndarray, np.ndarray]],
+) -> list[_Viewer]:
+    out: list[_Viewer] = []
+    empty_rows, empty_vals = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    buckets: dict[tuple[int, str], tuple[np.ndarray, np.ndarray, dict[int, float]]] = {}
+    for r, (profile, m) in enumerate(zip(profiles, models, strict=True)):
+        cohort = cohorts[r] if cohorts is not None else None
+        excluded = [i for i in map(catalog.index_of, profile.excluded) if i is not None]
+        if cohort is None:
+            out.append(_Viewer(profile, m, None, None, empty_rows, empty_vals, {}, excluded))
+            continue
+        unit = m.unit
+        bucket = m.cohorts.bucket(cohort, profile.device, daypart(profile.last_ts), unit)
+        cached = buckets.get((id(m), bucket))
+        if cached is None:
+            ids, shares = m.cohorts.items(bucket, unit)
+            rows = [catalog.index_of(i) for i in ids]
+            known = [j for j, row in enumerate(rows) if row is not None]
+            weight = terms[id(m)][0]["cohort"]
+            bucket_rows = np.asarray([rows[j] for j in known], dtype=np.int64)
+            bucket_vals = np.asarray([weight * shares[j] for j in known], dtype=np.float32)
+            cached = (bucket_rows, bucket_vals, dict(zip(bucket_rows.tolist(), bucket_vals.tolist(), strict=True)))
+            buckets[(id(m), bucket)] = cached
+        out.append(_Viewer(profile, m, cohort, bucket, cached[0], cached[1], cached[2], excluded))
+    return out
+
+
+def _top_of_all(
+    viewers: Sequence[_Viewer],
     user_genres: np.ndarray,
     user_tags: np.ndarray,
-    catalog: Catalog,
+    user_context: np.ndarray,
     mats: CatalogMatrices,
     row_terms: Sequence[tuple[list[int], dict[str, float], np.ndarray]],
     k: int,
@@ -188,52 +361,73 @@ def _top_of_all(
 
     ``row_terms``: (rows, weights, shared scores) per model; each row is scored with its own.
     """
-    n, n_titles = len(profiles), mats.genres.shape[0]
-    genre_part = np.asarray((mats.genres @ user_genres.T).T)
+    n, n_titles = len(viewers), mats.genres.shape[0]
+    # genre and context parts share the catalog's genre matrix: one product for both
+    both = np.asarray((mats.genres @ np.vstack([user_genres, user_context]).T).T)
+    genre_part, context_part = both[:n], both[n:]
     tag_part = np.asarray((mats.tags @ user_tags.T).T)
     scores = np.empty((n, n_titles), dtype=np.float32)
     for rows, w, shared in row_terms:
         sel = rows if len(rows) < n else slice(None)
         genre_part[sel] *= w["genre"]
         tag_part[sel] *= w["tag"]
-        scores[sel] = genre_part[sel] + tag_part[sel] + shared[None, :]
-    for row, profile in enumerate(profiles):
-        excluded = [i for i in map(catalog.index_of, profile.excluded) if i is not None]
-        if excluded:
-            scores[row, excluded] = -np.inf
+        context_part[sel] *= w["context"]
+        scores[sel] = genre_part[sel] + tag_part[sel] + context_part[sel] + shared[None, :]
+    for row, viewer in enumerate(viewers):
+        if len(viewer.cohort_rows):
+            scores[row, viewer.cohort_rows] += viewer.cohort_vals
+        if viewer.excluded:
+            scores[row, viewer.excluded] = -np.inf
     # the k largest of each row (partitioning ``scores`` itself: negating it first costs a copy)
     top = np.argpartition(scores, -k, axis=1)[:, -k:] if k < n_titles else np.tile(np.arange(n_titles), (n, 1))
     top_scores = np.take_along_axis(scores, top, axis=1)
     order = np.argsort(-top_scores, axis=1, kind="stable")
     top = np.take_along_axis(top, order, axis=1)
     top_scores = np.take_along_axis(top_scores, order, axis=1)
-    genre_top = np.take_along_axis(genre_part, top, axis=1)
-    tag_top = np.take_along_axis(tag_part, top, axis=1)
-    return [(top[r], top_scores[r], genre_top[r], tag_top[r]) for r in range(n)]
+    parts = np.stack(
+        [np.take_along_axis(part, top, axis=1) for part in (genre_part, tag_part, context_part)], axis=2
+    )  # (viewers, k, 3)
+    return [(top[r], top_scores[r], _with_cohort(parts[r], top[r], viewers[r])) for r in range(n)]
 
 
-def _top_of_rows(
+def _with_cohort(parts: np.ndarray, rows: np.ndarray, viewer: _Viewer) -> np.ndarray:
+    """``parts`` (genre, tag, context by row) with the viewer's cohort part as a fourth column."""
+    cohort = np.zeros((len(rows), 1), dtype=np.float32)
+    if viewer.cohort_of:
+        get = viewer.cohort_of.get
+        cohort[:, 0] = [get(i, 0.0) for i in rows.tolist()]
+    return np.hstack([parts.astype(np.float32), cohort])
+
+
+def _score_rows(
     rows: np.ndarray,
+    r: int,
+    viewer: _Viewer,
     user_genres: np.ndarray,
     user_tags: np.ndarray,
-    profile: Profile,
-    catalog: Catalog,
+    user_context: np.ndarray,
     mats: CatalogMatrices,
     w: dict[str, float],
     shared: np.ndarray,
-    k: int,
-) -> _Picks:
-    """Score only the candidate ``rows`` for one viewer."""
-    genre_part = w["genre"] * (mats.genres_dense[rows] @ user_genres)
-    tag_part = w["tag"] * np.asarray(mats.tags[rows] @ user_tags).ravel()
-    scores = genre_part + tag_part + shared[rows]
-    excluded = [i for i in map(catalog.index_of, profile.excluded) if i is not None]
-    if excluded:
-        scores[np.isin(rows, excluded)] = -np.inf
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of the catalog ``rows`` for viewer ``r``, as :func:`_top_of_all` computes them, and their parts."""
+    genres = mats.genres_dense[rows]
+    parts = np.empty((len(rows), 3), dtype=np.float32)
+    parts[:, 0] = w["genre"] * (genres @ user_genres[r])
+    parts[:, 1] = w["tag"] * np.asarray(mats.tags[rows] @ user_tags[r]).ravel()
+    parts[:, 2] = w["context"] * (genres @ user_context[r])
+    parts = _with_cohort(parts, rows, viewer)
+    scores = (parts.sum(axis=1) + shared[rows]).astype(np.float32)
+    if viewer.excluded:
+        scores[np.isin(rows, viewer.excluded)] = -np.inf
+    return scores, parts
+
+
+def _top(rows: np.ndarray, scores: np.ndarray, parts: np.ndarray, k: int) -> _Picks:
     k = min(k, len(rows))
     top = np.argpartition(-scores, k - 1)[:k] if k < len(rows) else np.arange(len(rows))
     top = top[np.argsort(-scores[top], kind="stable")]
-    return rows[top], scores[top], genre_part[top], tag_part[top]
+    return rows[top], scores[top], parts[top]
 
 
 def _diversify(picks: list[_Picks], genres: np.ndarray, k: int, penalty: float) -> list[_Picks]:
@@ -251,7 +445,7 @@ def _diversify(picks: list[_Picks], genres: np.ndarray, k: int, penalty: float) 
         return picks
     rows = np.zeros((n, width), dtype=np.int64)
     scores = np.full((n, width), -np.inf, dtype=np.float64)
-    for r, (idx, sc, _, _) in enumerate(picks):
+    for r, (idx, sc, _) in enumerate(picks):
         rows[r, : len(idx)] = idx
         scores[r, : len(sc)] = sc
     feats = genres[rows]  # (viewers, candidates, genres)
@@ -267,10 +461,81 @@ def _diversify(picks: list[_Picks], genres: np.ndarray, k: int, penalty: float) 
         scores[every, j] = -np.inf  # taken
         overlap += np.einsum("ncg,ng->nc", feats, feats[every, j])
     out: list[_Picks] = []
-    for r, (idx, sc, genre_vals, tag_vals) in enumerate(picks):
+    for r, (idx, sc, parts) in enumerate(picks):
         keep = chosen[r][valid[r]]
-        out.append((idx[keep], sc[keep], genre_vals[keep], tag_vals[keep]))
+        out.append((idx[keep], sc[keep], parts[keep]))
     return out
+
+
+def _new_releases(mats: CatalogMatrices, now_ms: int) -> np.ndarray:
+    """Catalog rows of the titles out for less than ``NEW_DAYS`` (and not retired)."""
+    age = now_ms - mats.release_ts
+    with np.errstate(invalid="ignore"):
+        new = (age >= 0) & (age < NEW_DAYS * DAY_MS) & mats.active
+    return np.flatnonzero(new)
+
+
+def _open_slot(
+    model: PartitionModel, cohort: int, new_rows: np.ndarray, catalog: Catalog, mats: CatalogMatrices, now_ms: int,
+    budget: int,
+) -> _Open:  # fmt: skip
+    """The cohort's :class:`_Open` new releases, kept on the model while the catalog, minute and budget hold."""
+    cache: dict[int, tuple[tuple[int, int, int], _Open]] = model.__dict__.setdefault("_open_slots", {})
+    stamp = (mats.version, now_ms // 60_000, budget)
+    cached = cache.get(cohort)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    spent, ids = model.exploration, catalog.ids
+    slot = _Open([i for i in new_rows.tolist() if spent.left(cohort, ids[i], budget)], mats)
+    cache[cohort] = (stamp, slot)
+    return slot
+
+
+class _Open:
+    """The new releases with exploration budget left in one cohort, for one ranking pass."""
+
+    def __init__(self, rows: list[int], mats: CatalogMatrices) -> None:
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.set = set(rows)
+        self.genres = mats.genres_dense[self.rows]
+        self.tags = mats.tags[self.rows]  # one sparse gather per pass, not per viewer
+
+    def close(self, row: int) -> None:
+        """The budget of ``row`` is spent: drop it."""
+        keep = self.rows != row
+        self.rows, self.genres, self.tags = self.rows[keep], self.genres[keep], self.tags[keep]
+        self.set.discard(row)
+
+    def best(
+        self,
+        listed: np.ndarray,
+        r: int,
+        viewer: _Viewer,
+        user_genres: np.ndarray,
+        user_tags: np.ndarray,
+        user_context: np.ndarray,
+        w: dict[str, float],
+        shared: np.ndarray,
+    ) -> tuple[int, float, np.ndarray] | None:
+        """(row, score, parts) of the new release to show viewer ``r`` in the exploration slot, or None.
+
+        None when there is none, or the list already holds one (the slot is taken).
+        Otherwise the one this viewer's score likes best, so exploration still follows taste.
+        """
+        if not self.set or not self.set.isdisjoint(listed.tolist()):
+            return None
+        parts = np.empty((len(self.rows), 3), dtype=np.float32)
+        parts[:, 0] = w["genre"] * (self.genres @ user_genres[r])
+        parts[:, 1] = w["tag"] * np.asarray(self.tags @ user_tags[r]).ravel()
+        parts[:, 2] = w["context"] * (self.genres @ user_context[r])
+        parts = _with_cohort(parts, self.rows, viewer)
+        scores = parts.sum(axis=1) + shared[self.rows]
+        if viewer.excluded:
+            scores[[i for i, row in enumerate(self.rows.tolist()) if row in set(viewer.excluded)]] = -np.inf
+        best = int(np.argmax(scores))
+        if not np.isfinite(scores[best]):
+            return None
+        return int(self.rows[best]), float(scores[best]), parts[best]
 
 
 def _candidate_index(model: PartitionModel) -> CandidateIndex:
@@ -289,13 +554,19 @@ def explain(
     mats: CatalogMatrices,
     now_ms: int,
     finished: _FinishedIndex | None = None,
+    labels: tuple[str, str | None] = ("", None),
 ) -> list[str]:
-    """Readable reasons for one pick, strongest contribution first (at most two)."""
+    """Readable reasons for one pick, strongest contribution first (at most ``MAX_REASONS``).
+
+    ``parts``: each feature's weighted part of the score; ``labels``: the current context in
+    words and the cohort bucket the viewer borrowed from (see :func:`rank`).
+    """
     entry = catalog.entry(idx)
     finished = finished or _FinishedIndex(profile, catalog)
+    context, bucket = labels
     reasons: list[str] = []
     for feature, value in sorted(parts.items(), key=lambda kv: -kv[1]):
-        if value < MIN_REASON or len(reasons) == 2:
+        if value < MIN_REASON or len(reasons) == MAX_REASONS:
             break
         if feature == "genre":
             genre = max(entry.genres, key=lambda g: profile.genres.get(g, 0.0))
@@ -305,13 +576,27 @@ def explain(
             tag = max(entry.tags, key=lambda t: profile.tags.get(t, 0.0))
             because = finished.by_tag(tag)
             reasons.append(f"because you finished {because}" if because and not reasons else f"because you like {tag}")
+        elif feature == "context":
+            lift = context_lift(profile, profile.device, profile.last_ts)
+            genre = max(entry.genres, key=lambda g: lift.get(g, 0.0))
+            reasons.append(f"you watch more {genre} {context}".rstrip())
+        elif feature == "cohort":
+            where = bucket_label(bucket) if bucket else ""
+            reasons.append(f"popular with viewers like you {where}".rstrip())
         elif feature == "popularity":
             reasons.append("popular right now")
+        elif feature == "trending":
+            reasons.append("trending in the last hour")
         elif feature == "freshness":
             released = mats.release_ts[idx]
-            reasons.append("new this week" if now_ms - released < WEEK_MS else "new release")
+            new = "new this week" if now_ms - released < WEEK_MS else "new release"
+            liked = [g for g in entry.genres if profile.genres.get(g, 0.0) > 0]
+            if liked:
+                genre = max(liked, key=lambda g: profile.genres[g])
+                new = f"{new} in a genre you watch ({genre})"
+            reasons.append(new)
     if not reasons:
-        reasons.append("something different to try")
+        reasons.append(DIFFERENT)
     return reasons
 
 

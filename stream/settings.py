@@ -45,6 +45,9 @@ class Settings:
     #: STREAM_DIVERSITY: how much a title is marked down for sharing genres with those above it
     #: in the list (0: pure relevance; score units, a strong genre match is worth about 1).
     diversity: float = 0.3
+    #: STREAM_EXPLORATION: exploration impressions each new release (out for under a week) gets
+    #: per viewer cohort, in one slot of the list (0: no exploration).
+    exploration: int = 30
     #: STREAM_BATCH_MAX: most events of one partition processed together (a fetch may hold more).
     batch_max: int = 500
     #: STREAM_FETCH_WAIT_MS: the consumer's fetch wait (Faust hard-codes 1500 ms).
@@ -108,6 +111,8 @@ class Settings:
                 raise SettingsError(f"{VARIABLES[name]} must be at least 1, got {getattr(self, name)}")
         if self.diversity < 0:
             raise SettingsError(f"STREAM_DIVERSITY must be at least 0, got {self.diversity}")
+        if self.exploration < 0:
+            raise SettingsError(f"STREAM_EXPLORATION must be at least 0, got {self.exploration}")
         if self.session_timeout_s <= 3 * self.heartbeat_s:
             raise SettingsError(
                 "STREAM_SESSION_TIMEOUT_S must exceed three heartbeats "

@@ -1,0 +1,211 @@
+"""Cohorts: viewers grouped online by taste, and what each group plays, by context.
+
+Each partition's model clusters its viewers' genre tastes with River's
+incremental k-means (one update per viewer per batch), and counts what the
+viewers of each cohort finished or liked, in two kinds of bucket: the cohort as a whole, and the cohort
+on one device in one daypart ("viewers like you on TV in the evening"). A
+viewer with a couple of events already has a cohort, so its list borrows what
+viewers of similar taste play; a known viewer on a device or at an hour it has
+no history for borrows the cohort's habits there.
+
+Counts fade like the model's popularity (the same unit, grown instead of
+decayed), and each bucket keeps only its ``BUCKET_CAP`` strongest titles, so a
+checkpoint stays small however large the catalog.
+
+>>> c = Cohorts()
+>>> drama, comedy = {"drama": 1.0}, {"comedy": 1.0}
+>>> for _ in range(20):
+...     _ = c.learn(drama), c.learn(comedy)
+>>> c.assign(drama) != c.assign(comedy)
+True
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from river import cluster
+
+from .profile import DAYPARTS
+
+__all__ = ["BUCKET_CAP", "COHORTS", "Cohorts", "bucket_label"]
+
+#: Cohorts per partition model.
+COHORTS = 8
+#: Titles kept per bucket (the rest of a bucket's counts are dropped when it doubles).
+BUCKET_CAP = 60
+#: A taste this far (squared Euclidean) from every cohort seeded so far seeds the next one.
+SEED_DISTANCE = 0.5
+#: A viewer's taste is learned again (and its cohort reassessed) after this many of its events.
+LEARN_EVERY = 4
+#: Viewers whose latest cohort is remembered between batches (in memory only), per model.
+REMEMBERED = 200_000
+#: A context bucket is used once its cohort finished or liked this many titles there (faded count).
+MIN_CONTEXT_COUNT = 15.0
+_DEVICE_NAMES = {"tv": "TV", "mobile": "mobile", "tablet": "tablet", "web": "the web", "other": "other devices"}
+
+
+def bucket_label(key: str) -> str:
+    """Readable context of a bucket key: ``"3|tv|2"`` -> ``"on TV in the evening"``; cohort-wide: ``""``."""
+    parts = key.split("|")
+    if len(parts) != 3:
+        return ""
+    device, part = parts[1], int(parts[2])
+    when = "at night" if DAYPARTS[part] == "night" else f"in the {DAYPARTS[part]}"
+    return f"on {_DEVICE_NAMES.get(device, device)} {when}"
+
+
+class Cohorts:
+    def __init__(self, n: int = COHORTS, halflife: float = 0.05, seed: int = 11) -> None:
+        self.n = n
+        self.halflife = halflife
+        self.seed = seed
+        self.kmeans = cluster.KMeans(n_clusters=n, halflife=halflife, sigma=0.05, seed=seed)
+        #: Centres placed on a viewer's taste so far (see :meth:`learn`).
+        self.seeded = 0
+        #: viewer id -> (cohort its taste was last learned in, events it had then): derived,
+        #: never checkpointed.
+        self.recent: dict[str, tuple[int, int]] = {}
+        #: bucket key -> title -> start count, in the owner's growing unit (see PartitionModel).
+        self.counts: dict[str, dict[str, float]] = {}
+        self._max: dict[str, float] = {}
+        self._total: dict[str, float] = {}
+
+    @staticmethod
+    def taste(genres: dict[str, float]) -> dict[str, float]:
+        """A viewer's genre affinities scaled so the strongest is +-1: the clustering's input."""
+        top = max((abs(v) for v in genres.values()), default=0.0)
+        return {g: v / top for g, v in genres.items()} if top > 0 else {}
+
+    def _dense(self, taste: dict[str, float]) -> dict[str, float]:
+        # Every genre a centre knows, 0 where the viewer has none: centres move towards 0 there
+        # too. A genre new to the centres starts at 0 in each, in a fixed order (River would draw
+        # a random start for it in set order, which varies from process to process).
+        centers = self.kmeans.centers
+        for genre in sorted(taste.keys() - centers[0].keys()):
+            for center in centers.values():
+                center[genre] = 0.0
+        x = dict.fromkeys(centers[0], 0.0)
+        x.update(taste)
+        return x
+
+    def assign(self, taste: dict[str, float]) -> int:
+        return int(self.kmeans.predict_one(self._dense(taste)))
+
+    def learn(self, taste: dict[str, float]) -> int:
+        """Move the nearest centre towards this viewer's taste; returns its cohort.
+
+        Until every centre is in use, a taste far from all centres in use takes the next
+        one as it is: sequential k-means from random starts lets one centre drift between
+        two tastes and win both, leaving the rest unused.
+        """
+        x = self._dense(taste)
+        centers = self.kmeans.centers
+        if self.seeded < self.n and taste:
+            nearest = min(
+                (sum((centers[c][g] - v) ** 2 for g, v in x.items()) for c in range(self.seeded)), default=math.inf
+            )
+            if nearest > SEED_DISTANCE:
+                centers[self.seeded].update(x)
+                self.seeded += 1
+                return self.seeded - 1
+        return int(self.kmeans.learn_predict_one(x))
+
+    def of_viewer(self, user_id: str, genres: dict[str, float]) -> int | None:
+        """The viewer's cohort as it was last learned (None: no taste yet, so no cohort)."""
+        known = self.recent.get(user_id)
+        if known is not None:
+            return known[0]
+        return self.assign(self.taste(genres)) if genres else None
+
+    def learn_viewer(self, user_id: str, genres: dict[str, float], applied: int) -> int | None:
+        """:meth:`learn` a viewer's taste (every ``LEARN_EVERY`` of its events) and remember its cohort.
+
+        A taste moves a little with each event; learning it at every batch would cost a
+        k-means step per viewer per batch for almost no change.
+        """
+        known = self.recent.get(user_id)
+        if known is not None and applied - known[1] < LEARN_EVERY:
+            return known[0]
+        taste = self.taste(genres)
+        if not taste:
+            return None
+        cohort = self.learn(taste)
+        if len(self.recent) >= REMEMBERED:
+            self.recent.clear()  # each viewer's cohort is recomputed from its taste at its next batch
+        self.recent[user_id] = (cohort, applied)
+        return cohort
+
+    def record(self, item_id: str, cohort: int, device: str | None, part: int, unit: float) -> None:
+        """Count one finish or like of ``item_id`` by a viewer of ``cohort`` (``unit``: the owner's current unit)."""
+        self._add(str(cohort), item_id, unit)
+        if device is not None:
+            self._add(f"{cohort}|{device}|{part}", item_id, unit)
+
+    def _add(self, key: str, item_id: str, unit: float) -> None:
+        counts = self.counts.get(key)
+        if counts is None:
+            counts = self.counts[key] = {}
+        value = counts[item_id] = counts.get(item_id, 0.0) + unit
+        self._max[key] = max(self._max.get(key, 0.0), value)
+        self._total[key] = self._total.get(key, 0.0) + unit
+        if len(counts) > 2 * BUCKET_CAP:
+            keep = sorted(counts.items(), key=lambda kv: -kv[1])[:BUCKET_CAP]
+            self.counts[key] = dict(keep)
+
+    def bucket(self, cohort: int, device: str | None, part: int, unit: float) -> str:
+        """The bucket a viewer borrows from: its cohort in this context when that has enough starts."""
+        if device is not None:
+            key = f"{cohort}|{device}|{part}"
+            if self._total.get(key, 0.0) / unit >= MIN_CONTEXT_COUNT:
+                return key
+        return str(cohort)
+
+    def share(self, key: str, item_id: str, unit: float) -> float:
+        """A title's log-scaled (faded) start count in a bucket, 0..1 (1: the bucket's most started)."""
+        top = self._max.get(key, 0.0)
+        if top <= 0:
+            return 0.0
+        return math.log1p(self.counts[key].get(item_id, 0.0) / unit) / math.log1p(top / unit)
+
+    def items(self, key: str, unit: float) -> tuple[list[str], list[float]]:
+        """The titles of a bucket and their :meth:`share`, for vectorised ranking."""
+        counts = self.counts.get(key)
+        top = self._max.get(key, 0.0)
+        if not counts or top <= 0:
+            return [], []
+        scale = math.log1p(top / unit)
+        return list(counts), [math.log1p(v / unit) / scale for v in counts.values()]
+
+    def rescale(self, factor: float) -> None:
+        """Divide every count by ``factor`` (the owner's unit was reset), dropping what is negligible."""
+        self.counts = {k: {i: v / factor for i, v in vs.items() if v / factor > 1e-3} for k, vs in self.counts.items()}
+        self._recount()
+
+    def _recount(self) -> None:
+        self._max = {k: max(vs.values(), default=0.0) for k, vs in self.counts.items()}
+        self._total = {k: sum(vs.values()) for k, vs in self.counts.items()}
+
+    # -- checkpoint --------------------------------------------------------------
+
+    def to_state(self, unit: float) -> dict[str, Any]:
+        return {
+            "seeded": self.seeded,
+            "centers": {
+                str(c): {g: round(v, 5) for g, v in center.items()} for c, center in self.kmeans.centers.items()
+            },
+            "counts": {k: {i: round(v / unit, 4) for i, v in vs.items()} for k, vs in self.counts.items()},
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None) -> Cohorts:
+        cohorts = cls()
+        if not state:
+            return cohorts
+        cohorts.seeded = state.get("seeded", cohorts.n)
+        for c, center in state["centers"].items():
+            cohorts.kmeans.centers[int(c)].update(center)
+        cohorts.counts = {k: dict(vs) for k, vs in state["counts"].items()}
+        cohorts._recount()
+        return cohorts

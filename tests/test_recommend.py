@@ -1,0 +1,358 @@
+"""What each snapshot reflects beyond taste: context, cohorts, new releases, variety, reasons, groups.
+
+Pure logic, no broker: events go through :class:`stream.processor.Processor` (or
+straight into profiles) and lists come from :func:`stream.ranking.rank`.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import orjson
+import pytest
+
+from stream.catalog import Catalog
+from stream.cohorts import Cohorts
+from stream.events import interpret
+from stream.group import rank_group
+from stream.model import FEATURES, PartitionModel
+from stream.processor import Processor, RawMessage
+from stream.profile import Profile, daypart
+from stream.ranking import EXPLORING, MAX_REASONS, MIN_REASON, rank, viewer_features
+from stream.validation import CatalogEntry, PlaybackEvent
+
+T0 = 1_767_225_600_000  # Thursday 2026-01-01 00:00 UTC
+HOUR, DAY = 3_600_000, 86_400_000
+EVENING, MORNING = T0 + 20 * HOUR, T0 + 8 * HOUR
+OLD = T0 - 400 * DAY
+PREFIXES = {"d": "drama", "c": "comedy", "m": "documentary", "k": "crime"}
+
+
+def catalog(per_genre: int = 6) -> Catalog:
+    cat = Catalog()
+    for prefix, genre in PREFIXES.items():
+        for n in range(1, per_genre + 1):
+            cat.upsert(CatalogEntry(f"{prefix}{n}", f"{genre.title()} {n}", (genre,), (f"{genre}-tag",), 3000.0, OLD))
+    return cat
+
+
+_ids = itertools.count()
+
+
+def event(user: str, item: str, kind: str, ts: int, device: str | None = None, progress: float = 1.0) -> PlaybackEvent:
+    return PlaybackEvent(
+        f"e{next(_ids)}", user, item, kind, ts, position_s=3000.0 * progress, duration_s=3000.0, device=device
+    )
+
+
+def apply(p: Profile, cat: Catalog, e: PlaybackEvent) -> None:
+    idx = cat.index_of(e.item_id)
+    assert idx is not None
+    p.apply(e, interpret(e, p.paused), cat.entry(idx), offset=p.offset + 1)
+
+
+def genres_of(items: list[str]) -> list[str]:
+    return [PREFIXES.get(i[0], "other") for i in items]
+
+
+# -- context -------------------------------------------------------------------
+
+
+def tv_evenings_and_mobile_mornings(cat: Catalog, days: int) -> Profile:
+    """A viewer who finishes a drama on the TV each evening and a comedy on mobile each morning."""
+    p = Profile("u1")
+    for day in range(days):
+        apply(p, cat, event("u1", f"d{day + 1}", "complete", EVENING + day * DAY, "tv"))
+        apply(p, cat, event("u1", f"c{day + 1}", "complete", MORNING + day * DAY, "mobile"))
+    return p
+
+
+def test_context_changes_the_ranking_as_much_as_the_viewers_history_says() -> None:
+    """Drama on the TV in the evening, comedy on mobile in the morning: equal overall."""
+    cat, model = catalog(), PartitionModel()
+    p = tv_evenings_and_mobile_mornings(cat, days=6)
+    assert p.genres["drama"] == pytest.approx(p.genres["comedy"], rel=0.01), "equal overall"
+    p.excluded.clear()  # let finished titles be ranked: only their order matters here
+
+    def top_genres(device: str, ts: int) -> list[str]:
+        p.device, p.last_ts = device, ts
+        return genres_of([i.item_id for i in rank([p], cat, model, top_k=6, now_ms=ts)[0]])
+
+    on_tv = top_genres("tv", EVENING + 7 * DAY)
+    on_mobile = top_genres("mobile", MORNING + 7 * DAY)
+    assert on_tv[:6] == ["drama"] * 6, f"TV in the evening should be drama; got {on_tv}"
+    assert on_mobile[:6] == ["comedy"] * 6, f"mobile in the morning should be comedy; got {on_mobile}"
+    p.device, p.last_ts = "tv", EVENING + 7 * DAY
+    reasons = rank([p], cat, model, top_k=1, now_ms=p.last_ts)[0][0].reasons
+    assert "you watch more drama on TV in the evening" in reasons, reasons
+
+
+def test_a_viewer_whose_habits_do_not_change_with_context_is_not_penalised() -> None:
+    cat, model = catalog(), PartitionModel()
+    p = Profile("u1")
+    for n, item in enumerate(["d1", "c1", "d2", "c2", "m1"]):
+        apply(p, cat, event("u1", item, "complete", EVENING + n * 60_000, "tv"))  # all on TV one weekday evening
+    with_context = rank([p], cat, model, top_k=10, now_ms=p.last_ts)[0]
+    p.contexts = {}
+    without = rank([p], cat, model, top_k=10, now_ms=p.last_ts)[0]
+    assert [(i.item_id, i.score) for i in with_context] == [(i.item_id, i.score) for i in without]
+    idx = cat.index_of("d3")
+    assert idx is not None
+    assert viewer_features(p, cat, idx, model, p.last_ts, "tv")["context"] == 0.0
+
+
+def test_a_known_viewer_on_a_new_device_gets_no_context_lift_from_it() -> None:
+    cat, model = catalog(), PartitionModel()
+    p = tv_evenings_and_mobile_mornings(cat, days=4)
+    idx = cat.index_of("d5")
+    assert idx is not None
+    on_tv = viewer_features(p, cat, idx, model, EVENING + 5 * DAY, "tv")["context"]
+    on_tablet = viewer_features(p, cat, idx, model, EVENING + 5 * DAY, "tablet")["context"]
+    assert on_tv > on_tablet > 0, "the evening still counts on a tablet; the TV habit does not"
+
+
+# -- cohorts -------------------------------------------------------------------
+
+
+def _feed(processor: Processor, model: PartitionModel, profiles: dict[str, Profile], docs: list[dict]) -> list[dict]:
+    """Run events through the processor as one partition's batches; returns the snapshots."""
+    start = model.offset + 1
+    messages = [
+        RawMessage(d["user_id"].encode(), orjson.dumps(d), "playback-events", 0, start + n) for n, d in enumerate(docs)
+    ]
+    result = processor.process(messages, profiles.get, model, now_ms=T0)
+    profiles.update(result.profiles)
+    assert not result.dead_letters, result.dead_letters
+    return [orjson.loads(s) for _, s in result.snapshots]
+
+
+def _doc(user: str, item: str, kind: str, ts: int, device: str = "tv", progress: float = 1.0) -> dict:
+    return {
+        "event_id": f"e{next(_ids)}",
+        "user_id": user,
+        "item_id": item,
+        "type": kind,
+        "ts": ts,
+        "position_s": 3000.0 * progress,
+        "duration_s": 3000.0,
+        "device": device,
+    }
+
+
+def test_viewers_of_different_taste_fall_into_different_cohorts() -> None:
+    c = Cohorts()
+    tastes = {"drama": {"drama": 1.0, "crime": 0.4}, "comedy": {"comedy": 1.0, "documentary": -0.3}}
+    for _ in range(50):
+        for taste in tastes.values():
+            c.learn(taste)
+    assert c.assign(tastes["drama"]) != c.assign(tastes["comedy"])
+    assert c.assign({"drama": 0.8}) == c.assign(tastes["drama"]), "a new drama viewer joins the drama cohort"
+    back = Cohorts.from_state(orjson.loads(orjson.dumps(c.to_state(1.0))))
+    assert back.assign({"comedy": 0.9}) == c.assign({"comedy": 0.9})
+
+
+def test_a_cold_viewers_first_list_is_its_cohorts_not_the_global_popularity_list() -> None:
+    """Comedy fans outnumber drama fans, so comedy is globally popular; two drama events suffice.
+
+    The model keeps its prior weights (learning rate 0): the mechanism is under test here, not
+    what a regression makes of a tiny synthetic world.
+    """
+    cat, model = catalog(per_genre=8), PartitionModel(learning_rate=0.0)
+    processor = Processor(cat, top_k=5)
+    profiles: dict[str, Profile] = {}
+    fans = [(f"dfan{v}", ("d5", "d6", "d7", "d8", "k1"), "c8") for v in range(30)]
+    fans += [(f"cfan{v}", ("c1", "c2", "c3", "c4", "c5"), f"d{2 + v % 3}") for v in range(90)]
+    for n, (user, titles, skipped) in enumerate(fans):
+        for t, item in enumerate(titles):  # one batch per session, as a live stream has them
+            ts = EVENING + n * 1000 + t
+            _feed(processor, model, profiles, [_doc(user, item, "play", ts), _doc(user, item, "complete", ts)])
+        ts = EVENING + n * 1000 + 10  # and each abandons a title of the other taste
+        _feed(
+            processor,
+            model,
+            profiles,
+            [_doc(user, skipped, "play", ts), _doc(user, skipped, "skip", ts, progress=0.01)],
+        )
+    popular = sorted(cat.ids, key=lambda i: -model.popularity_of(i))[:5]
+    assert genres_of(popular) == ["comedy"] * 5
+
+    snapshot = _feed(
+        processor,
+        model,
+        profiles,
+        [_doc("new", "d1", "play", EVENING + 10**6), _doc("new", "d1", "complete", EVENING + 10**6)],
+    )[-1]
+    listed = [i["item_id"] for i in snapshot["items"]]
+    cohort_titles = {"d5", "d6", "d7", "d8", "k1"}
+    assert len(cohort_titles & set(listed)) >= 4, f"the drama cohort's favourites; got {listed}"
+    assert not set(popular) & set(listed), f"not the global list; got {listed}"
+
+
+# -- content velocity ----------------------------------------------------------
+
+
+def _new_release_world(budget: int) -> tuple[Catalog, PartitionModel, Processor, dict[str, Profile]]:
+    cat = catalog()
+    cat.upsert(CatalogEntry("n1", "Premiere", ("western",), ("frontier",), 3000.0, EVENING - DAY))
+    model = PartitionModel()
+    model.trending.refresh_s = 0.0  # every count at once (the worker reuses values for 0.5 s)
+    processor = Processor(cat, top_k=5, exploration=budget)
+    return cat, model, processor, {}
+
+
+@pytest.mark.parametrize("reaction", ["complete", "skip"])
+def test_a_new_release_is_explored_then_rises_or_falls_with_its_plays(reaction: str) -> None:
+    cat, model, processor, profiles = _new_release_world(budget=6)
+    shown: list[dict] = []
+    for v in range(12):  # drama viewers: the western matches nobody's taste
+        for snap in _feed(processor, model, profiles, [_doc(f"v{v}", "d1", "complete", EVENING + v)]):
+            shown += [i for i in snap["items"] if i["item_id"] == "n1"]
+    explored = [i for i in shown if EXPLORING in i["reasons"]]
+    assert len(explored) == 6, "exactly the budget of exploration impressions in this cohort"
+    assert all(i["rank"] == 3 for i in explored)
+    assert len(shown) == 6, "once the budget is spent, a new release without plays is not listed"
+
+    def score() -> float:
+        """The premiere's score for one of the drama viewers (without exploration)."""
+        p = profiles["v0"]
+        items = rank([p], cat, model, 40, EVENING + 500, cohorts=[model.cohorts.recent["v0"][0]])[0]
+        return next(i.score for i in items if i.item_id == "n1")
+
+    before = score()
+    # what is on: the drama titles are started and finished; then viewers react to the premiere
+    for v in range(20):
+        docs = [
+            _doc(f"w{v}", f"d{2 + v % 5}", "play", EVENING + 100 + v),
+            _doc(f"w{v}", "d6", "complete", EVENING + 100),
+        ]
+        progress = 1.0 if reaction == "complete" else 0.02
+        docs += [
+            _doc(f"w{v}", "n1", "play", EVENING + 200 + v),
+            _doc(f"w{v}", "n1", reaction, EVENING + 200, progress=progress),
+        ]
+        _feed(processor, model, profiles, docs)
+    after = score()
+    trend = model.trending.of("n1")
+    if reaction == "complete":
+        assert trend == 1.0 and after > before + 0.2, f"what catches on rises: {before} -> {after}"
+        items = rank([profiles["v0"]], cat, model, 40, EVENING + 500, cohorts=[model.cohorts.recent["v0"][0]])[0]
+        n1 = next(i for i in items if i.item_id == "n1")
+        assert "trending in the last hour" in n1.reasons, n1
+    else:
+        assert trend < 0 and after < before < 0.15, f"what viewers abandon falls: {before} -> {after}"
+        assert after < 0, "below every title nobody played"
+
+
+def test_trending_windows_fade_and_forget() -> None:
+    model = PartitionModel()
+    model.trending.refresh_s = 0.0
+    for n in range(10):
+        model.trending.record("old", T0 + n, 1.0)
+    model.trending.record("now", T0 + 30 * 60_000, 1.0)
+    assert model.trending.of("old") > model.trending.of("now") > 0, "three windows ago, 10 starts outweigh 1"
+    model.trending.record("now", T0 + 2 * HOUR, 1.0)
+    assert model.trending.of("old") == 0.0, "older than the hour kept"
+    back = PartitionModel.from_state(orjson.loads(orjson.dumps(model.to_state())))
+    back.trending.refresh_s = 0.0
+    assert back.trending.of("now") == model.trending.of("now")
+
+
+# -- diversity and reasons -----------------------------------------------------
+
+
+def test_two_viewers_with_different_histories_get_different_lists_and_the_setting_spreads_genres() -> None:
+    cat, model = catalog(), PartitionModel()
+    a, b = Profile("a"), Profile("b")
+    for n in range(3):
+        apply(a, cat, event("a", f"d{n + 1}", "complete", EVENING + n))
+        apply(b, cat, event("b", f"k{n + 1}", "complete", EVENING + n))
+    apply(a, cat, event("a", "c1", "complete", EVENING + 9))
+    lists = rank([a, b], cat, model, top_k=6, now_ms=EVENING + 10)
+    assert [i.item_id for i in lists[0]] != [i.item_id for i in lists[1]]
+    spread = {
+        d: len(set(genres_of([i.item_id for i in rank([a], cat, model, top_k=6, now_ms=EVENING, diversity=d)[0]])))
+        for d in (0.0, 0.3, 1.0)
+    }
+    assert spread[0.0] < spread[0.3] <= spread[1.0], spread
+
+
+def test_every_reason_names_a_part_of_the_score_that_is_really_there() -> None:
+    cat, model = catalog(), PartitionModel()  # the prior's weights: every feature counts
+    model.trending.refresh_s = 0.0
+    for v in range(20):  # a drama cohort that starts crime and documentaries on TV in the evening
+        cohort = model.cohorts.learn_viewer(f"f{v}", {"drama": 1.0, "comedy": 0.8}, applied=1)
+        for item in ("k1", "k2", "m1"):
+            model.record_start(item)
+            model.record_liked(item, cohort, "tv", daypart(EVENING))
+        model.trending.record("k3", EVENING, 1.0)
+    p = Profile("u1")
+    for day in range(3):  # the newest event: drama on TV in the evening
+        apply(p, cat, event("u1", f"c{day + 1}", "complete", MORNING + day * DAY, "mobile"))
+        apply(p, cat, event("u1", f"d{day + 1}", "complete", EVENING + day * DAY, "tv"))
+    cohort = model.cohorts.assign(Cohorts.taste(p.genres))
+    now = p.last_ts
+    items = rank([p], cat, model, top_k=10, now_ms=now, cohorts=[cohort])[0]
+    phrases = {
+        "genre": ("because you finished", "because you watch"),
+        "tag": ("because you finished", "because you like"),
+        "context": ("you watch more",),
+        "cohort": ("popular with viewers like you",),
+        "popularity": ("popular right now",),
+        "trending": ("trending",),
+        "freshness": ("new",),
+    }
+    seen_features = set()
+    for item in items:
+        idx = cat.index_of(item.item_id)
+        assert idx is not None
+        x = viewer_features(p, cat, idx, model, now, p.device, cohort)
+        parts = {f: model.weights[f] * x[f] for f in FEATURES}
+        assert item.score == pytest.approx(sum(parts.values()), abs=1e-3)
+        strong = sorted((f for f in FEATURES if parts[f] >= MIN_REASON), key=lambda f: -parts[f])[:MAX_REASONS]
+        if not strong:
+            assert item.reasons == ["something different to try"]
+            continue
+        for feature, reason in zip(strong, item.reasons, strict=True):
+            assert reason.startswith(phrases[feature]), f"{item.item_id}: {reason!r} for {feature} ({parts})"
+            seen_features.add(feature)
+    assert {"genre", "context", "cohort", "popularity", "trending"} <= seen_features, seen_features
+
+
+# -- groups --------------------------------------------------------------------
+
+
+def test_a_group_list_avoids_a_genre_one_member_strongly_dislikes() -> None:
+    cat, model = catalog(), PartitionModel()
+    ann, bob = Profile("ann"), Profile("bob")
+    for n in range(3):
+        apply(ann, cat, event("ann", f"k{n + 1}", "complete", EVENING + n))  # ann loves crime
+        apply(bob, cat, event("bob", f"k{n + 4}", "skip", EVENING + n, progress=0.01))  # bob can't stand it
+        apply(bob, cat, event("bob", f"c{n + 1}", "complete", EVENING + n))
+    alone = [i.item_id for i in rank([ann], cat, model, top_k=3, now_ms=EVENING)[0]]
+    assert genres_of(alone) == ["crime"] * 3
+    together = [i.item_id for i in rank_group([ann, bob], cat, model, top_k=5, now_ms=EVENING)]
+    assert together and "crime" not in genres_of(together), together
+
+
+def test_the_daypart_of_the_fixture_times() -> None:
+    assert (daypart(EVENING), daypart(MORNING)) == (2, 0)
+
+
+# -- artwork -------------------------------------------------------------------
+
+
+def test_snapshots_carry_the_bandits_artwork_and_a_play_teaches_it() -> None:
+    cat = catalog()
+    cat.upsert(CatalogEntry("a1", "Two Posters", ("drama",), ("drama-tag",), 2900.0, OLD, ("poster-a", "poster-b")))
+    model, processor, profiles = PartitionModel(), Processor(cat, top_k=8), {}
+    snapshot = _feed(processor, model, profiles, [_doc("u1", "d1", "complete", EVENING)])[0]
+    art = {i["item_id"]: i["artwork_id"] for i in snapshot["items"]}
+    assert art["a1"] in ("poster-a", "poster-b") and art["d2"] is None, art
+    assert profiles["u1"].shown == [["a1", art["a1"]]]
+
+    play = _doc("u1", "a1", "play", EVENING + 1) | {"artwork_id": art["a1"], "position_s": 0.0}
+    _feed(processor, model, profiles, [play])
+    plays, shows = model.artwork.counts("a1", art["a1"])
+    assert (plays, shows) == (1.0, 1.0), "the impression and its play, learned once"
+    back = PartitionModel.from_state(orjson.loads(orjson.dumps(model.to_state())))
+    assert back.artwork.counts("a1", art["a1"]) == (1.0, 1.0)
