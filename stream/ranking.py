@@ -14,6 +14,7 @@ spent (:mod:`stream.velocity`).
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -89,25 +90,28 @@ def context_lift(profile: Profile, device: str | None, ts_ms: int) -> dict[str, 
     >>> context_lift(p, None, 0)
     {}
     """
-    keys = context_keys(device, ts_ms)
-    if not profile.contexts:
+    contexts = profile.contexts
+    if not contexts:
         return {}
-    strongest = sorted(profile.genres, key=lambda g: -abs(profile.genres[g]))[:4]
+    keys = context_keys(device, ts_ms)
+    overall = profile.genres
+    strongest = heapq.nlargest(4, overall, key=lambda g: abs(overall[g]))
     lift: dict[str, float] = {}
     for key in keys:
-        here = profile.contexts.get(key)
+        here = contexts.get(key)
         if not here:
             continue
-        genres = sorted(set(here) | set(strongest))  # sorted: the same sums in every process
-        mass_here = sum(abs(v) for v in here.values())
-        mass = sum(abs(profile.genres.get(g, 0.0)) for g in genres)
+        # the context's genres and the viewer's strongest, in insertion order: the same sums in every process
+        genres = [*here, *(g for g in strongest if g not in here)]
+        mass_here = sum(map(abs, here.values()))
+        mass = sum(abs(overall.get(g, 0.0)) for g in genres)
         if mass_here <= 0 or mass <= 0:
             continue
-        confidence = mass_here / (mass_here + CONTEXT_PRIOR_MASS)
+        weight = mass_here / (mass_here + CONTEXT_PRIOR_MASS) / len(keys)
         for g in genres:
-            delta = here.get(g, 0.0) / mass_here - profile.genres.get(g, 0.0) / mass
+            delta = here.get(g, 0.0) / mass_here - overall.get(g, 0.0) / mass
             if delta:
-                lift[g] = lift.get(g, 0.0) + confidence * delta / len(keys)
+                lift[g] = lift.get(g, 0.0) + weight * delta
     return lift
 
 
@@ -565,9 +569,8 @@ def explain(
     finished = finished or _FinishedIndex(profile, catalog)
     context, bucket = labels
     reasons: list[str] = []
-    for feature, value in sorted(parts.items(), key=lambda kv: -kv[1]):
-        if value < MIN_REASON or len(reasons) == MAX_REASONS:
-            break
+    strong = sorted((kv for kv in parts.items() if kv[1] >= MIN_REASON), key=lambda kv: -kv[1])
+    for feature, _ in strong[:MAX_REASONS]:
         if feature == "genre":
             genre = max(entry.genres, key=lambda g: profile.genres.get(g, 0.0))
             because = finished.by_genre(genre)
