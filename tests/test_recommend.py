@@ -111,6 +111,20 @@ def test_a_known_viewer_on_a_new_device_gets_no_context_lift_from_it() -> None:
     assert on_tv > on_tablet > 0, "the evening still counts on a tablet; the TV habit does not"
 
 
+def test_a_title_nobody_has_watched_ranks_for_a_viewer_whose_taste_matches_its_tags() -> None:
+    cat, model = catalog(), PartitionModel()
+    for n in range(30):
+        model.record_start(f"c{1 + n % 6}")  # comedy is what everyone starts
+    cat.upsert(CatalogEntry("x1", "Ward Nine", ("medical",), ("drama-tag",), 3000.0, OLD))  # unseen, old
+    p = Profile("u1")
+    for n in range(3):
+        apply(p, cat, event("u1", f"d{n + 1}", "complete", EVENING + n))
+    items = rank([p], cat, model, top_k=5, now_ms=EVENING)[0]
+    x1 = next((i for i in items if i.item_id == "x1"), None)
+    assert x1 is not None and model.popularity_of("x1") == 0.0, [i.item_id for i in items]
+    assert "because you finished Drama 3" in x1.reasons, x1.reasons
+
+
 # -- cohorts -------------------------------------------------------------------
 
 
