@@ -32,7 +32,9 @@ the replica's list for the same event holds too; popularity is cached for
 half a second of wall time in a ranking pass, so lists need not be equal),
 ``complete`` (every interaction replayed within ``--timeout``),
 ``duration_s``, ``events_per_s``, ``log`` (its counts, format and time
-shift), ``settings`` and ``series`` (the curves the plots draw).
+shift), ``settings``, ``series`` (the curves the plots draw) and ``replica_models``
+(what each partition's replica model learned: compare with the workers' ``models``
+changelog).
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ class ReplayConfig:
     wait_s: float = 30.0
     seed: int = 7
     bootstrap: str | None = None
+    #: Seconds the workers keep running after the replay, e.g. so that they checkpoint their models.
+    settle_s: float = 0.0
 
 
 def replay(log: ReplayLog, cfg: ReplayConfig, progress: Progress | None = None) -> dict[str, Any]:
@@ -113,6 +117,7 @@ def replay(log: ReplayLog, cfg: ReplayConfig, progress: Progress | None = None) 
         say(f"{len(procs)} worker(s) ready after {time.monotonic() - started:.1f} s; logs in {tmp}")
         remaining = max(1.0, cfg.timeout_s - (time.monotonic() - started))
         report = asyncio.run(_replay(settings, log, cfg, remaining, say))
+        time.sleep(max(0.0, min(cfg.settle_s, cfg.timeout_s)))
     finally:
         for proc in procs:
             stop_process(proc)
@@ -125,6 +130,7 @@ def replay(log: ReplayLog, cfg: ReplayConfig, progress: Progress | None = None) 
         "timeout_s": cfg.timeout_s,
         "wait_s": cfg.wait_s,
         "seed": cfg.seed,
+        "topic_prefix": settings.topic_prefix,
         "top_k": settings.top_k,
         "diversity": settings.diversity,
     }
@@ -266,6 +272,10 @@ async def _replay(
             "shift_ms": log.shift_ms,
         },
         "series": _series(tallies, ratings),
+        "replica_models": {
+            str(p): {"learned": m.learned, "weights": dict(m.linear.weights), "intercept": m.linear.intercept}
+            for p, m in enumerate(replica.models)
+        },
     }
 
 
@@ -279,13 +289,12 @@ def _series(tallies: dict[str, Tally], ratings: RatingScore | None) -> dict[str,
     for kind in KINDS:
         trace = tallies[kind].trace
         for m, name in ((0, "hr"), (1, "ndcg")):
-            cum, total = [], 0.0
-            prefix = [0.0]
+            total, prefix = 0.0, [0.0]
             for value in trace:
                 total += value[m]
                 prefix.append(total)
-            cum = [prefix[p] / p for p in points]
-            rolling = [(prefix[p] - prefix[max(0, p - window)]) / min(p, window) for p in points]
+            cum = [round(prefix[p] / p, 4) for p in points]
+            rolling = [round((prefix[p] - prefix[max(0, p - window)]) / min(p, window), 4) for p in points]
             out[f"{name}_{kind}"] = cum
             out[f"{name}_{kind}_rolling"] = rolling
     if ratings is not None and ratings.trace:
@@ -298,8 +307,8 @@ def _series(tallies: dict[str, Tally], ratings: RatingScore | None) -> dict[str,
             model_sum += a
             mean_sum += b
             if i in marks:
-                mae_model.append(model_sum / i)
-                mae_mean.append(mean_sum / i)
+                mae_model.append(round(model_sum / i, 4))
+                mae_mean.append(round(mean_sum / i, 4))
         out["rated"] = rpoints
         out["mae_model"] = mae_model
         out["mae_mean"] = mae_mean

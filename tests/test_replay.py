@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import doctest
 import math
 import random
+import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 
 from loadtest import replay_formats, replay_metrics, replay_pacing, replay_replica
@@ -39,6 +43,7 @@ from loadtest.replay_replica import RatingScore, Replica
 from stream.broker import EmbeddedBroker
 from stream.events import interpret
 from stream.settings import Settings
+from stream.topics import partitions_of
 from stream.validation import decode_catalog, decode_event
 
 DATA = Path(__file__).parent / "data" / "replay"
@@ -340,7 +345,9 @@ def test_a_replay_through_a_real_worker_accounts_for_every_event(broker: Embedde
     _taste_log(tmp_path / "log.csv")
     log = read_log(tmp_path / "log.csv", columns="user=uid,item=movie,rating=stars,ts=time,genres=genre")
     assert len(log.interactions) == 160 and log.viewers == 20
-    report = replay(log, ReplayConfig(parallel=16, partitions=4, timeout_s=50, wait_s=15, bootstrap=broker.bootstrap))
+    # settle: the workers checkpoint an idle partition's model after STREAM_CHECKPOINT_S (2 s)
+    cfg = ReplayConfig(parallel=16, partitions=4, timeout_s=50, wait_s=15, bootstrap=broker.bootstrap, settle_s=6)
+    report = replay(log, cfg)
     for key in ("hr_at_10", "ndcg_at_10", "coverage", "diversity", "novelty", "mae", "rmse", "events", "viewers"):
         assert key in report, key
     assert set(report["hr_at_10"]) == set(report["ndcg_at_10"]) == {"model", "popularity", "random"}
@@ -356,3 +363,37 @@ def test_a_replay_through_a_real_worker_accounts_for_every_event(broker: Embedde
     written = write_report(report, tmp_path / "report.json")
     assert [p.name for p in written] == ["report.json", "report-quality.png", "report-ratings.png"]
     assert "HR@10" in summary(report)
+
+    # the replica that predicts ratings learned exactly what the workers' partition models learned
+    changelog = f"{report['settings']['topic_prefix']}stream-models-changelog"
+    checkpoints: dict[str, dict[str, Any]] = {}
+    for record in asyncio.run(_read_all(broker.bootstrap, changelog)):
+        if record.value is not None:
+            checkpoints[record.key.decode()] = orjson.loads(record.value)
+    assert checkpoints, "the workers checkpointed their models"
+    for partition, state in checkpoints.items():
+        mine = report["replica_models"][partition.strip('"')]
+        assert state["n"] == mine["learned"], partition
+        for feature, weight in state["w"].items():
+            assert weight == pytest.approx(mine["weights"].get(feature, 0.0), abs=1e-6), (partition, feature)
+
+
+async def _read_all(bootstrap: str, topic: str, timeout_s: float = 10.0, quiet_s: float = 1.5) -> list[Any]:
+    """Every record of ``topic``: read until nothing more came for ``quiet_s`` after the first record
+    (the embedded broker's end offsets are unreliable, see README)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
+    await consumer.start()
+    try:
+        tps = await partitions_of(consumer, topic, timeout_s=5.0)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        last = math.inf  # the quiet spell counts from the first record
+        while time.monotonic() < deadline and time.monotonic() - last < quiet_s:
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                records.extend(batch)
+                last = time.monotonic()
+        return records
+    finally:
+        await consumer.stop()
