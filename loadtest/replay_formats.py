@@ -13,7 +13,8 @@ interactions in timestamp order, each already turned into playback events):
   id, title, release date, video release, url, then 19 genre flags).
 - ``csv``: a header and a column mapping such as
   ``user=uid,item=movie,rating=stars,ts=time,genres=tags`` (``rating``,
-  ``genres`` and ``title`` optional; ``genres`` split on ``|``).
+  ``genres`` and ``title`` optional; ``genres`` split on ``|``). Without a
+  rating column every row counts as a finish.
 
 A rating becomes behaviour deterministically (:func:`behaviour`):
 
