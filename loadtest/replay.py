@@ -1,0 +1,482 @@
+"""``python -m loadtest.replay``: replay an interaction log through the real pipeline, prequentially.
+
+The log (see :mod:`loadtest.replay_formats` for the formats and how ratings
+become playback events) is published to an embedded broker on a free port,
+into run-scoped topics, and applied by real worker processes. Each viewer's
+interactions go out in order, the next only after the snapshot reflecting the
+previous one has come back; many viewers go at once, earliest time stamp first
+(:mod:`loadtest.replay_pacing`).
+
+Every positive interaction (rating 4 or more; for JSONL one with a
+``complete``, ``thumbs_up`` or ``add_to_list``) is judged, before its first
+event is published, against its viewer's newest snapshot: HR@10 and NDCG@10
+of the model's list, of the ten most popular titles so far and of ten random
+titles, both leaving out what the viewer already touched. A viewer's first
+interaction has no snapshot yet; first interactions are left out for all
+three lists alike (``first_interactions_excluded``). Beyond accuracy: catalog
+coverage, intra-list genre diversity and novelty of the judged lists. With
+ratings, a replica of the workers' state predicts each rating before the
+interaction (:mod:`loadtest.replay_replica`): progressive MAE and RMSE, beside
+those of the running mean rating.
+
+Report (``--report``, JSON; top level): ``hr_at_10`` and ``ndcg_at_10`` (each
+``model``, ``popularity``, ``random``), ``coverage``, ``diversity`` and
+``novelty`` (of the model's lists; ``beyond_accuracy`` has all three kinds),
+``mae`` and ``rmse`` (null without ratings), ``mean_rating`` (the mean
+predictor's MAE and RMSE), ``events`` (published), ``events_applied`` (as the
+snapshots report them), ``viewers``, ``interactions``, ``positives``,
+``interactions_judged``, ``first_interactions_excluded``, ``waits_timed_out``,
+``leaks_refused`` (always 0 unless something is badly wrong),
+``replica_overlap`` (mean share of an awaited snapshot's titles that
+the replica's list for the same event holds too; popularity is cached for
+half a second of wall time in a ranking pass, so lists need not be equal),
+``complete`` (every interaction replayed within ``--timeout``),
+``duration_s``, ``events_per_s``, ``log`` (its counts, format and time
+shift), ``settings``, ``series`` (the curves the plots draw) and ``replica_models``
+(what each partition's replica model learned: compare with the workers' ``models``
+changelog).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from stream.broker import EmbeddedBroker, free_port
+from stream.demo import start_worker, stop_process, wait_ready
+from stream.settings import Settings
+from stream.topics import CATALOG, EVENTS, RECOMMENDATIONS, create_topics
+
+from .harness import _tail
+from .replay_formats import FORMATS, ReplayLog, guess_format, read_log
+from .replay_logs import write_movielens, write_population_log
+from .replay_metrics import KINDS, Popularity, Tally, random_list
+from .replay_pacing import Pacer
+from .replay_replica import RatingScore, Replica
+
+__all__ = ["ReplayConfig", "main", "replay", "summary", "write_report"]
+
+Progress = Callable[[str], None]
+#: Most points a curve keeps in the report.
+CURVE_POINTS = 300
+
+
+@dataclass
+class ReplayConfig:
+    parallel: int = 64
+    workers: int = 1
+    partitions: int = 4
+    timeout_s: float = 600.0
+    wait_s: float = 30.0
+    seed: int = 7
+    bootstrap: str | None = None
+    #: Seconds the workers keep running after the replay, e.g. so that they checkpoint their models.
+    settle_s: float = 0.0
+
+
+def replay(log: ReplayLog, cfg: ReplayConfig, progress: Progress | None = None) -> dict[str, Any]:
+    """Start a broker (unless ``cfg.bootstrap``) and workers, replay ``log``, stop them; returns the report."""
+    say = progress or (lambda _: None)
+    tmp = Path(tempfile.mkdtemp(prefix="stream-replay-"))
+    broker: EmbeddedBroker | None = None
+    procs: list[subprocess.Popen[bytes]] = []
+    started = time.monotonic()
+    try:
+        if cfg.bootstrap is None:
+            broker = EmbeddedBroker(log_path=tmp / "broker.log").start()
+        settings = Settings(
+            bootstrap=cfg.bootstrap or (broker.bootstrap if broker else ""),
+            topic_prefix=f"rp{uuid.uuid4().hex[:8]}.",
+            partitions=cfg.partitions,
+            web_port=free_port(),
+            data_dir=tmp / "data",
+            log_level="warn",
+        )
+        asyncio.run(_prepare(settings, log.catalog))
+        configs = []
+        for i in range(cfg.workers):
+            s = replace(settings, web_port=free_port())
+            procs.append(start_worker(s, tmp / f"worker{i}.log"))
+            configs.append(s)
+        for s, proc in zip(configs, procs, strict=True):
+            wait_ready(s, proc, timeout_s=min(120.0, cfg.timeout_s))
+        say(f"{len(procs)} worker(s) ready after {time.monotonic() - started:.1f} s; logs in {tmp}")
+        remaining = max(1.0, cfg.timeout_s - (time.monotonic() - started))
+        report = asyncio.run(_replay(settings, log, cfg, remaining, say))
+        time.sleep(max(0.0, min(cfg.settle_s, cfg.timeout_s)))
+    finally:
+        for proc in procs:
+            stop_process(proc)
+        if broker is not None:
+            broker.stop()
+    report["settings"] = {
+        "parallel": cfg.parallel,
+        "workers": cfg.workers,
+        "partitions": cfg.partitions,
+        "timeout_s": cfg.timeout_s,
+        "wait_s": cfg.wait_s,
+        "seed": cfg.seed,
+        "topic_prefix": settings.topic_prefix,
+        "top_k": settings.top_k,
+        "diversity": settings.diversity,
+    }
+    report["wall_s"] = time.monotonic() - started
+    return report
+
+
+async def _prepare(settings: Settings, catalog: Sequence[dict[str, Any]]) -> None:
+    await create_topics(settings)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=20)
+    await producer.start()
+    try:
+        for entry in catalog:
+            await producer.send(settings.topic(CATALOG), key=str(entry["item_id"]).encode(), value=orjson.dumps(entry))
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _replay(
+    settings: Settings, log: ReplayLog, cfg: ReplayConfig, timeout_s: float, say: Progress
+) -> dict[str, Any]:
+    catalog_ids = [str(e["item_id"]) for e in log.catalog]
+    genres = {str(e["item_id"]): frozenset(e["genres"]) for e in log.catalog}
+    size = len(catalog_ids)
+    pacer = Pacer(log.interactions, cfg.parallel, cfg.wait_s)
+    replica = Replica(log.catalog, settings)
+    popularity = Popularity(catalog_ids)
+    rng = random.Random(cfg.seed)
+    tallies = {kind: Tally() for kind in KINDS}
+    rated = [i.rating for i in log.interactions if i.rating is not None]
+    ratings = RatingScore(min(rated), max(rated)) if rated else None
+    touched: dict[str, set[str]] = {}
+    replica_lists: dict[str, tuple[str, list[str]]] = {}
+    applied: dict[str, int] = {}
+    counts = {"published": 0, "positives": 0, "first": 0, "compared": 0, "snapshots": 0}
+    overlap = [0.0]  # summed share of each awaited snapshot's titles that the replica's list holds too
+    topic = settings.topic(EVENTS)
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=2)
+    await producer.start()
+    consumer = await _tail(settings.bootstrap, settings.topic(RECOMMENDATIONS), from_start=True)
+    t0 = time.monotonic()
+    deadline = t0 + timeout_s
+    shown = t0
+    try:
+        while not pacer.done and time.monotonic() < deadline:
+            for release in pacer.release(time.monotonic()):
+                it = release.interaction
+                if ratings is not None and it.rating is not None:
+                    score = replica.score(it.user_id, it.item_id, it.ts)
+                    if score is not None:
+                        ratings.update(score, it.rating)
+                seen = touched.setdefault(it.user_id, set())
+                if it.positive:
+                    counts["positives"] += 1
+                    if release.items is None:
+                        counts["first"] += 1
+                    else:
+                        lists = {
+                            "model": release.items,
+                            "popularity": popularity.top(seen),
+                            "random": random_list(rng, catalog_ids, seen),
+                        }
+                        for kind, items in lists.items():
+                            tallies[kind].add(
+                                items, it.item_id, genres, popularity.interactions, popularity.total, size
+                            )
+                popularity.record(it.item_id, it.positive)
+                seen.add(it.item_id)
+                replica_lists[it.user_id] = (it.events[-1]["event_id"], replica.apply(it.user_id, it.events))
+                key = it.user_id.encode()
+                for doc in it.events:
+                    await producer.send(topic, key=key, value=orjson.dumps(doc))
+                counts["published"] += len(it.events)
+            batches = await consumer.getmany(timeout_ms=20, max_records=5000)
+            now = time.monotonic()
+            for records in batches.values():
+                for record in records:
+                    snap = orjson.loads(record.value)
+                    counts["snapshots"] += 1
+                    user = snap["user_id"]
+                    applied[user] = max(applied.get(user, 0), snap["events_applied"])
+                    if pacer.on_snapshot(snap, now):
+                        expected = replica_lists.get(user)
+                        if expected is not None and expected[0] == snap["trigger"]["event_id"]:
+                            counts["compared"] += 1
+                            worker_list = {i["item_id"] for i in snap["items"]}
+                            overlap[0] += len(worker_list & set(expected[1])) / max(1, len(worker_list))
+            if now - shown > 5:
+                shown = now
+                hr = tallies["model"].hits / max(1, tallies["model"].judged)
+                say(f"{pacer.released}/{pacer.total} interactions, {tallies['model'].judged} judged, HR@10 {hr:.3f}")
+        await producer.flush()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    duration = time.monotonic() - t0
+    model = tallies["model"].summary(size)
+    beyond = {kind: tallies[kind].summary(size) for kind in KINDS}
+    rating_summary = ratings.summary() if ratings is not None else None
+    return {
+        "schema_version": 1,
+        "hr_at_10": {kind: beyond[kind]["hr_at_10"] for kind in KINDS},
+        "ndcg_at_10": {kind: beyond[kind]["ndcg_at_10"] for kind in KINDS},
+        "coverage": model["coverage"],
+        "diversity": model["diversity"],
+        "novelty": model["novelty"],
+        "beyond_accuracy": beyond,
+        "mae": rating_summary["mae"] if rating_summary else None,
+        "rmse": rating_summary["rmse"] if rating_summary else None,
+        "mean_rating": (
+            {"mae": rating_summary["mean_rating_mae"], "rmse": rating_summary["mean_rating_rmse"]}
+            if rating_summary
+            else None
+        ),
+        "rating": rating_summary,
+        "events": counts["published"],
+        "events_applied": sum(applied.values()),
+        "snapshots": counts["snapshots"],
+        "viewers": log.viewers,
+        "interactions": pacer.released,
+        "interactions_in_log": len(log.interactions),
+        "positives": counts["positives"],
+        "interactions_judged": tallies["model"].judged,
+        "first_interactions_excluded": counts["first"],
+        "waits_timed_out": pacer.timeouts,
+        "leaks_refused": pacer.leaks_refused,
+        "replica_overlap": overlap[0] / counts["compared"] if counts["compared"] else None,
+        "complete": pacer.done,
+        "duration_s": duration,
+        "events_per_s": counts["published"] / duration if duration else None,
+        "log": {
+            "titles": size,
+            "interactions": len(log.interactions),
+            "events": log.events,
+            "has_ratings": log.has_ratings,
+            "skipped_lines": len(log.skipped),
+            "shift_ms": log.shift_ms,
+        },
+        "series": _series(tallies, ratings),
+        "replica_models": {
+            str(p): {"learned": m.learned, "weights": dict(m.linear.weights), "intercept": m.linear.intercept}
+            for p, m in enumerate(replica.models)
+        },
+    }
+
+
+def _series(tallies: dict[str, Tally], ratings: RatingScore | None) -> dict[str, Any]:
+    """Cumulative and rolling HR@10 and NDCG@10 per judged interaction, thinned to ``CURVE_POINTS``."""
+    n = tallies["model"].judged
+    window = max(20, n // 10)
+    step = max(1, n // CURVE_POINTS)
+    points = sorted({*range(step, n + 1, step), n} - {0})
+    out: dict[str, Any] = {"judged": points, "rolling_window": window}
+    for kind in KINDS:
+        trace = tallies[kind].trace
+        for m, name in ((0, "hr"), (1, "ndcg")):
+            total, prefix = 0.0, [0.0]
+            for value in trace:
+                total += value[m]
+                prefix.append(total)
+            cum = [round(prefix[p] / p, 4) for p in points]
+            rolling = [round((prefix[p] - prefix[max(0, p - window)]) / min(p, window), 4) for p in points]
+            out[f"{name}_{kind}"] = cum
+            out[f"{name}_{kind}_rolling"] = rolling
+    if ratings is not None and ratings.trace:
+        r = len(ratings.trace)
+        rstep = max(1, r // CURVE_POINTS)
+        rpoints = sorted({*range(rstep, r + 1, rstep), r})
+        model_sum, mean_sum, mae_model, mae_mean = 0.0, 0.0, [], []
+        marks = set(rpoints)
+        for i, (a, b) in enumerate(ratings.trace, 1):
+            model_sum += a
+            mean_sum += b
+            if i in marks:
+                mae_model.append(round(model_sum / i, 4))
+                mae_mean.append(round(mean_sum / i, 4))
+        out["rated"] = rpoints
+        out["mae_model"] = mae_model
+        out["mae_mean"] = mae_mean
+    return out
+
+
+# -- output ------------------------------------------------------------------------------
+
+
+def _f(value: Any, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def summary(report: dict[str, Any]) -> str:
+    hr, ndcg = report["hr_at_10"], report["ndcg_at_10"]
+    lines = [
+        "stream replay",
+        f"  HR@10      model {_f(hr['model'])}  popularity {_f(hr['popularity'])}  random {_f(hr['random'])}",
+        f"  NDCG@10    model {_f(ndcg['model'])}  popularity {_f(ndcg['popularity'])}  random {_f(ndcg['random'])}",
+        f"  lists      coverage {_f(report['coverage'])}  diversity {_f(report['diversity'])}"
+        f"  novelty {_f(report['novelty'], 2)} bits",
+    ]
+    if report["mae"] is not None:
+        mean = report["mean_rating"]
+        lines.append(
+            f"  ratings    MAE {_f(report['mae'])}  RMSE {_f(report['rmse'])}"
+            f"  (running mean: MAE {_f(mean['mae'])}  RMSE {_f(mean['rmse'])})"
+        )
+    lines += [
+        f"  judged     {report['interactions_judged']} of {report['positives']} positive interactions"
+        f" ({report['first_interactions_excluded']} first interactions left out)",
+        f"  replayed   {report['interactions']}/{report['interactions_in_log']} interactions of"
+        f" {report['viewers']} viewers; {report['events']} events published, {report['events_applied']} applied"
+        f" in {report['duration_s']:.1f} s ({report['events_per_s'] or 0:.0f} ev/s)",
+        f"  checks     waits timed out {report['waits_timed_out']}, leaks refused {report['leaks_refused']},"
+        f" replica overlap {_f(report['replica_overlap'])}" + ("" if report["complete"] else "  INCOMPLETE"),
+    ]
+    return "\n".join(lines)
+
+
+def write_report(report: dict[str, Any], path: Path, plots_dir: Path | None = None) -> list[Path]:
+    """Write the JSON report and its PNG plots (next to it unless ``plots_dir``); returns the paths."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    out = plots_dir or path.parent
+    out.mkdir(parents=True, exist_ok=True)
+    return [path, *plots(report, out, path.stem)]
+
+
+def plots(report: dict[str, Any], out: Path, stem: str) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = report["series"]
+    written = []
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    colours = {"model": "C0", "popularity": "C1", "random": "C2"}
+    for ax, name, label in ((axes[0], "hr", "HR@10"), (axes[1], "ndcg", "NDCG@10")):
+        for kind in KINDS:
+            ax.plot(series["judged"], series[f"{name}_{kind}"], color=colours[kind], label=f"{kind} (cumulative)")
+            ax.plot(
+                series["judged"],
+                series[f"{name}_{kind}_rolling"],
+                color=colours[kind],
+                alpha=0.35,
+                linestyle="--",
+                label=f"{kind} (last {series['rolling_window']})",
+            )
+        ax.set(xlabel="interactions judged", ylabel=label, title=f"{label}, prequential")
+        ax.set_ylim(bottom=0)
+    axes[0].legend(fontsize=7)
+    written.append(_save(fig, out / f"{stem}-quality.png"))
+    if "rated" in series:
+        fig, ax = plt.subplots(figsize=(8, 4))
+        ax.plot(series["rated"], series["mae_model"], label="calibrated model score")
+        ax.plot(series["rated"], series["mae_mean"], label="running mean rating")
+        ax.set(xlabel="ratings predicted", ylabel="MAE (cumulative)", title="Rating prediction, predict then learn")
+        ax.legend()
+        written.append(_save(fig, out / f"{stem}-ratings.png"))
+    return written
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m loadtest.replay", description=__doc__.split("\n\n")[0])
+    p.add_argument("log", nargs="?", type=Path, help="the interaction log to replay")
+    p.add_argument("--format", choices=FORMATS, help="default: guessed from the file name")
+    p.add_argument("--items", type=Path, help="movielens: the u.item file (genres and titles)")
+    p.add_argument("--columns", help="csv: e.g. user=uid,item=movie,rating=stars,ts=time[,genres=col][,title=col]")
+    p.add_argument("--ts-unit", choices=("s", "ms"), default="s", help="csv: unit of the ts column (default s)")
+    p.add_argument("--compress", type=float, default=1.0, help="divide the gaps between time stamps by this")
+    p.add_argument("--limit", type=int, help="replay only the first N interactions (in time order)")
+    p.add_argument("--parallel", type=int, default=64, help="most viewers waiting for a snapshot at once")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds for the whole run, start-up included")
+    p.add_argument("--wait", type=float, default=30.0, help="most seconds a viewer waits for its snapshot")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--bootstrap", help="an existing cluster (default: an embedded broker started for the run)")
+    p.add_argument("--report", type=Path, help="JSON report (default loadtest/results/replay-<time>.json)")
+    p.add_argument("--plots", type=Path, help="directory for the PNG plots (default: next to the report)")
+    p.add_argument("--write-population-log", type=Path, metavar="PATH", help="write a harness-population JSONL log")
+    p.add_argument("--write-movielens", type=Path, metavar="DIR", help="write a synthetic u.data and u.item")
+    p.add_argument("--viewers", type=int, default=300, help="for the generators")
+    p.add_argument("--interactions", type=int, default=20, help="for the generators: per viewer")
+    p.add_argument("--titles", type=int, default=1000, help="for the generators")
+    args = p.parse_args(argv)
+    if args.write_population_log or args.write_movielens:
+        if args.write_population_log:
+            counts = write_population_log(
+                args.write_population_log, args.viewers, args.interactions, args.titles, args.seed
+            )
+            print(f"wrote {args.write_population_log}: {counts}")
+        if args.write_movielens:
+            counts = write_movielens(args.write_movielens, args.viewers, args.titles, args.interactions, args.seed)
+            print(f"wrote {args.write_movielens}/u.data and u.item: {counts}")
+        return 0
+    if args.log is None:
+        p.error("a log to replay is required (or --write-population-log / --write-movielens)")
+    try:
+        log = read_log(args.log, args.format, args.items, args.columns, args.ts_unit, args.compress)
+    except (OSError, ValueError) as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return 2
+    if args.limit is not None:
+        log.interactions = log.interactions[: args.limit]
+    if not log.interactions:
+        print("replay: the log holds no interactions", file=sys.stderr)
+        return 2
+    for number, reason in log.skipped[:5]:
+        print(f"replay: line {number} left out: {reason}", file=sys.stderr)
+    if len(log.skipped) > 5:
+        print(f"replay: ... {len(log.skipped)} lines left out in all", file=sys.stderr)
+    # SIGTERM unwinds like Ctrl-C, so the broker and workers this run started are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    cfg = ReplayConfig(
+        parallel=args.parallel,
+        workers=args.workers,
+        partitions=args.partitions,
+        timeout_s=args.timeout,
+        wait_s=args.wait,
+        seed=args.seed,
+        bootstrap=args.bootstrap,
+    )
+    print(
+        f"replaying {len(log.interactions)} interactions of {log.viewers} viewers ({log.events} events,"
+        f" {len(log.catalog)} titles)",
+        file=sys.stderr,
+    )
+    report = replay(log, cfg, lambda line: print(line, file=sys.stderr, flush=True))
+    report["log"]["path"] = str(args.log)
+    report["log"]["format"] = args.format or guess_format(args.log)
+    path = args.report or Path("loadtest/results") / f"replay-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    written = write_report(report, path, args.plots)
+    print(summary(report))
+    print("wrote " + ", ".join(str(w) for w in written))
+    return 0 if report["complete"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

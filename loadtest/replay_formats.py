@@ -1,0 +1,414 @@
+"""Interaction logs the replay evaluator reads, and how a rating becomes viewing.
+
+Three formats, each read into one :class:`ReplayLog` (a catalog and the
+interactions in timestamp order, each already turned into playback events):
+
+- ``jsonl``: the project's own JSON lines, as ``stream produce`` reads them. A
+  line with ``event_id`` is a playback event; a line with ``title`` or
+  ``genres`` and no ``type`` is a catalog entry. A viewer's consecutive events
+  on one title form one interaction (a new ``play`` of the same title starts
+  another). Events keep their fields; a repeated ``event_id`` is dropped.
+- ``movielens``: MovieLens-100k ``u.data`` (user, item, rating, unix seconds,
+  whitespace-separated) with an optional ``u.item`` (pipe-separated, latin-1:
+  id, title, release date, video release, url, then 19 genre flags).
+- ``csv``: a header and a column mapping such as
+  ``user=uid,item=movie,rating=stars,ts=time,genres=tags`` (``rating``,
+  ``genres`` and ``title`` optional; ``genres`` split on ``|``). Without a
+  rating column every row counts as a finish.
+
+A rating becomes behaviour deterministically (:func:`behaviour`):
+
+- 4 or more: ``play``, then ``complete`` at the end (a finish, +1);
+- 3 up to 4: ``play``, ``pause`` at 25 %, ``resume``, ``stop`` at 50 % (engaged, then gave up);
+- under 3: ``play``, then ``skip`` at 3 % (an early skip, -1).
+
+An interaction is *positive* when its rating is 4 or more; for JSONL, when it
+holds a ``complete``, ``thumbs_up`` or ``add_to_list``. The events of one
+interaction are 1 ms apart from the log's time stamp (positions say how far
+the viewer got; event time is the log's). Titles the log does not describe get
+a minimal entry (genre ``unknown``, the events' duration or 90 minutes).
+
+Time: ``compress`` divides every gap from the log's first time stamp. The
+pipeline accepts event times from 2000 to 2100, so a log that starts earlier
+(MovieLens-100k is 1997-98) is moved forward by whole days to start on
+2026-01-01, release dates with it; the shift is reported.
+
+>>> [kind for kind, _ in behaviour(5, 3000.0)]
+['play', 'complete']
+>>> behaviour(3, 3000.0)[-1]
+('stop', 1500.0)
+>>> behaviour(1, 3000.0)
+[('play', 0.0), ('skip', 90.0)]
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from stream.validation import MAX_TS, MIN_TS, InvalidMessage, decode_catalog, decode_event
+
+__all__ = [
+    "FORMATS",
+    "ML_GENRES",
+    "Interaction",
+    "ReplayLog",
+    "behaviour",
+    "guess_format",
+    "is_positive_rating",
+    "parse_columns",
+    "read_csv",
+    "read_jsonl",
+    "read_log",
+    "read_movielens",
+]
+
+FORMATS = ("jsonl", "movielens", "csv")
+#: The 19 genre flags of MovieLens-100k's ``u.item``, in their column order.
+ML_GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
+    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
+    "Thriller", "War", "Western",
+)  # fmt: skip
+#: Length of a title the log does not describe (MovieLens titles are films).
+DEFAULT_DURATION_S = 5400.0
+#: Where a log older than the pipeline accepts is moved to: 2026-01-01.
+START_MS = 1_767_225_600_000
+DAY_MS = 86_400_000
+POSITIVE_TYPES = frozenset(("complete", "thumbs_up", "add_to_list"))
+
+
+@dataclass
+class Interaction:
+    """One viewer's dealings with one title: the events to publish, in order."""
+
+    index: int
+    user_id: str
+    item_id: str
+    ts: int
+    events: list[dict[str, Any]]
+    rating: float | None = None
+    positive: bool = False
+
+
+@dataclass
+class ReplayLog:
+    catalog: list[dict[str, Any]]
+    interactions: list[Interaction]
+    has_ratings: bool
+    #: (line number, reason) of each line left out.
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+    #: Milliseconds added to every time stamp (0 unless the log started before 2000).
+    shift_ms: int = 0
+
+    @property
+    def viewers(self) -> int:
+        return len({i.user_id for i in self.interactions})
+
+    @property
+    def events(self) -> int:
+        return sum(len(i.events) for i in self.interactions)
+
+
+def is_positive_rating(rating: float) -> bool:
+    return rating >= 4.0
+
+
+def behaviour(rating: float, duration_s: float) -> list[tuple[str, float]]:
+    """(event type, position in seconds) of what a viewer who gave ``rating`` did."""
+    if is_positive_rating(rating):
+        return [("play", 0.0), ("complete", duration_s)]
+    if rating >= 3.0:
+        quarter = round(0.25 * duration_s, 1)
+        return [("play", 0.0), ("pause", quarter), ("resume", quarter), ("stop", round(0.5 * duration_s, 1))]
+    return [("play", 0.0), ("skip", round(0.03 * duration_s, 1))]
+
+
+def guess_format(path: Path) -> str:
+    """The format a file name suggests; raises ValueError when it says nothing."""
+    name = path.name.lower()
+    if name.endswith((".jsonl", ".ndjson", ".json")):
+        return "jsonl"
+    if name.endswith(".csv"):
+        return "csv"
+    if name == "u.data" or name.endswith((".data", ".tsv")):
+        return "movielens"
+    raise ValueError(f"--format: expected one of {', '.join(FORMATS)} (the name {path.name!r} does not say which)")
+
+
+def parse_columns(spec: str) -> dict[str, str]:
+    """``user=uid,item=movie,...`` as {field: column}; user, item and ts are required.
+
+    >>> parse_columns("user=uid,item=movie,ts=time")
+    {'user': 'uid', 'item': 'movie', 'ts': 'time'}
+    """
+    allowed = ("user", "item", "ts", "rating", "genres", "title")
+    mapping: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, sep, column = part.partition("=")
+        if not sep or name.strip() not in allowed or not column.strip():
+            raise ValueError(f"--columns: expected field=column with a field among {', '.join(allowed)}; got {part!r}")
+        mapping[name.strip()] = column.strip()
+    missing = [f for f in ("user", "item", "ts") if f not in mapping]
+    if missing:
+        raise ValueError(f"--columns: expected user, item and ts to be mapped; {', '.join(missing)} missing")
+    return mapping
+
+
+# -- reading ------------------------------------------------------------------------
+
+
+@dataclass
+class _Row:
+    user_id: str
+    item_id: str
+    ts: int
+    rating: float | None
+
+
+def _minimal_entry(item_id: str, duration_s: float | None = None) -> dict[str, Any]:
+    return {"item_id": item_id, "title": item_id, "genres": ["unknown"], "duration_s": duration_s or DEFAULT_DURATION_S}
+
+
+def _time_map(stamps: Iterable[int], compress: float) -> tuple[int, int, float]:
+    """(first time stamp, shift in ms, compression): ``t -> first + (t - first) / compress + shift``."""
+    if compress <= 0 or not math.isfinite(compress):
+        raise ValueError(f"--compress: expected a positive factor; got {compress}")
+    first = min(stamps, default=START_MS)
+    shift = 0
+    if first < MIN_TS:
+        shift = -(-(START_MS - first) // DAY_MS) * DAY_MS  # whole days keep the time of day
+    return first, shift, compress
+
+
+def _retime(ts: int, mapping: tuple[int, int, float]) -> int:
+    first, shift, compress = mapping
+    return int(first + (ts - first) / compress) + shift
+
+
+def _check_range(interactions: Sequence[Interaction]) -> None:
+    if interactions and interactions[-1].events[-1]["ts"] > MAX_TS:
+        raise ValueError("time stamps: expected the log to end before 2100 after --compress; it does not")
+
+
+def _from_rows(
+    rows: list[_Row], catalog: dict[str, dict[str, Any]], compress: float, skipped: list[tuple[int, str]]
+) -> ReplayLog:
+    """Order rows by time (the file's order breaks ties), map time, and turn ratings into events."""
+    rows = sorted(rows, key=lambda r: r.ts)
+    mapping = _time_map((r.ts for r in rows), compress)
+    shift = mapping[1]
+    for entry in catalog.values():
+        if "release_ts" in entry:
+            moved = entry["release_ts"] + shift
+            if moved < 0:
+                del entry["release_ts"]
+            else:
+                entry["release_ts"] = moved
+    interactions: list[Interaction] = []
+    for n, row in enumerate(rows):
+        entry = catalog.setdefault(row.item_id, _minimal_entry(row.item_id))
+        duration = float(entry["duration_s"])
+        ts = _retime(row.ts, mapping)
+        rating = row.rating if row.rating is not None else 4.0  # a log without ratings: each row is a finish
+        events = []
+        for k, (kind, position) in enumerate(behaviour(rating, duration)):
+            events.append(
+                {
+                    "event_id": f"r{n}.{k}",
+                    "user_id": row.user_id,
+                    "item_id": row.item_id,
+                    "type": kind,
+                    "ts": ts + k,
+                    "position_s": position,
+                    "duration_s": duration,
+                    "session_id": f"r{n}",
+                }
+            )
+        interactions.append(
+            Interaction(n, row.user_id, row.item_id, ts, events, row.rating, is_positive_rating(rating))
+        )
+    _check_range(interactions)
+    has_ratings = any(r.rating is not None for r in rows)
+    return ReplayLog(_valid_catalog(catalog, skipped), interactions, has_ratings, skipped, shift)
+
+
+def _valid_catalog(catalog: dict[str, dict[str, Any]], skipped: list[tuple[int, str]]) -> list[dict[str, Any]]:
+    out = []
+    for item_id, entry in catalog.items():
+        try:
+            decode_catalog(item_id.encode(), orjson.dumps(entry))
+        except InvalidMessage as exc:
+            raise ValueError(f"catalog entry {item_id!r}: {exc}") from None
+        out.append(entry)
+    return out
+
+
+def read_movielens(data: Path, items: Path | None = None, compress: float = 1.0) -> ReplayLog:
+    """``u.data`` and optionally ``u.item`` (MovieLens-100k layout)."""
+    skipped: list[tuple[int, str]] = []
+    catalog: dict[str, dict[str, Any]] = {}
+    if items is not None:
+        with items.open(encoding="latin-1") as f:
+            for number, line in enumerate(f, 1):
+                entry = _ml_item(line.rstrip("\r\n"))
+                if entry is None:
+                    if line.strip():
+                        skipped.append((number, f"{items.name}: expected id|title|date|video|url|19 flags"))
+                    continue
+                catalog[entry["item_id"]] = entry
+    rows: list[_Row] = []
+    with data.open(encoding="latin-1") as f:
+        for number, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            try:
+                user, item, rating, seconds = parts[:4]
+                rows.append(_Row(user, item, int(float(seconds) * 1000), float(rating)))
+            except ValueError:
+                skipped.append((number, f"expected user, item, rating and unix seconds; got {line.strip()[:60]!r}"))
+    return _from_rows(rows, catalog, compress, skipped)
+
+
+def _ml_item(line: str) -> dict[str, Any] | None:
+    parts = line.split("|")
+    if len(parts) < 5 + len(ML_GENRES) or not parts[0].strip():
+        return None
+    item_id, title, released = parts[0].strip(), parts[1].strip(), parts[2].strip()
+    flags = parts[5 : 5 + len(ML_GENRES)]
+    genres = [name for name, flag in zip(ML_GENRES, flags, strict=True) if flag.strip() == "1"]
+    entry: dict[str, Any] = {
+        "item_id": item_id,
+        "title": (title or item_id)[:512],
+        "genres": genres or ["unknown"],
+        "duration_s": DEFAULT_DURATION_S,
+    }
+    if released:
+        try:
+            day = dt.datetime.strptime(released, "%d-%b-%Y").replace(tzinfo=dt.UTC)
+            entry["release_ts"] = int(day.timestamp() * 1000)
+        except ValueError:
+            pass  # an unreadable release date is left out, as it is optional
+    return entry
+
+
+def read_csv(path: Path, columns: dict[str, str], ts_unit: str = "s", compress: float = 1.0) -> ReplayLog:
+    """A CSV file with a header; ``columns`` maps user, item, ts (and rating, genres, title) to its columns."""
+    if ts_unit not in ("s", "ms"):
+        raise ValueError(f"--ts-unit: expected s or ms; got {ts_unit!r}")
+    scale = 1000 if ts_unit == "s" else 1
+    skipped: list[tuple[int, str]] = []
+    catalog: dict[str, dict[str, Any]] = {}
+    rows: list[_Row] = []
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        absent = [c for c in columns.values() if c not in (reader.fieldnames or [])]
+        if absent:
+            raise ValueError(f"--columns: expected columns of the header {reader.fieldnames}; {absent} not there")
+        for number, record in enumerate(reader, 2):
+            user, item = record[columns["user"]].strip(), record[columns["item"]].strip()
+            try:
+                ts = int(float(record[columns["ts"]]) * scale)
+                rating = float(record[columns["rating"]]) if "rating" in columns else None
+            except ValueError:
+                skipped.append((number, f"expected numbers in {columns['ts']!r} and the rating column"))
+                continue
+            if not user or not item:
+                skipped.append((number, "expected a user and an item"))
+                continue
+            rows.append(_Row(user, item, ts, rating))
+            if item not in catalog:
+                genres = [g.strip() for g in record.get(columns.get("genres", ""), "").split("|") if g.strip()]
+                title = record.get(columns.get("title", ""), "").strip()
+                catalog[item] = {
+                    "item_id": item,
+                    "title": (title or item)[:512],
+                    "genres": genres[:16] or ["unknown"],
+                    "duration_s": DEFAULT_DURATION_S,
+                }
+    return _from_rows(rows, catalog, compress, skipped)
+
+
+def read_jsonl(path: Path, compress: float = 1.0) -> ReplayLog:
+    """The project's JSON lines: playback events and catalog entries (other lines are skipped)."""
+    skipped: list[tuple[int, str]] = []
+    catalog: dict[str, dict[str, Any]] = {}
+    events: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    with path.open("rb") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                doc = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                skipped.append((number, f"expected a JSON object; got invalid JSON ({exc})"))
+                continue
+            if not isinstance(doc, dict):
+                skipped.append((number, f"expected a JSON object; got {type(doc).__name__}"))
+                continue
+            try:
+                if "event_id" in doc:
+                    decode_event(str(doc.get("user_id", "")).encode(), orjson.dumps(doc))
+                    if doc["event_id"] in seen:
+                        skipped.append((number, f"event_id {doc['event_id']!r} repeated; the first is kept"))
+                        continue
+                    seen.add(doc["event_id"])
+                    events.append(doc)
+                elif ("title" in doc or "genres" in doc) and "type" not in doc:
+                    decode_catalog(str(doc.get("item_id", "")).encode(), orjson.dumps(doc))
+                    catalog[doc["item_id"]] = doc
+                else:
+                    skipped.append((number, "expected a playback event or a catalog entry; got neither"))
+            except InvalidMessage as exc:
+                skipped.append((number, str(exc)))
+    events.sort(key=lambda e: e["ts"])  # stable: the file's order breaks ties
+    mapping = _time_map((e["ts"] for e in events), compress)
+    groups: list[list[dict[str, Any]]] = []
+    open_group: dict[str, list[dict[str, Any]]] = {}
+    for doc in events:
+        doc["ts"] = _retime(doc["ts"], mapping)
+        current = open_group.get(doc["user_id"])
+        starts_again = doc["type"] == "play" and current is not None and any(e["type"] == "play" for e in current)
+        if current is None or current[0]["item_id"] != doc["item_id"] or starts_again:
+            current = open_group[doc["user_id"]] = []
+            groups.append(current)
+        current.append(doc)
+    interactions = []
+    for n, group in enumerate(groups):
+        first = group[0]
+        if first["item_id"] not in catalog:
+            catalog[first["item_id"]] = _minimal_entry(first["item_id"], first.get("duration_s"))
+        positive = any(e["type"] in POSITIVE_TYPES for e in group)
+        interactions.append(Interaction(n, first["user_id"], first["item_id"], first["ts"], group, None, positive))
+    _check_range(interactions)
+    return ReplayLog(_valid_catalog(catalog, skipped), interactions, False, skipped, mapping[1])
+
+
+def read_log(
+    path: Path,
+    fmt: str | None = None,
+    items: Path | None = None,
+    columns: str | None = None,
+    ts_unit: str = "s",
+    compress: float = 1.0,
+) -> ReplayLog:
+    """Read ``path`` in ``fmt`` (guessed from its name when None)."""
+    fmt = fmt or guess_format(path)
+    if fmt == "jsonl":
+        return read_jsonl(path, compress)
+    if fmt == "movielens":
+        return read_movielens(path, items, compress)
+    if fmt == "csv":
+        if not columns:
+            raise ValueError("--columns: expected a mapping such as user=uid,item=movie,rating=stars,ts=time for csv")
+        return read_csv(path, parse_columns(columns), ts_unit, compress)
+    raise ValueError(f"--format: expected one of {', '.join(FORMATS)}; got {fmt!r}")

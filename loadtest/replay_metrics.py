@@ -1,0 +1,172 @@
+"""What the replay measures, as plain functions and small running tallies.
+
+A judged interaction has one held-out title (the one the viewer went on to
+enjoy) and three lists made before it was published: the model's snapshot, the
+popularity baseline and the random baseline.
+
+>>> hit_and_ndcg(["a", "b", "c"], "b")
+(1.0, 0.6309297535714575)
+>>> hit_and_ndcg(["a", "b"], "z")
+(0.0, 0.0)
+>>> intra_list_diversity(["a", "b"], {"a": frozenset({"drama"}), "b": frozenset({"drama", "crime"})})
+0.5
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "KINDS",
+    "Popularity",
+    "Tally",
+    "hit_and_ndcg",
+    "intra_list_diversity",
+    "jaccard_distance",
+    "novelty",
+    "random_list",
+]
+
+K = 10
+KINDS = ("model", "popularity", "random")
+
+
+def hit_and_ndcg(items: Sequence[str], target: str, k: int = K) -> tuple[float, float]:
+    """HR@k and NDCG@k of one list for one held-out title (one relevant title: the ideal DCG is 1)."""
+    top = list(items[:k])
+    if target not in top:
+        return 0.0, 0.0
+    return 1.0, 1.0 / math.log2(top.index(target) + 2)
+
+
+def jaccard_distance(a: frozenset[str], b: frozenset[str]) -> float:
+    """1 - |a & b| / |a | b|; two empty sets are identical."""
+    union = len(a | b)
+    return 1.0 - len(a & b) / union if union else 0.0
+
+
+def intra_list_diversity(items: Sequence[str], genres: Mapping[str, frozenset[str]]) -> float | None:
+    """Mean genre distance over the pairs of a list; None for a list with fewer than two titles."""
+    sets = [genres.get(i, frozenset()) for i in items]
+    pairs = [(a, b) for n, a in enumerate(sets) for b in sets[n + 1 :]]
+    if not pairs:
+        return None
+    return sum(jaccard_distance(a, b) for a, b in pairs) / len(pairs)
+
+
+def novelty(items: Sequence[str], counts: Mapping[str, int], total: int, catalog_size: int) -> float | None:
+    """Mean -log2 of each title's share of the interactions so far, with add-one smoothing.
+
+    >>> novelty(["a"], {"a": 1}, total=2, catalog_size=2)  # (1 + 1) / (2 + 2)
+    1.0
+    """
+    if not items:
+        return None
+    denominator = total + catalog_size
+    return sum(-math.log2((counts.get(i, 0) + 1) / denominator) for i in items) / len(items)
+
+
+class Popularity:
+    """The titles with most positive interactions so far (ties: more interactions, then catalog order)."""
+
+    def __init__(self, catalog_ids: Sequence[str]) -> None:
+        self.order = {item: n for n, item in enumerate(catalog_ids)}
+        self.positives: Counter[str] = Counter()
+        self.interactions: Counter[str] = Counter()
+        self.total = 0
+
+    def record(self, item_id: str, positive: bool) -> None:
+        self.interactions[item_id] += 1
+        self.total += 1
+        if positive:
+            self.positives[item_id] += 1
+
+    def top(self, exclude: set[str], k: int = K) -> list[str]:
+        """The ``k`` most popular titles not in ``exclude``; titles never seen follow in catalog order."""
+        order = self.order
+        ranked = heapq.nsmallest(
+            k + len(exclude),
+            self.interactions,
+            key=lambda i: (-self.positives[i], -self.interactions[i], order.get(i, len(order))),
+        )
+        out = [i for i in ranked if i not in exclude][:k]
+        if len(out) < k:
+            for item in order:
+                if item not in exclude and item not in self.interactions:
+                    out.append(item)
+                    if len(out) == k:
+                        break
+        return out
+
+
+def random_list(rng: random.Random, catalog_ids: Sequence[str], exclude: set[str], k: int = K) -> list[str]:
+    """``k`` titles drawn without replacement from those not in ``exclude``."""
+    if len(exclude) * 2 < len(catalog_ids):  # draw and reject: cheap while most titles are allowed
+        out: list[str] = []
+        chosen: set[str] = set()
+        want = min(k, len(catalog_ids) - len(exclude))
+        while len(out) < want:
+            item = catalog_ids[rng.randrange(len(catalog_ids))]
+            if item not in exclude and item not in chosen:
+                chosen.add(item)
+                out.append(item)
+        return out
+    allowed = [i for i in catalog_ids if i not in exclude]
+    return rng.sample(allowed, min(k, len(allowed)))
+
+
+@dataclass
+class Tally:
+    """Running sums for one kind of list (model, popularity or random)."""
+
+    judged: int = 0
+    hits: float = 0.0
+    ndcg: float = 0.0
+    diversity_sum: float = 0.0
+    diversity_n: int = 0
+    novelty_sum: float = 0.0
+    novelty_n: int = 0
+    distinct: set[str] = field(default_factory=set)
+    #: Per judged interaction: (hit, ndcg), for the curves.
+    trace: list[tuple[float, float]] = field(default_factory=list)
+
+    def add(
+        self,
+        items: Sequence[str],
+        target: str,
+        genres: Mapping[str, frozenset[str]],
+        counts: Mapping[str, int],
+        total: int,
+        catalog_size: int,
+    ) -> None:
+        hit, gain = hit_and_ndcg(items, target)
+        self.judged += 1
+        self.hits += hit
+        self.ndcg += gain
+        self.trace.append((hit, gain))
+        top = list(items[:K])
+        self.distinct.update(top)
+        spread = intra_list_diversity(top, genres)
+        if spread is not None:
+            self.diversity_sum += spread
+            self.diversity_n += 1
+        new = novelty(top, counts, total, catalog_size)
+        if new is not None:
+            self.novelty_sum += new
+            self.novelty_n += 1
+
+    def summary(self, catalog_size: int) -> dict[str, Any]:
+        return {
+            "hr_at_10": self.hits / self.judged if self.judged else None,
+            "ndcg_at_10": self.ndcg / self.judged if self.judged else None,
+            "coverage": len(self.distinct) / catalog_size if catalog_size else None,
+            "diversity": self.diversity_sum / self.diversity_n if self.diversity_n else None,
+            "novelty": self.novelty_sum / self.novelty_n if self.novelty_n else None,
+            "judged": self.judged,
+        }

@@ -1,0 +1,136 @@
+"""An in-process replica of the pipeline's state, for predicting ratings honestly.
+
+The worker publishes lists, not scores for a given title, so the replay keeps
+its own copy of what the workers know, built by the project's own code: the
+same :class:`~stream.processor.Processor`, one
+:class:`~stream.model.PartitionModel` per partition (viewers are assigned to
+partitions by Kafka's default partitioner, as the producer does), and the same
+profiles, fed the same events in the same per-partition order. Before an
+interaction is applied, the model's score for that (viewer, title) is read
+with :func:`~stream.ranking.viewer_features`; a River linear regression maps
+it to the rating scale (predict, then learn) and River's MAE and RMSE score
+that prediction, beside the running mean of the ratings seen so far.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from aiokafka.partitioner import DefaultPartitioner
+from river import linear_model, metrics, optim
+
+from stream.catalog import Catalog
+from stream.model import PartitionModel
+from stream.processor import Processor, RawMessage
+from stream.profile import Profile
+from stream.ranking import viewer_features
+from stream.settings import Settings
+from stream.validation import decode_catalog
+
+__all__ = ["RatingScore", "Replica"]
+
+
+class Replica:
+    """The profiles and partition models the workers hold, rebuilt from the events the replay sends."""
+
+    def __init__(self, catalog: Sequence[dict[str, Any]], settings: Settings, topic: str = "replica") -> None:
+        self.catalog = Catalog()
+        for doc in catalog:
+            entry = decode_catalog(str(doc["item_id"]).encode(), orjson.dumps(doc))
+            if entry is not None:
+                self.catalog.upsert(entry)
+        self.processor = Processor(
+            self.catalog, settings.top_k, settings.max_event_bytes, settings.half_life_days, settings.diversity
+        )
+        self.partitions = list(range(settings.partitions))
+        self.models = [PartitionModel() for _ in self.partitions]
+        self.offsets = [0 for _ in self.partitions]
+        self.profiles: dict[str, Profile] = {}
+        self.topic = topic
+        self._partitioner = DefaultPartitioner()
+
+    def partition(self, user_id: str) -> int:
+        return int(self._partitioner(user_id.encode(), self.partitions, self.partitions))
+
+    def score(self, user_id: str, item_id: str, now_ms: int) -> float | None:
+        """The model's score for the pair before the interaction (None for a title not in the catalog)."""
+        idx = self.catalog.index_of(item_id)
+        if idx is None:
+            return None
+        model = self.models[self.partition(user_id)]
+        profile = self.profiles.get(user_id) or Profile(user_id)
+        return float(model.predict_one(viewer_features(profile, self.catalog, idx, model, now_ms)))
+
+    def apply(self, user_id: str, events: Sequence[dict[str, Any]]) -> list[str]:
+        """Apply one interaction's events as the worker does; returns the replica's list after them."""
+        p = self.partition(user_id)
+        key = user_id.encode()
+        messages = []
+        for doc in events:
+            messages.append(RawMessage(key, orjson.dumps(doc), self.topic, p, self.offsets[p]))
+            self.offsets[p] += 1
+        result = self.processor.process(messages, self.profiles.get, self.models[p], now_ms=int(events[-1]["ts"]))
+        for user, profile in result.profiles.items():
+            # the worker keeps profiles serialised (rounded) between batches; so does the replica
+            self.profiles[user] = Profile.loads(profile.dumps())
+        if not result.snapshots:
+            return []
+        return [item["item_id"] for item in orjson.loads(result.snapshots[-1][1])["items"]]
+
+
+class RatingScore:
+    """Progressive MAE and RMSE of the calibrated model score and of the running mean rating.
+
+    Both predict before they learn. Predictions are clipped to the ratings' range;
+    before any rating is seen both predict the middle of that range.
+
+    >>> r = RatingScore(1.0, 5.0)
+    >>> for score, rating in [(1.0, 5), (0.0, 1), (1.0, 5), (0.0, 1)]:
+    ...     r.update(score, rating)
+    >>> r.n, round(r.mean_mae.get(), 2)
+    (4, 2.67)
+    """
+
+    def __init__(self, low: float, high: float) -> None:
+        self.low, self.high = low, high
+        middle = (low + high) / 2
+        # The intercept starts at the middle of the scale and learns fast; the weight of the score
+        # is what the model's score is worth in rating points.
+        self.calibrator = linear_model.LinearRegression(
+            optimizer=optim.SGD(0.02), intercept_init=middle, intercept_lr=0.02
+        )
+        self.mae, self.rmse = metrics.MAE(), metrics.RMSE()
+        self.mean_mae, self.mean_rmse = metrics.MAE(), metrics.RMSE()
+        self._sum, self.n = 0.0, 0
+        self._middle = middle
+        #: Per rated interaction: (|error| of the model, |error| of the mean), for the curves.
+        self.trace: list[tuple[float, float]] = []
+
+    def _clip(self, value: float) -> float:
+        return min(self.high, max(self.low, value))
+
+    def update(self, score: float, rating: float) -> None:
+        x = {"score": score}
+        predicted = self._clip(float(self.calibrator.predict_one(x)))
+        mean = self._sum / self.n if self.n else self._middle
+        self.mae.update(rating, predicted)
+        self.rmse.update(rating, predicted)
+        self.mean_mae.update(rating, mean)
+        self.mean_rmse.update(rating, mean)
+        self.trace.append((abs(rating - predicted), abs(rating - mean)))
+        self.calibrator.learn_one(x, rating)
+        self._sum += rating
+        self.n += 1
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "mae": self.mae.get() if self.n else None,
+            "rmse": self.rmse.get() if self.n else None,
+            "mean_rating_mae": self.mean_mae.get() if self.n else None,
+            "mean_rating_rmse": self.mean_rmse.get() if self.n else None,
+            "rated": self.n,
+            "score_weight": float(self.calibrator.weights.get("score", 0.0)),
+            "intercept": float(self.calibrator.intercept),
+        }
