@@ -41,8 +41,9 @@ class Replica:
             entry = decode_catalog(str(doc["item_id"]).encode(), orjson.dumps(doc))
             if entry is not None:
                 self.catalog.upsert(entry)
+        s = settings
         self.processor = Processor(
-            self.catalog, settings.top_k, settings.max_event_bytes, settings.half_life_days, settings.diversity
+            self.catalog, s.top_k, s.max_event_bytes, s.half_life_days, s.diversity, s.exploration
         )
         self.partitions = list(range(settings.partitions))
         self.models = [PartitionModel() for _ in self.partitions]
