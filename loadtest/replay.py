@@ -28,8 +28,9 @@ snapshots report them), ``viewers``, ``interactions``, ``positives``,
 ``interactions_judged``, ``first_interactions_excluded``, ``waits_timed_out``,
 ``leaks_refused`` (always 0 unless something is badly wrong),
 ``replica_overlap`` (mean share of an awaited snapshot's titles that
-the replica's list for the same event holds too; popularity is cached for
-half a second of wall time in a ranking pass, so lists need not be equal),
+the replica's list for the same event holds too; popularity and trending are
+cached for half a second of wall time, and cohorts learn once per batch, whose
+bounds differ between the workers and the replica, so lists need not be equal),
 ``complete`` (every interaction replayed within ``--timeout``),
 ``duration_s``, ``events_per_s``, ``log`` (its counts, format and time
 shift), ``settings``, ``series`` (the curves the plots draw) and ``replica_models``

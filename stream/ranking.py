@@ -286,10 +286,10 @@ def rank(
             pick = open_slots[slot].best(top_rows, r, viewer, user_genres, user_tags, user_context, w, shared)
             if pick is not None:
                 explored, score, parts = pick
-                at = min(EXPLORE_RANK - 1, len(top_rows))
-                top_rows = np.insert(top_rows, at, explored)[: max(top_k, 1)]
-                row_scores = np.insert(row_scores, at, score)[: max(top_k, 1)]
-                top_parts = np.insert(top_parts, at, parts, axis=0)[: max(top_k, 1)]
+                at, end = min(EXPLORE_RANK - 1, len(top_rows)), max(top_k, 1) - 1
+                top_rows = np.concatenate([top_rows[:at], [explored], top_rows[at:end]])
+                row_scores = np.concatenate([row_scores[:at], [score], row_scores[at:end]])
+                top_parts = np.concatenate([top_parts[:at], parts[None, :], top_parts[at:end]])
                 viewer.model.exploration.spend(viewer.cohort, catalog.ids[explored])
                 if not viewer.model.exploration.left(viewer.cohort, catalog.ids[explored], exploration):
                     open_slots[slot].close(explored)
@@ -366,17 +366,24 @@ def _top_of_all(
     ``row_terms``: (rows, weights, shared scores) per model; each row is scored with its own.
     """
     n, n_titles = len(viewers), mats.genres.shape[0]
-    # genre and context parts share the catalog's genre matrix: one product for both
-    both = np.asarray((mats.genres @ np.vstack([user_genres, user_context]).T).T)
-    genre_part, context_part = both[:n], both[n:]
+    # Genre and context parts share the catalog's genre matrix: one product for both, and
+    # only for the viewers whose habits change with context (for the others it is all 0).
+    lifted = np.flatnonzero(user_context.any(axis=1))
+    both = np.asarray((mats.genres @ np.vstack([user_genres, user_context[lifted]]).T).T)
+    genre_part = both[:n]
+    context_part = np.zeros((n, n_titles), dtype=np.float32) if len(lifted) else None
+    if context_part is not None:
+        context_part[lifted] = both[n:]
     tag_part = np.asarray((mats.tags @ user_tags.T).T)
     scores = np.empty((n, n_titles), dtype=np.float32)
     for rows, w, shared in row_terms:
         sel = rows if len(rows) < n else slice(None)
         genre_part[sel] *= w["genre"]
         tag_part[sel] *= w["tag"]
-        context_part[sel] *= w["context"]
-        scores[sel] = genre_part[sel] + tag_part[sel] + context_part[sel] + shared[None, :]
+        scores[sel] = genre_part[sel] + tag_part[sel] + shared[None, :]
+        if context_part is not None:
+            context_part[sel] *= w["context"]
+            scores[sel] += context_part[sel]
     for row, viewer in enumerate(viewers):
         if len(viewer.cohort_rows):
             scores[row, viewer.cohort_rows] += viewer.cohort_vals
@@ -388,9 +395,11 @@ def _top_of_all(
     order = np.argsort(-top_scores, axis=1, kind="stable")
     top = np.take_along_axis(top, order, axis=1)
     top_scores = np.take_along_axis(top_scores, order, axis=1)
-    parts = np.stack(
-        [np.take_along_axis(part, top, axis=1) for part in (genre_part, tag_part, context_part)], axis=2
-    )  # (viewers, k, 3)
+    parts = np.zeros((n, top.shape[1], 3), dtype=np.float32)  # genre, tag, context of each pick
+    parts[:, :, 0] = np.take_along_axis(genre_part, top, axis=1)
+    parts[:, :, 1] = np.take_along_axis(tag_part, top, axis=1)
+    if context_part is not None:
+        parts[:, :, 2] = np.take_along_axis(context_part, top, axis=1)
     return [(top[r], top_scores[r], _with_cohort(parts[r], top[r], viewers[r])) for r in range(n)]
 
 
@@ -485,7 +494,7 @@ def _open_slot(
 ) -> _Open:  # fmt: skip
     """The cohort's :class:`_Open` new releases, kept on the model while the catalog, minute and budget hold."""
     cache: dict[int, tuple[tuple[int, int, int], _Open]] = model.__dict__.setdefault("_open_slots", {})
-    stamp = (mats.version, now_ms // 60_000, budget)
+    stamp = (mats.version, now_ms // 3_600_000, budget)  # "new" is judged to the hour
     cached = cache.get(cohort)
     if cached is not None and cached[0] == stamp:
         return cached[1]
@@ -535,7 +544,8 @@ class _Open:
         parts = _with_cohort(parts, self.rows, viewer)
         scores = parts.sum(axis=1) + shared[self.rows]
         if viewer.excluded:
-            scores[[i for i, row in enumerate(self.rows.tolist()) if row in set(viewer.excluded)]] = -np.inf
+            excluded = set(viewer.excluded)
+            scores[[i for i, row in enumerate(self.rows.tolist()) if row in excluded]] = -np.inf
         best = int(np.argmax(scores))
         if not np.isfinite(scores[best]):
             return None
