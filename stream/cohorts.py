@@ -56,12 +56,46 @@ def bucket_label(key: str) -> str:
     return f"on {_DEVICE_NAMES.get(device, device)} {when}"
 
 
+class _TasteKMeans(cluster.KMeans):
+    """River's incremental k-means, with the nearest centre found in O(tastes' genres) per centre.
+
+    River's ``predict_one`` walks the union of a centre's and the input's keys: with every
+    genre of the catalog in each centre, that is most of a cohort's cost. For the squared
+    Euclidean distance, ``|c - x|^2 = |c|^2 + sum over x's genres of (x_g^2 - 2 c_g x_g)``, so
+    with each centre's squared norm kept (refreshed when the centre moves) only the viewer's
+    own genres are visited.
+    """
+
+    def __init__(self, n_clusters: int, halflife: float, sigma: float, seed: int) -> None:
+        super().__init__(n_clusters=n_clusters, halflife=halflife, sigma=sigma, seed=seed)
+        self.norms = [0.0] * n_clusters
+
+    def refresh(self, c: int) -> None:
+        self.norms[c] = sum(v * v for v in self.centers[c].values())
+
+    def predict_one(self, x: dict[str, float]) -> int:  # type: ignore[override]
+        def distance(c: int) -> float:
+            get = self.centers[c].get  # .get: no random start drawn for a genre it lacks
+            return self.norms[c] + sum(v * v - 2.0 * get(g, 0.0) * v for g, v in x.items())
+
+        return min(self.centers, key=distance)
+
+    def learn_predict_one(self, x: dict[str, float]) -> int:
+        """Move the nearest centre towards ``x`` (River's rule), over every genre it holds."""
+        closest = self.predict_one(x)
+        center = self.centers[closest]
+        for g in center.keys() | x.keys():
+            center[g] += self.halflife * (x.get(g, 0.0) - center[g])
+        self.refresh(closest)
+        return closest
+
+
 class Cohorts:
     def __init__(self, n: int = COHORTS, halflife: float = 0.05, seed: int = 11) -> None:
         self.n = n
         self.halflife = halflife
         self.seed = seed
-        self.kmeans = cluster.KMeans(n_clusters=n, halflife=halflife, sigma=0.05, seed=seed)
+        self.kmeans = _TasteKMeans(n, halflife, sigma=0.05, seed=seed)
         #: Centres placed on a viewer's taste so far (see :meth:`learn`).
         self.seeded = 0
         #: viewer id -> (cohort its taste was last learned in, events it had then): derived,
@@ -78,20 +112,18 @@ class Cohorts:
         top = max((abs(v) for v in genres.values()), default=0.0)
         return {g: v / top for g, v in genres.items()} if top > 0 else {}
 
-    def _dense(self, taste: dict[str, float]) -> dict[str, float]:
-        # Every genre a centre knows, 0 where the viewer has none: centres move towards 0 there
-        # too. A genre new to the centres starts at 0 in each, in a fixed order (River would draw
-        # a random start for it in set order, which varies from process to process).
+    def _known(self, taste: dict[str, float]) -> dict[str, float]:
+        # A genre new to the centres starts at 0 in each, in a fixed order (River would draw a
+        # random start for it in set order, which varies from process to process).
         centers = self.kmeans.centers
-        for genre in sorted(taste.keys() - centers[0].keys()):
+        new = taste.keys() - centers[0].keys()
+        for genre in sorted(new):
             for center in centers.values():
                 center[genre] = 0.0
-        x = dict.fromkeys(centers[0], 0.0)
-        x.update(taste)
-        return x
+        return taste
 
     def assign(self, taste: dict[str, float]) -> int:
-        return int(self.kmeans.predict_one(self._dense(taste)))
+        return int(self.kmeans.predict_one(taste))
 
     def learn(self, taste: dict[str, float]) -> int:
         """Move the nearest centre towards this viewer's taste; returns its cohort.
@@ -100,17 +132,21 @@ class Cohorts:
         one as it is: sequential k-means from random starts lets one centre drift between
         two tastes and win both, leaving the rest unused.
         """
-        x = self._dense(taste)
-        centers = self.kmeans.centers
+        x = self._known(taste)
+        kmeans = self.kmeans
         if self.seeded < self.n and taste:
             nearest = min(
-                (sum((centers[c][g] - v) ** 2 for g, v in x.items()) for c in range(self.seeded)), default=math.inf
-            )
+                (kmeans.norms[c] + sum(v * v - 2.0 * kmeans.centers[c][g] * v for g, v in x.items()))
+                for c in range(self.seeded)
+            ) if self.seeded else math.inf  # fmt: skip
             if nearest > SEED_DISTANCE:
-                centers[self.seeded].update(x)
+                center = kmeans.centers[self.seeded]
+                for g in center:
+                    center[g] = x.get(g, 0.0)
+                kmeans.refresh(self.seeded)
                 self.seeded += 1
                 return self.seeded - 1
-        return int(self.kmeans.learn_predict_one(x))
+        return int(kmeans.learn_predict_one(x))
 
     def of_viewer(self, user_id: str, genres: dict[str, float]) -> int | None:
         """The viewer's cohort as it was last learned (None: no taste yet, so no cohort)."""
@@ -206,6 +242,7 @@ class Cohorts:
         cohorts.seeded = state.get("seeded", cohorts.n)
         for c, center in state["centers"].items():
             cohorts.kmeans.centers[int(c)].update(center)
+            cohorts.kmeans.refresh(int(c))
         cohorts.counts = {k: dict(vs) for k, vs in state["counts"].items()}
         cohorts._recount()
         return cohorts

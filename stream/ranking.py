@@ -176,17 +176,21 @@ def taste_rows(profiles: Sequence[Profile], catalog: Catalog, mats: CatalogMatri
     return user_genres, user_tags
 
 
-def context_rows(profiles: Sequence[Profile], catalog: Catalog, mats: CatalogMatrices) -> np.ndarray:
-    """Each viewer's :func:`context_lift` for its current context, as rows (viewers x genres)."""
+def context_rows(
+    profiles: Sequence[Profile], catalog: Catalog, mats: CatalogMatrices
+) -> tuple[np.ndarray, list[dict[str, float]]]:
+    """Each viewer's :func:`context_lift` for its current context: as rows (viewers x genres), and as dicts."""
     rows = np.zeros((len(profiles), mats.genres.shape[1]), dtype=np.float32)
+    lifts: list[dict[str, float]] = []
     genre_ids = catalog.genre_ids
     for row, profile in enumerate(profiles):
-        if profile.contexts:
-            for name, value in context_lift(profile, profile.device, profile.last_ts).items():
-                gid = genre_ids.get(name)
-                if gid is not None:
-                    rows[row, gid] = value
-    return rows
+        lift = context_lift(profile, profile.device, profile.last_ts) if profile.contexts else {}
+        lifts.append(lift)
+        for name, value in lift.items():
+            gid = genre_ids.get(name)
+            if gid is not None:
+                rows[row, gid] = value
+    return rows, lifts
 
 
 def shared_terms(
@@ -249,7 +253,7 @@ def rank(
     terms = {key: shared_terms(catalog, mats, models[rows[0]], now_ms) for key, rows in groups.items()}
     viewers = _viewers(profiles, models, cohorts, catalog, terms)
     user_genres, user_tags = taste_rows(profiles, catalog, mats)
-    user_context = context_rows(profiles, catalog, mats)
+    user_context, lifts = context_rows(profiles, catalog, mats)
     k = min(top_k * POOL if diversity > 0 else top_k, n_titles)
     picks: list[_Picks | None] = [None] * len(profiles)
     if n_titles > LARGE_CATALOG:
@@ -300,7 +304,7 @@ def rank(
             "freshness": w["freshness"] * fresh[top_rows],
         }
         finished = _FinishedIndex(viewer.profile, catalog)
-        labels = (context_label(viewer.profile.device, viewer.profile.last_ts), viewer.bucket)
+        labels = (context_label(viewer.profile.device, viewer.profile.last_ts), viewer.bucket, lifts[r])
         items: list[RankedItem] = []
         for j, (idx, score_j) in enumerate(zip(top_rows.tolist(), row_scores.tolist(), strict=True)):
             contributions = dict(zip(PART_NAMES, top_parts[j].tolist(), strict=True))
@@ -395,21 +399,21 @@ def _top_of_all(
     order = np.argsort(-top_scores, axis=1, kind="stable")
     top = np.take_along_axis(top, order, axis=1)
     top_scores = np.take_along_axis(top_scores, order, axis=1)
-    parts = np.zeros((n, top.shape[1], 3), dtype=np.float32)  # genre, tag, context of each pick
+    parts = np.zeros((n, top.shape[1], len(PART_NAMES)), dtype=np.float32)  # each pick's parts
     parts[:, :, 0] = np.take_along_axis(genre_part, top, axis=1)
     parts[:, :, 1] = np.take_along_axis(tag_part, top, axis=1)
     if context_part is not None:
         parts[:, :, 2] = np.take_along_axis(context_part, top, axis=1)
-    return [(top[r], top_scores[r], _with_cohort(parts[r], top[r], viewers[r])) for r in range(n)]
+    for r, viewer in enumerate(viewers):
+        _cohort_column(parts[r], top[r], viewer)
+    return [(top[r], top_scores[r], parts[r]) for r in range(n)]
 
 
-def _with_cohort(parts: np.ndarray, rows: np.ndarray, viewer: _Viewer) -> np.ndarray:
-    """``parts`` (genre, tag, context by row) with the viewer's cohort part as a fourth column."""
-    cohort = np.zeros((len(rows), 1), dtype=np.float32)
+def _cohort_column(parts: np.ndarray, rows: np.ndarray, viewer: _Viewer) -> None:
+    """Fill the cohort column of ``parts`` (one row per catalog row of ``rows``) for this viewer."""
     if viewer.cohort_of:
         get = viewer.cohort_of.get
-        cohort[:, 0] = [get(i, 0.0) for i in rows.tolist()]
-    return np.hstack([parts.astype(np.float32), cohort])
+        parts[:, 3] = [get(i, 0.0) for i in rows.tolist()]
 
 
 def _score_rows(
@@ -425,11 +429,11 @@ def _score_rows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Scores of the catalog ``rows`` for viewer ``r``, as :func:`_top_of_all` computes them, and their parts."""
     genres = mats.genres_dense[rows]
-    parts = np.empty((len(rows), 3), dtype=np.float32)
+    parts = np.zeros((len(rows), len(PART_NAMES)), dtype=np.float32)
     parts[:, 0] = w["genre"] * (genres @ user_genres[r])
     parts[:, 1] = w["tag"] * np.asarray(mats.tags[rows] @ user_tags[r]).ravel()
     parts[:, 2] = w["context"] * (genres @ user_context[r])
-    parts = _with_cohort(parts, rows, viewer)
+    _cohort_column(parts, rows, viewer)
     scores = (parts.sum(axis=1) + shared[rows]).astype(np.float32)
     if viewer.excluded:
         scores[np.isin(rows, viewer.excluded)] = -np.inf
@@ -537,11 +541,11 @@ class _Open:
         """
         if not self.set or not self.set.isdisjoint(listed.tolist()):
             return None
-        parts = np.empty((len(self.rows), 3), dtype=np.float32)
+        parts = np.zeros((len(self.rows), len(PART_NAMES)), dtype=np.float32)
         parts[:, 0] = w["genre"] * (self.genres @ user_genres[r])
         parts[:, 1] = w["tag"] * np.asarray(self.tags @ user_tags[r]).ravel()
         parts[:, 2] = w["context"] * (self.genres @ user_context[r])
-        parts = _with_cohort(parts, self.rows, viewer)
+        _cohort_column(parts, self.rows, viewer)
         scores = parts.sum(axis=1) + shared[self.rows]
         if viewer.excluded:
             excluded = set(viewer.excluded)
@@ -568,16 +572,17 @@ def explain(
     mats: CatalogMatrices,
     now_ms: int,
     finished: _FinishedIndex | None = None,
-    labels: tuple[str, str | None] = ("", None),
+    labels: tuple[str, str | None, dict[str, float] | None] = ("", None, None),
 ) -> list[str]:
     """Readable reasons for one pick, strongest contribution first (at most ``MAX_REASONS``).
 
     ``parts``: each feature's weighted part of the score; ``labels``: the current context in
-    words and the cohort bucket the viewer borrowed from (see :func:`rank`).
+    words, the cohort bucket the viewer borrowed from, and its context lift (see :func:`rank`;
+    computed here when not given).
     """
     entry = catalog.entry(idx)
     finished = finished or _FinishedIndex(profile, catalog)
-    context, bucket = labels
+    context, bucket, lift = labels
     reasons: list[str] = []
     strong = sorted((kv for kv in parts.items() if kv[1] >= MIN_REASON), key=lambda kv: -kv[1])
     for feature, _ in strong[:MAX_REASONS]:
@@ -590,7 +595,8 @@ def explain(
             because = finished.by_tag(tag)
             reasons.append(f"because you finished {because}" if because and not reasons else f"because you like {tag}")
         elif feature == "context":
-            lift = context_lift(profile, profile.device, profile.last_ts)
+            if lift is None:
+                lift = context_lift(profile, profile.device, profile.last_ts)
             genre = max(entry.genres, key=lambda g: lift.get(g, 0.0))
             reasons.append(f"you watch more {genre} {context}".rstrip())
         elif feature == "cohort":
