@@ -122,6 +122,9 @@ class Profile:
     #: [item_id, artwork_id] of the top titles with several artworks in the newest snapshot:
     #: the impressions the artwork bandit learns from at the viewer's next play.
     shown: list[list[str]] = field(default_factory=list)
+    #: The new release in the newest snapshot's exploration slot: one impression however
+    #: many consecutive snapshots show it.
+    explored: str | None = None
 
     def seen(self, event: PlaybackEvent, offset: int) -> bool:
         """Whether this event was applied already (redelivered, or published twice)."""
@@ -243,6 +246,7 @@ class Profile:
                 "dx": self.duplicate_offsets,
                 "tr": self.trigger,
                 "sh": self.shown,
+                "xp": self.explored,
             }
         )
 
@@ -272,6 +276,7 @@ class Profile:
             duplicate_offsets=d.get("dx", []),  # rows written before this field existed have none
             trigger=d["tr"],
             shown=d.get("sh", []),
+            explored=d.get("xp"),
         )
 
 

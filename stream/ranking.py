@@ -240,7 +240,8 @@ def rank(
     none yet). With ``diversity`` > 0 the list is re-ranked from the ``POOL`` x ``top_k``
     best by :func:`_diversify`, trading relevance for variety of genres. With ``exploration``
     > 0, a new release with fewer than that many exploration impressions in the viewer's
-    cohort takes rank ``EXPLORE_RANK``; the impression is counted in the model.
+    cohort takes rank ``EXPLORE_RANK``; the impression is counted in the model, once for as
+    long as the viewer's consecutive lists keep showing it (``Profile.explored``).
     """
     mats = catalog.matrices()
     n_titles = mats.genres.shape[0]
@@ -294,9 +295,12 @@ def rank(
                 top_rows = np.concatenate([top_rows[:at], [explored], top_rows[at:end]])
                 row_scores = np.concatenate([row_scores[:at], [score], row_scores[at:end]])
                 top_parts = np.concatenate([top_parts[:at], parts[None, :], top_parts[at:end]])
-                viewer.model.exploration.spend(viewer.cohort, catalog.ids[explored])
-                if not viewer.model.exploration.left(viewer.cohort, catalog.ids[explored], exploration):
-                    open_slots[slot].close(explored)
+                item_id = catalog.ids[explored]
+                if item_id != viewer.profile.explored:  # shown again in the next list: the same impression
+                    viewer.model.exploration.spend(viewer.cohort, item_id)
+                    if not viewer.model.exploration.left(viewer.cohort, item_id, exploration):
+                        open_slots[slot].close(explored)
+        viewer.profile.explored = catalog.ids[explored] if explored is not None else None
         trend = viewer.model.trending.array(catalog.ids)
         shared_parts = {
             "popularity": w["popularity"] * popularity[top_rows],

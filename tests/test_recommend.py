@@ -257,6 +257,18 @@ def test_a_new_release_is_explored_then_rises_or_falls_with_its_plays(reaction: 
         assert after < 0, "below every title nobody played"
 
 
+def test_a_viewer_shown_the_same_new_release_in_consecutive_lists_spends_one_impression() -> None:
+    _, model, processor, profiles = _new_release_world(budget=6)
+    explored = []
+    for n in range(4):  # one viewer, four batches (rewinds: nothing is excluded); the premiere stays in its slot
+        snapshot = _feed(processor, model, profiles, [_doc("u1", "d1", "rewind", EVENING + n) | {"offset_s": -30.0}])[0]
+        explored += [i["item_id"] for i in snapshot["items"] if EXPLORING in i["reasons"]]
+    assert explored == ["n1"] * 4
+    assert model.exploration.shown == {f"{model.cohorts.recent['u1'][0]}|n1": 1}
+    _feed(processor, model, profiles, [_doc("u2", "d1", "complete", EVENING + 9)])
+    assert sum(model.exploration.shown.values()) == 2, "another viewer is another impression"
+
+
 def test_trending_windows_fade_and_forget() -> None:
     model = PartitionModel()
     model.trending.refresh_s = 0.0
