@@ -177,10 +177,11 @@ class Processor:
         profiles = [profile for _, profile, _ in changed]
         models = [model for _, _, model in changed]
         lists = rank(profiles, catalog, models, self.top_k, newest, self.diversity, cohorts, self.exploration)
+        best_art: dict[tuple[int, str, tuple[str, ...]], str | None] = {}  # (model, title, context) -> artwork
         for (result, profile, model), items, cohort in zip(changed, lists, cohorts, strict=True):
             profile.version += 1
             trigger = profile.trigger or [None, None, None]
-            artwork = self._artwork(profile, items, model, cohort)
+            artwork = self._artwork(profile, items, model, cohort, best_art)
             snapshot = {
                 "user_id": profile.user_id,
                 "version": profile.version,
@@ -194,9 +195,17 @@ class Processor:
         return results
 
     def _artwork(
-        self, profile: Profile, items: Sequence[RankedItem], model: PartitionModel, cohort: int | None
+        self,
+        profile: Profile,
+        items: Sequence[RankedItem],
+        model: PartitionModel,
+        cohort: int | None,
+        best: dict[tuple[int, str, tuple[str, ...]], str | None],
     ) -> list[str | None]:
-        """Each listed title's artwork for this viewer; remembers the top impressions for the bandit."""
+        """Each listed title's artwork for this viewer; remembers the top impressions for the bandit.
+
+        ``best``: the best-estimated artwork by (model, title, context), shared by the viewers of one batch.
+        """
         catalog = self.catalog
         variants = [catalog.entry(catalog.index_of(i.item_id) or 0).artwork for i in items]
         context = Context(profile.device, daypart(profile.last_ts), cohort)
@@ -204,10 +213,14 @@ class Processor:
         # Thompson draws where feedback is taken (the top titles), the best estimate below them
         pairs = [(i.item_id, v) for i, v in zip(items[:SHOWN_ARTWORK], variants, strict=False)]
         chosen = bandit.choose_many(pairs, context, profile.user_id, salt=profile.version)
-        chosen += [
-            bandit.best(i.item_id, v, context)
-            for i, v in zip(items[SHOWN_ARTWORK:], variants[SHOWN_ARTWORK:], strict=True)
-        ]
+        for item, v in zip(items[SHOWN_ARTWORK:], variants[SHOWN_ARTWORK:], strict=True):
+            if len(v) < 2:
+                chosen.append(v[0] if v else None)
+                continue
+            key = (id(model), item.item_id, context.keys)
+            if key not in best:
+                best[key] = bandit.best(item.item_id, v, context)
+            chosen.append(best[key])
         profile.shown = [
             [i.item_id, a] for i, v, a in zip(items, variants, chosen, strict=True) if len(v) >= 2 and a is not None
         ][:SHOWN_ARTWORK]

@@ -302,17 +302,20 @@ def rank(
                         open_slots[slot].close(explored)
         viewer.profile.explored = catalog.ids[explored] if explored is not None else None
         trend = viewer.model.trending.array(catalog.ids)
-        shared_parts = {
-            "popularity": w["popularity"] * popularity[top_rows],
-            "trending": w["trending"] * trend[top_rows],
-            "freshness": w["freshness"] * fresh[top_rows],
-        }
+        # every pick's parts, as plain floats: genre, tag, context, cohort, then the shared ones
+        all_parts = np.column_stack(
+            [
+                top_parts,
+                w["popularity"] * popularity[top_rows],
+                w["trending"] * trend[top_rows],
+                w["freshness"] * fresh[top_rows],
+            ]
+        ).tolist()
         finished = _FinishedIndex(viewer.profile, catalog)
         labels = (context_label(viewer.profile.device, viewer.profile.last_ts), viewer.bucket, lifts[r])
         items: list[RankedItem] = []
         for j, (idx, score_j) in enumerate(zip(top_rows.tolist(), row_scores.tolist(), strict=True)):
-            contributions = dict(zip(PART_NAMES, top_parts[j].tolist(), strict=True))
-            contributions.update((name, float(values[j])) for name, values in shared_parts.items())
+            contributions = dict(zip(ALL_PARTS, all_parts[j], strict=True))
             reasons = explain(viewer.profile, catalog, idx, contributions, mats, now_ms, finished, labels)
             if idx == explored:
                 reasons = [EXPLORING, *reasons[: MAX_REASONS - 1]] if reasons != [DIFFERENT] else [EXPLORING]
@@ -324,6 +327,7 @@ def rank(
 #: (catalog rows, scores, weighted genre/tag/context/cohort parts), best first
 _Picks = tuple[np.ndarray, np.ndarray, np.ndarray]
 PART_NAMES = ("genre", "tag", "context", "cohort")
+ALL_PARTS = (*PART_NAMES, "popularity", "trending", "freshness")
 #: With diversity on, each list is chosen from this many times ``top_k`` best-scored titles.
 POOL = 4
 
