@@ -1,0 +1,83 @@
+"""CPU per event of the processor alone: no broker, no Faust, the load test's events.
+
+``python loadtest/processor_bench.py`` (by path, so that ``PYTHONPATH`` can point it
+at another checkout of ``stream`` to compare versions) builds the load-test
+population, makes ``--events`` events of whole viewing sessions, spreads them
+over ``--partitions`` partitions as Kafka would by viewer, and feeds them to
+:meth:`stream.processor.Processor.process_many` ``--per-call`` events per
+partition at a time, as a worker does with one fetch. It prints the CPU time
+per event, the mean and largest serialised profile, and the size of a model
+checkpoint. Bounded by the number of events; it stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import random
+import time
+import zlib
+
+import orjson
+
+from loadtest.population import Population
+from stream.catalog import Catalog
+from stream.model import PartitionModel
+from stream.processor import Processor, RawMessage
+from stream.profile import Profile
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--viewers", type=int, default=10_000)
+    parser.add_argument("--titles", type=int, default=5_000)
+    parser.add_argument("--events", type=int, default=30_000, help="about this many (whole sessions)")
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--per-call", type=int, default=25, help="events per partition per call")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+
+    pop = Population(viewers=args.viewers, titles=args.titles, seed=7)
+    catalog = Catalog()
+    for title in pop.catalog:
+        catalog.apply(title["item_id"].encode(), orjson.dumps(title))
+    rng = random.Random(args.seed)
+    by_partition: list[list[RawMessage]] = [[] for _ in range(args.partitions)]
+    ts, made = pop.now_ms, 0
+    while made < args.events:
+        viewer = pop.viewers[rng.randrange(len(pop.viewers))]
+        for event in pop.session(viewer, rng.randrange(len(pop.catalog)), rng, ts):
+            p = zlib.crc32(event["user_id"].encode()) % args.partitions
+            key = event["user_id"].encode()
+            by_partition[p].append(RawMessage(key, orjson.dumps(event), "playback-events", p, len(by_partition[p])))
+            made += 1
+        ts += 500
+
+    # the same settings as a worker's defaults, on either version of Processor
+    options = {"diversity": 0.3, "exploration": 30}
+    accepted = inspect.signature(Processor).parameters
+    processor = Processor(catalog, top_k=10, **{k: v for k, v in options.items() if k in accepted})
+    models = [PartitionModel() for _ in range(args.partitions)]
+    profiles: dict[str, Profile] = {}
+    position = [0] * args.partitions
+    started, applied = time.process_time(), 0
+    while any(position[p] < len(by_partition[p]) for p in range(args.partitions)):
+        batches = []
+        for p in range(args.partitions):
+            chunk = by_partition[p][position[p] : position[p] + args.per_call]
+            position[p] += args.per_call
+            if chunk:
+                batches.append((chunk, models[p]))
+                applied += len(chunk)
+        for result in processor.process_many(batches, profiles.get):
+            profiles.update(result.profiles)
+    cpu = time.process_time() - started
+    sizes = [len(p.dumps()) for p in profiles.values()]
+    checkpoint = len(orjson.dumps(models[0].to_state()))
+    print(f"{applied} events, {cpu * 1e6 / applied:.0f} us of CPU per event")
+    mean = sum(sizes) / len(sizes)
+    print(f"profiles: {len(sizes)}, mean {mean:.0f} B, max {max(sizes)} B; a model checkpoint {checkpoint} B")
+
+
+if __name__ == "__main__":
+    main()
