@@ -101,7 +101,7 @@ class Cohorts:
         #: viewer id -> (cohort its taste was last learned in, events it had then): derived,
         #: never checkpointed.
         self.recent: dict[str, tuple[int, int]] = {}
-        #: bucket key -> title -> start count, in the owner's growing unit (see PartitionModel).
+        #: bucket key -> title -> finishes and likes, in the owner's growing unit (see PartitionModel).
         self.counts: dict[str, dict[str, float]] = {}
         self._max: dict[str, float] = {}
         self._total: dict[str, float] = {}
