@@ -105,7 +105,15 @@ class StreamApp:
         self._checkpointed: dict[int, float] = {}
         # Per partition: resolved when a model checkpoint covering the batches applied so far is delivered.
         self._checkpoint_waiters: dict[int, asyncio.Future[None]] = {}
-        self.counters = {"applied": 0, "duplicates": 0, "dead_letters": 0, "snapshots": 0, "batches": 0}
+        self.counters = {
+            "applied": 0,
+            "duplicates": 0,
+            "dead_letters": 0,
+            "snapshots": 0,
+            "batches": 0,
+            "failed": 0,
+            "unranked": 0,
+        }
 
         self._batch_lock = asyncio.Lock()  # a revocation waits for the batch being applied
         self._in_flight: set[asyncio.Future[Any]] = set()  # batches applied, not yet delivered
@@ -202,6 +210,8 @@ class StreamApp:
             c["duplicates"] += result.duplicates
             c["dead_letters"] += len(result.dead_letters)
             c["snapshots"] += len(result.snapshots)
+            c["failed"] += result.failed
+            c["unranked"] += result.unranked
         self.counters["batches"] += 1
         # Let the producer send these snapshots now: the next group would hold the loop.
         await asyncio.sleep(0)

@@ -9,6 +9,7 @@ the whole pipeline be tested without a broker.
 from __future__ import annotations
 
 import base64
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,11 @@ from .ranking import RankedItem, rank, viewer_features
 from .validation import InvalidMessage, PlaybackEvent, decode_event
 
 __all__ = ["BatchResult", "Processor", "RawMessage", "dead_letter", "prefetch_hint"]
+
+log = logging.getLogger(__name__)
+
+#: What one valid event did to its viewer's profile (:meth:`Processor._step`).
+APPLIED, COPY, SEEN = 0, 1, 2
 
 #: Top titles with several artworks whose impressions the artwork bandit learns from, per snapshot.
 SHOWN_ARTWORK = 3
@@ -48,6 +54,10 @@ class BatchResult:
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     applied: int = 0
     duplicates: int = 0
+    #: Valid events whose processing raised (a defect of the worker): dead-lettered, state as before.
+    failed: int = 0
+    #: Viewers whose state changed but whose snapshot could not be made (a defect of ranking).
+    unranked: int = 0
 
 
 def _text(raw: bytes | None) -> tuple[str | None, str]:
@@ -167,8 +177,7 @@ class Processor:
             results.append(result)
             for profile in self._apply(messages, load, model, result):
                 changed.append((result, profile, model))
-                # the cohorts learn each changed taste once per batch; the list borrows from its cohort
-                cohorts.append(model.cohorts.learn_viewer(profile.user_id, profile.genres, profile.applied))
+                cohorts.append(self._learn_cohort(model, profile))
         if not changed:
             return results
         catalog = self.catalog
@@ -176,23 +185,73 @@ class Processor:
         generated_at = now_ms if now_ms is not None else int(time.time() * 1000)
         profiles = [profile for _, profile, _ in changed]
         models = [model for _, _, model in changed]
-        lists = rank(profiles, catalog, models, self.top_k, newest, self.diversity, cohorts, self.exploration)
+        settings = (self.top_k, newest, self.diversity)
+        lists: list[list[RankedItem] | None]
+        try:
+            lists = list(rank(profiles, catalog, models, *settings, cohorts, self.exploration))
+        except Exception:  # a defect of ranking: it costs only the viewers it strikes their snapshot
+            log.exception("ranking %d viewers together failed; ranking each alone", len(profiles))
+            lists = [self._rank_alone(p, m, c, settings) for p, m, c in zip(profiles, models, cohorts, strict=True)]
         best_art: dict[tuple[int, str, tuple[str, ...]], str | None] = {}  # (model, title, context) -> artwork
         for (result, profile, model), items, cohort in zip(changed, lists, cohorts, strict=True):
-            profile.version += 1
-            trigger = profile.trigger or [None, None, None]
-            artwork = self._artwork(profile, items, model, cohort, best_art)
-            snapshot = {
+            snapshot = None
+            if items is not None:
+                try:
+                    snapshot = self._snapshot(profile, items, model, cohort, best_art, generated_at)
+                except Exception:
+                    log.exception("no snapshot for %r: it failed", profile.user_id)
+            if snapshot is None:
+                result.unranked += 1  # the state is written; the next event brings a snapshot
+                continue
+            result.snapshots.append((profile.user_id, snapshot))
+        return results
+
+    def _learn_cohort(self, model: PartitionModel, profile: Profile) -> int | None:
+        """The cohorts learn each changed taste once per batch; the list borrows from its cohort."""
+        try:
+            return model.cohorts.learn_viewer(profile.user_id, profile.genres, profile.applied)
+        except Exception:  # a defect: rank this viewer without a cohort rather than stop
+            log.exception("cohorts could not learn %r", profile.user_id)
+            return None
+
+    def _rank_alone(
+        self,
+        profile: Profile,
+        model: PartitionModel,
+        cohort: int | None,
+        settings: tuple[int, int, float],
+    ) -> list[RankedItem] | None:
+        try:
+            return rank([profile], self.catalog, [model], *settings, [cohort], self.exploration)[0]
+        except Exception:
+            log.exception("ranking failed for %r", profile.user_id)
+            return None
+
+    def _snapshot(
+        self,
+        profile: Profile,
+        items: Sequence[RankedItem],
+        model: PartitionModel,
+        cohort: int | None,
+        best_art: dict[tuple[int, str, tuple[str, ...]], str | None],
+        generated_at: int,
+    ) -> bytes:
+        """The viewer's next snapshot (schema: ``recommendation-snapshot.json``); counts its version."""
+        trigger = profile.trigger or [None, None, None]
+        artwork = self._artwork(profile, items, model, cohort, best_art)
+        snapshot = orjson.dumps(
+            {
                 "user_id": profile.user_id,
-                "version": profile.version,
+                "version": profile.version + 1,
                 "generated_at": generated_at,
                 "events_applied": profile.applied,
                 "trigger": {"event_id": trigger[0], "type": trigger[1], "ts": trigger[2]},
                 "items": [item.as_dict() | {"artwork_id": art} for item, art in zip(items, artwork, strict=True)],
-                "prefetch": prefetch_hint(profile, items, catalog),
+                "prefetch": prefetch_hint(profile, items, self.catalog),
             }
-            result.snapshots.append((profile.user_id, orjson.dumps(snapshot)))
-        return results
+        )
+        profile.version += 1
+        return snapshot
 
     def _artwork(
         self,
@@ -239,6 +298,7 @@ class Processor:
         catalog = self.catalog
         learned_to = model.offset  # events at or below it are in the model already
         cohort_of: dict[str, int | None] = {}  # each viewer's cohort as the batch found it
+        done: dict[str, list[tuple[PlaybackEvent, int, int]]] = {}  # each viewer's events so far, to restore
         for message in messages:
             try:
                 event = decode_event(message.key, message.value, self.max_event_bytes)
@@ -253,32 +313,91 @@ class Processor:
                 )
                 result.dead_letters.append((message.key, dead_letter(message, error)))
                 continue
-            profile = touched.get(event.user_id) or quiet.get(event.user_id)
-            if profile is None:
-                profile = load(event.user_id) or Profile(event.user_id)
-            if event.user_id in cohort_of:
-                cohort = cohort_of[event.user_id]
-            else:
-                cohort = cohort_of[event.user_id] = model.cohorts.of_viewer(event.user_id, profile.genres)
-            if profile.seen(event, message.offset):
-                result.duplicates += 1
-                if not profile.redelivered(message.offset):
-                    if profile.note_duplicate(message.offset):
-                        quiet[event.user_id] = profile  # written, so a re-read knows it for a copy
-                elif message.offset > learned_to:
-                    # Read again after a crash: the profile kept it, the model's checkpoint did not.
-                    self._learn(model, profile, idx, event, interpret(event, profile.paused), cohort)
+            user_id = event.user_id
+            try:
+                profile = touched.get(user_id) or quiet.get(user_id)
+                if profile is None:
+                    profile = load(user_id) or Profile(user_id)
+                if user_id in cohort_of:
+                    cohort = cohort_of[user_id]
+                else:
+                    cohort = cohort_of[user_id] = model.cohorts.of_viewer(user_id, profile.genres)
+                outcome = self._step(profile, event, idx, message.offset, result, model, cohort, learned_to)
+            except Exception as exc:  # a defect, not a malformed message: one event fails, not the worker
+                log.exception("processing failed: %s[%d]@%d", message.topic, message.partition, message.offset)
+                error = (
+                    f"processing failed: {type(exc).__name__}: {exc} (a defect of the worker, not of the "
+                    "message; the viewer's state is as it was before this event)"
+                )
+                result.dead_letters.append((message.key, dead_letter(message, error)))
+                result.failed += 1
+                self._restore(user_id, done.get(user_id, []), load, touched, quiet)
                 continue
-            signal = interpret(event, profile.paused)
-            self._learn(model, profile, idx, event, signal, cohort)
-            if event.type == "play":
-                profile.shown = []  # the last snapshot's impressions are learned: once
-            profile.apply(event, signal, catalog.entry(idx), message.offset, self.half_life_ms)
-            touched[event.user_id] = profile
-            result.applied += 1
+            done.setdefault(user_id, []).append((event, idx, message.offset))
+            if outcome == APPLIED:
+                touched[user_id] = profile
+            elif outcome == COPY:
+                quiet[user_id] = profile  # written, so a re-read knows it for a copy
         if messages:
             model.offset = max(learned_to, messages[-1].offset)
         profiles = list(touched.values())
         for user_id, profile in quiet.items():
             touched.setdefault(user_id, profile)
         return profiles
+
+    def _step(
+        self,
+        profile: Profile,
+        event: PlaybackEvent,
+        idx: int,
+        offset: int,
+        result: BatchResult,
+        model: PartitionModel | None = None,
+        cohort: int | None = None,
+        learned_to: int = -1,
+    ) -> int:
+        """One valid event: learned by ``model`` (unless None) and folded into ``profile``.
+
+        Returns APPLIED, COPY (a producer's copy, noted in the profile) or SEEN (nothing to write).
+        """
+        if profile.seen(event, offset):
+            result.duplicates += 1
+            if not profile.redelivered(offset):
+                return COPY if profile.note_duplicate(offset) else SEEN
+            if model is not None and offset > learned_to:
+                # Read again after a crash: the profile kept it, the model's checkpoint did not.
+                self._learn(model, profile, idx, event, interpret(event, profile.paused), cohort)
+            return SEEN
+        signal = interpret(event, profile.paused)
+        if model is not None:
+            self._learn(model, profile, idx, event, signal, cohort)
+        if event.type == "play":
+            profile.shown = []  # the last snapshot's impressions are learned: once
+        profile.apply(event, signal, self.catalog.entry(idx), offset, self.half_life_ms)
+        result.applied += 1
+        return APPLIED
+
+    def _restore(
+        self,
+        user_id: str,
+        done: Sequence[tuple[PlaybackEvent, int, int]],
+        load: Callable[[str], Profile | None],
+        touched: dict[str, Profile],
+        quiet: dict[str, Profile],
+    ) -> None:
+        """Put a viewer's profile back as it was before a failed event: as stored, plus the batch's
+        events before it (replayed without learning: the model learned them already)."""
+        touched.pop(user_id, None)
+        quiet.pop(user_id, None)
+        if not done:
+            return
+        try:
+            profile = load(user_id) or Profile(user_id)
+            outcomes = {self._step(profile, event, idx, offset, BatchResult()) for event, idx, offset in done}
+        except Exception:  # it succeeded once; if it cannot again, the stored row is what is left
+            log.exception("could not restore %r; its stored profile stands", user_id)
+            return
+        if APPLIED in outcomes:
+            touched[user_id] = profile
+        elif COPY in outcomes:
+            quiet[user_id] = profile

@@ -220,6 +220,67 @@ def test_a_batch_gives_one_snapshot_per_viewer_reflecting_all_its_events() -> No
     assert again.applied == 0 and again.duplicates == 3 and again.snapshots == []
 
 
+def test_an_event_that_strikes_a_defect_is_dead_lettered_and_its_viewer_kept_as_before_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A valid event whose processing raises goes to the DLQ; the worker, the batch and every
+    other event carry on, and the viewer's profile is exactly as if the event had never come."""
+    cat = make_catalog()
+    batch = [
+        _message(_event(1, "u1", "d1", "complete"), 0),
+        _message(_event(2, "u1", "c1", "skip"), 1),  # a producer's copy of it follows at offset 3
+        _message(_event(3, "u1", "m1", "complete"), 2),  # strikes the defect
+        _message(_event(2, "u1", "c1", "skip"), 3),
+        _message(_event(1, "u2", "c2", "complete"), 4, key=b"u2"),
+        _message(_event(4, "u1", "d2", "complete"), 5),
+    ]
+    healthy = Processor(cat, top_k=3).process([m for m in batch if m.offset != 2], {}.get, PartitionModel())
+
+    apply = Profile.apply
+
+    def faulty(self: Profile, event: PlaybackEvent, *args: object, **kwargs: object) -> bool:
+        apply(self, event, *args, **kwargs)  # type: ignore[arg-type]  # the state is changed, then it raises
+        if event.event_id == "u1-3":
+            raise ZeroDivisionError("float division by zero")
+        return True
+
+    monkeypatch.setattr(Profile, "apply", faulty)
+    result = Processor(cat, top_k=3).process(batch, {}.get, PartitionModel())
+    assert result.failed == 1 and result.applied == 4 and result.duplicates == 1
+    [(key, letter)] = result.dead_letters
+    doc = orjson.loads(letter)
+    assert key == b"u1" and doc["offset"] == 2
+    assert doc["error"].startswith("processing failed: ZeroDivisionError: float division by zero")
+    assert orjson.loads(doc["raw"])["event_id"] == "u1-3"
+    assert {u: p.dumps() for u, p in result.profiles.items()} == {u: p.dumps() for u, p in healthy.profiles.items()}
+    snaps = {user: orjson.loads(raw) for user, raw in result.snapshots}
+    assert snaps["u1"]["events_applied"] == 3 and snaps["u1"]["trigger"]["event_id"] == "u1-4"
+    assert snaps["u2"]["events_applied"] == 1
+
+    # the viewer's first event fails: nothing of it is written, the rest of the batch goes on
+    only = Processor(cat, top_k=3).process([batch[2], batch[4]], {}.get, PartitionModel())
+    assert only.failed == 1 and set(only.profiles) == {"u2"} and [u for u, _ in only.snapshots] == ["u2"]
+
+
+def test_a_ranking_defect_costs_only_the_viewer_it_strikes_its_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
+    import stream.processor
+
+    cat = make_catalog()
+
+    def faulty(profiles: list[Profile], *args: object, **kwargs: object) -> list[list[object]]:
+        if any(p.user_id == "u2" for p in profiles):
+            raise IndexError("index 7 is out of bounds")
+        return rank(profiles, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stream.processor, "rank", faulty)
+    batch = [_message(_event(1, user, "d1", "complete"), n, key=user.encode()) for n, user in enumerate(["u1", "u2"])]
+    result = Processor(cat, top_k=3).process(batch, {}.get, PartitionModel())
+    assert result.applied == 2 and result.unranked == 1 and result.dead_letters == []
+    assert [u for u, _ in result.snapshots] == ["u1"]
+    assert result.profiles["u2"].applied == 1 and result.profiles["u2"].version == 0  # written; no snapshot yet
+    assert result.profiles["u1"].version == 1
+
+
 def test_snapshots_follow_their_schema_and_hint_at_the_title_to_prefetch() -> None:
     cat = make_catalog()
     proc = Processor(cat, top_k=3)
