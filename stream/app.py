@@ -31,7 +31,7 @@ from typing import Any, cast
 
 import faust
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from . import delivery, faust_fixes
 from .catalog import Catalog
@@ -97,6 +97,9 @@ class StreamApp:
 
         self.catalog = Catalog()
         self.catalog_ready = asyncio.Event()
+        #: Wall-clock ms before which everything appended to the catalog topic is in ``catalog``.
+        self._catalog_synced_ms = 0.0
+        self._catalog_round = asyncio.Event()  # set (and replaced) after each round of the catalog reader
         self.processor = Processor(
             self.catalog, s.top_k, s.max_event_bytes, s.half_life_days, s.diversity, s.exploration
         )
@@ -113,6 +116,7 @@ class StreamApp:
             "batches": 0,
             "failed": 0,
             "unranked": 0,
+            "catalog_waits": 0,
         }
 
         self._batch_lock = asyncio.Lock()  # a revocation waits for the batch being applied
@@ -195,8 +199,14 @@ class StreamApp:
 
     async def _process_group(self, group: list[tuple[int, list[RawMessage]]], pending: list[Any]) -> None:
         s = self.settings
+        decoded = [self.processor.decode(messages) for _, messages in group]
+        missing = self.processor.unknown_titles(decoded)
+        if missing:
+            await self._await_catalog(missing)
         results = self.processor.process_many(
-            [(messages, self._model_for(partition)) for partition, messages in group], self._load_profile
+            [(messages, self._model_for(partition)) for partition, messages in group],
+            self._load_profile,
+            decoded=decoded,
         )
         for (partition, _), result in zip(group, results, strict=True):
             for user_id, profile in result.profiles.items():
@@ -303,25 +313,54 @@ class StreamApp:
             tps = await partitions_of(consumer, topic)
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
-            caught_up: set[int] = set()
             while True:
-                batches = await consumer.getmany(timeout_ms=100, max_records=5000)
+                batches = await consumer.getmany(timeout_ms=50, max_records=5000)
                 for records in batches.values():
                     for record in records:
                         self.catalog.apply(
                             record.key, record.value
                         )  # invalid ones: the check-catalog agent reports them
-                for tp in tps:
-                    if tp.partition in caught_up:
-                        continue
-                    high = consumer.highwater(tp)
-                    if high is not None and await consumer.position(tp) >= high:
-                        caught_up.add(tp.partition)
-                if not self.catalog_ready.is_set() and len(caught_up) == len(tps):
+                self._catalog_synced(consumer, tps, [await consumer.position(tp) for tp in tps])
+                if not self.catalog_ready.is_set() and self._catalog_synced_ms > 0:
                     log.info("catalog loaded: %d titles", len(self.catalog))
                     self.catalog_ready.set()
         finally:
             await consumer.stop()
+
+    async def _await_catalog(self, titles: set[str]) -> None:
+        """Events name titles this worker's catalog lacks: give the catalog reader time to catch up.
+
+        A producer publishes a title before its first event, but the worker reads the two
+        topics concurrently. The events wait until the reader has read everything appended
+        before now, or the titles arrive, or ``STREAM_CATALOG_WAIT_MS`` passes; whatever is
+        still unknown then goes to the dead-letter topic.
+        """
+        wait_ms = self.settings.catalog_wait_ms
+        if wait_ms <= 0:
+            return
+        asked = time.time() * 1000
+        deadline = time.monotonic() + wait_ms / 1000
+        catalog = self.catalog
+        self.counters["catalog_waits"] += 1
+        while self._catalog_synced_ms < asked and any(catalog.index_of(t) is None for t in titles):
+            remaining = deadline - time.monotonic()
+            try:
+                await asyncio.wait_for(self._catalog_round.wait(), max(0.0, remaining))
+            except TimeoutError:
+                log.warning("the catalog reader did not catch up within %d ms", wait_ms)
+                return
+
+    def _catalog_synced(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition], positions: list[int]) -> None:
+        """After a round of the catalog reader: note how current it is, and wake who waits for it."""
+        highs = [consumer.highwater(tp) for tp in tps]
+        if all(h is not None and p >= h for p, h in zip(positions, highs, strict=True)):
+            # Every partition read to the high watermark of a fetch answered at its poll time; that
+            # fetch was asked for at most a fetch wait (plus a margin) earlier: what was appended
+            # before then is in the catalog.
+            polled = min(consumer.last_poll_timestamp(tp) for tp in tps)
+            self._catalog_synced_ms = max(self._catalog_synced_ms, polled - self.settings.fetch_wait_ms - 100)
+        self._catalog_round.set()
+        self._catalog_round = asyncio.Event()
 
     async def _check_catalog(self, stream: faust.StreamT) -> None:
         async for event in stream.events():

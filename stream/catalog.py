@@ -67,6 +67,11 @@ class Catalog:
         idx = self._index.get(item_id)
         return idx if idx is not None and self._active[idx] else None
 
+    def retired(self, item_id: str) -> bool:
+        """Whether the title was published and then retired."""
+        idx = self._index.get(item_id)
+        return idx is not None and not self._active[idx]
+
     def entry(self, idx: int) -> CatalogEntry:
         entry = self._entries[idx]
         if entry is None:  # pragma: no cover - rows are only emptied by retire, which masks them

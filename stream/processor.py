@@ -24,9 +24,12 @@ from .profile import Profile, daypart
 from .ranking import RankedItem, rank, viewer_features
 from .validation import InvalidMessage, PlaybackEvent, decode_event
 
-__all__ = ["BatchResult", "Processor", "RawMessage", "dead_letter", "prefetch_hint"]
+__all__ = ["BatchResult", "Decoded", "Processor", "RawMessage", "dead_letter", "prefetch_hint"]
 
 log = logging.getLogger(__name__)
+
+#: A message as decoded: a valid event, or why it is not one.
+Decoded = PlaybackEvent | InvalidMessage
 
 #: What one valid event did to its viewer's profile (:meth:`Processor._step`).
 APPLIED, COPY, SEEN = 0, 1, 2
@@ -158,24 +161,48 @@ class Processor:
         """One partition's batch, in offset order."""
         return self.process_many([(messages, model)], load, now_ms)[0]
 
+    def decode(self, messages: Sequence[RawMessage]) -> list[Decoded]:
+        """Each message as a valid event, or why it is not one."""
+        out: list[Decoded] = []
+        for message in messages:
+            try:
+                out.append(decode_event(message.key, message.value, self.max_event_bytes))
+            except InvalidMessage as exc:
+                out.append(exc)
+        return out
+
+    def unknown_titles(self, decoded: Sequence[Sequence[Decoded]]) -> set[str]:
+        """Titles valid events name that the catalog has not (yet) published; retired ones excluded."""
+        catalog = self.catalog
+        return {
+            e.item_id
+            for events in decoded
+            for e in events
+            if isinstance(e, PlaybackEvent) and catalog.index_of(e.item_id) is None and not catalog.retired(e.item_id)
+        }
+
     def process_many(
         self,
         batches: Sequence[tuple[Sequence[RawMessage], PartitionModel]],
         load: Callable[[str], Profile | None],
         now_ms: int | None = None,
+        decoded: Sequence[Sequence[Decoded]] | None = None,
     ) -> list[BatchResult]:
         """Several partitions' batches (what one fetch brought), each with its partition's model.
 
         State changes per partition; the viewers of all of them are ranked in one pass,
-        which shares the fixed cost of ranking when batches are small.
+        which shares the fixed cost of ranking when batches are small. ``decoded``: the
+        batches' :meth:`decode`, when the caller has it already.
         """
         results: list[BatchResult] = []
         changed: list[tuple[BatchResult, Profile, PartitionModel]] = []
         cohorts: list[int | None] = []
-        for messages, model in batches:
+        if decoded is None:
+            decoded = [self.decode(messages) for messages, _ in batches]
+        for (messages, model), events in zip(batches, decoded, strict=True):
             result = BatchResult()
             results.append(result)
-            for profile in self._apply(messages, load, model, result):
+            for profile in self._apply(messages, events, load, model, result):
                 changed.append((result, profile, model))
                 cohorts.append(self._learn_cohort(model, profile))
         if not changed:
@@ -288,6 +315,7 @@ class Processor:
     def _apply(
         self,
         messages: Sequence[RawMessage],
+        decoded: Sequence[Decoded],
         load: Callable[[str], Profile | None],
         model: PartitionModel,
         result: BatchResult,
@@ -299,17 +327,15 @@ class Processor:
         learned_to = model.offset  # events at or below it are in the model already
         cohort_of: dict[str, int | None] = {}  # each viewer's cohort as the batch found it
         done: dict[str, list[tuple[PlaybackEvent, int, int]]] = {}  # each viewer's events so far, to restore
-        for message in messages:
-            try:
-                event = decode_event(message.key, message.value, self.max_event_bytes)
-            except InvalidMessage as exc:
-                result.dead_letters.append((message.key, dead_letter(message, str(exc))))
+        for message, event in zip(messages, decoded, strict=True):
+            if isinstance(event, InvalidMessage):
+                result.dead_letters.append((message.key, dead_letter(message, str(event))))
                 continue
             idx = catalog.index_of(event.item_id)
             if idx is None:
                 error = (
                     "item_id: expected a title published on the catalog topic; "
-                    f"got {event.item_id!r} (unknown or retired)"
+                    f"got {event.item_id!r} ({'retired' if catalog.retired(event.item_id) else 'unknown'})"
                 )
                 result.dead_letters.append((message.key, dead_letter(message, error)))
                 continue

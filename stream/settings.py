@@ -52,6 +52,9 @@ class Settings:
     batch_max: int = 500
     #: STREAM_FETCH_WAIT_MS: the consumer's fetch wait (Faust hard-codes 1500 ms).
     fetch_wait_ms: int = 10
+    #: STREAM_CATALOG_WAIT_MS: longest an event naming a title the worker's catalog does not hold
+    #: waits for the catalog reader to catch up before it is dead-lettered (0: no wait).
+    catalog_wait_ms: int = 2000
     #: STREAM_SESSION_TIMEOUT_S: consumer-group session timeout; a crashed worker's
     #: partitions move after about this long (1.5x on the embedded broker).
     session_timeout_s: float = 6.0
@@ -111,6 +114,8 @@ class Settings:
                 raise SettingsError(f"{VARIABLES[name]} must be at least 1, got {getattr(self, name)}")
         if self.diversity < 0:
             raise SettingsError(f"STREAM_DIVERSITY must be at least 0, got {self.diversity}")
+        if self.catalog_wait_ms < 0:
+            raise SettingsError(f"STREAM_CATALOG_WAIT_MS must be at least 0, got {self.catalog_wait_ms}")
         if self.exploration < 0:
             raise SettingsError(f"STREAM_EXPLORATION must be at least 0, got {self.exploration}")
         if self.session_timeout_s <= 3 * self.heartbeat_s:

@@ -206,7 +206,7 @@ def id_breaks(field: str, key_bound: bool) -> list[tuple[st.SearchStrategy[Any],
 EVENT_BREAKS: dict[str, list[tuple[st.SearchStrategy[Any], str, str | None]]] = {
     "event_id": id_breaks("event_id", False),
     "user_id": id_breaks("user_id", True),
-    "item_id": [*id_breaks("item_id", False), (texts(1, 12).map(lambda s: "nope-" + s), "unknown or retired", None)],
+    "item_id": [*id_breaks("item_id", False), (texts(1, 12).map(lambda s: "nope-" + s), "(unknown)", None)],
     "type": [
         (NOT_STRING, "type: expected one of", None),
         (texts(0, 12).filter(lambda s: s not in EVENT_TYPES), "type: expected one of", None),

@@ -107,7 +107,7 @@ async def test_malformed_input_goes_to_the_dead_letter_topics_and_good_events_fl
         (b"bo", orjson.dumps(event(11, "bo", "d1", "jump")), "type: expected one of"),
         (b"bo", orjson.dumps({**event(12, "bo", "d1", "play"), "event_id": ""}), "event_id: expected 1-128"),
         (b"bo", orjson.dumps(event(13, "bo", "d1", "play", position_s=-5)), "position_s: expected at least 0"),
-        (b"bo", orjson.dumps(event(14, "bo", "zz", "play")), "unknown or retired"),
+        (b"bo", orjson.dumps(event(14, "bo", "zz", "play")), "got 'zz' (unknown)"),
         (b"bo", orjson.dumps({**event(15, "bo", "d1", "play"), "pad": "x" * 20000}), "at most 16384 bytes"),
         (b"bo", orjson.dumps([1, 2]), "expected a JSON object"),
     ]
@@ -143,21 +143,36 @@ async def test_a_title_published_later_is_recommendable_and_a_retired_one_never_
     settings: Settings, workers: Workers, producer: AIOKafkaProducer
 ) -> None:
     await publish(producer, settings.topic(CATALOG), catalog_messages())
-    workers.start()
+    workers.start(top_k=30)  # every title the viewer may get, so each one's presence is visible
     topic = settings.topic(EVENTS)
     await publish(producer, topic, [encode(event(1, "cy", "d1", "complete"))])
     await _wait_applied(settings, "cy", 1)
 
-    new = {"item_id": "d9", "title": "Drama 9", "genres": ["drama"], "tags": ["hospital"], "duration_s": 3000.0}
-    await publish(producer, settings.topic(CATALOG), [(b"d9", orjson.dumps(new)), (b"d2", None)])
-    for n in range(2, 12):  # the catalog reader and the agent run concurrently: poll with events
+    # Each round publishes a title and at once an event naming it (one producer request carries
+    # both): the worker reads the two topics concurrently, and the event must still find its title.
+    for n in range(2, 7):
+        entry = {
+            "item_id": f"n{n}",
+            "title": f"New {n}",
+            "genres": ["drama"],
+            "tags": ["hospital"],
+            "duration_s": 3000.0,
+        }
+        await asyncio.sleep(0.5)  # the worker idles between rounds: its readers back off
+        await producer.send(settings.topic(CATALOG), key=f"n{n}".encode(), value=orjson.dumps(entry))
+        await publish(producer, topic, [encode(event(n, "cy", f"n{n}", "play"))])
+    last = (await _wait_applied(settings, "cy", 6))[-1]  # every event applied: none dead-lettered
+    assert {"n2", "n3", "n4", "n5", "n6", "d2"} <= {i["item_id"] for i in last["items"]}, last["items"]
+
+    await publish(producer, settings.topic(CATALOG), [(b"d2", None)])
+    for n in range(7, 17):  # a retirement is read concurrently with the events: poll with events
         await publish(producer, topic, [encode(event(n, "cy", "c1", "play"))])
-        last = (await _wait_applied(settings, "cy", n))[-1]
-        ids = [i["item_id"] for i in last["items"]]
-        if "d9" in ids:
+        ids = [i["item_id"] for i in (await _wait_applied(settings, "cy", n))[-1]["items"]]
+        if "d2" not in ids:
             break
-    assert "d9" in ids, ids
-    assert "d2" not in ids
+    assert "d2" not in ids, ids
+    await publish(producer, topic, [encode(event(n + 1, "cy", "c2", "play"))])
+    assert "d2" not in [i["item_id"] for i in (await _wait_applied(settings, "cy", n + 1))[-1]["items"]]
 
 
 async def test_a_restarted_worker_resumes_from_its_state(

@@ -281,6 +281,25 @@ def test_a_ranking_defect_costs_only_the_viewer_it_strikes_its_snapshot(monkeypa
     assert result.profiles["u1"].version == 1
 
 
+def test_the_titles_a_fetch_names_that_the_catalog_lacks_are_found_before_any_state_changes() -> None:
+    """The worker waits for its catalog reader when a fetch names such titles; retired ones do not wait."""
+    cat = make_catalog()
+    cat.retire("c2")
+    proc = Processor(cat, top_k=3)
+    batch = [
+        _message(_event(1, "u1", "d1", "play"), 0),
+        _message(_event(2, "u1", "new1", "play"), 1),
+        _message(_event(3, "u1", "c2", "play"), 2),
+        RawMessage(b"u1", b"{oops", "playback-events", 0, 3),
+    ]
+    decoded = [proc.decode(batch)]
+    assert proc.unknown_titles(decoded) == {"new1"}
+    result = proc.process_many([(batch, PartitionModel())], {}.get, decoded=decoded)[0]
+    errors = [orjson.loads(v)["error"] for _, v in result.dead_letters]
+    assert result.applied == 1 and errors[0].endswith("got 'new1' (unknown)")
+    assert errors[1].endswith("got 'c2' (retired)") and "invalid JSON" in errors[2]
+
+
 def test_snapshots_follow_their_schema_and_hint_at_the_title_to_prefetch() -> None:
     cat = make_catalog()
     proc = Processor(cat, top_k=3)
