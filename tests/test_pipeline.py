@@ -4,6 +4,7 @@ snapshots and dead letters out, read with a plain consumer. Nothing is mocked.""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 from typing import Any
@@ -75,20 +76,22 @@ async def test_one_snapshot_per_viewer_per_batch_reflecting_all_its_events(
     settings: Settings, workers: Workers, producer: AIOKafkaProducer
 ) -> None:
     await publish(producer, settings.topic(CATALOG), catalog_messages())
-    workers.start()
     viewers = [f"v{n}" for n in range(40)]
     sent = [encode(event(n, v, f"d{1 + n % 4}", "play")) for n in range(5) for v in viewers]
     await publish(producer, settings.topic(EVENTS), sent)
+    workers.start()  # after the events: its first fetches hold several events of each viewer
 
     def done(records: list[Any]) -> bool:
         last = {s["user_id"]: s["events_applied"] for s in snapshots(records)}
         return len(last) == len(viewers) and min(last.values()) == 5
 
     found = snapshots(await consume_until(settings, settings.topic(RECOMMENDATIONS), done))
-    assert len(found) <= len(sent)
+    assert len(found) < len(sent) / 2, f"{len(found)} snapshots for {len(sent)} events: batches were not coalesced"
     for viewer in viewers:
         mine = [s for s in found if s["user_id"] == viewer]
         assert [s["version"] for s in mine] == list(range(1, len(mine) + 1))
+        applied = [s["events_applied"] for s in mine]
+        assert all(a < b for a, b in itertools.pairwise(applied)), f"a snapshot without new events: {applied}"
         assert mine[-1]["events_applied"] == 5
         assert mine[-1]["trigger"]["event_id"] == f"{viewer}-e4"
 
