@@ -78,8 +78,8 @@ def context_lift(profile: Profile, device: str | None, ts_ms: int) -> dict[str, 
     """How much more of each genre the viewer watches in this context than overall (negative: less).
 
     For each context the moment belongs to (device, daypart, weekday or weekend: see
-    :func:`stream.profile.context_keys`), the genre's share of the viewer's affinity there
-    minus its share overall (over the same genres: the context's and the viewer's strongest),
+    :func:`stream.profile.context_keys`), the genre's share of the viewer's positive affinity
+    there minus its share overall (over the same genres: the context's and the viewer's strongest),
     weighed by how much evidence the context has; averaged over the contexts. A viewer whose
     habits do not change with context, or who has no history in this one, gets 0 everywhere.
 
@@ -103,13 +103,17 @@ def context_lift(profile: Profile, device: str | None, ts_ms: int) -> dict[str, 
             continue
         # the context's genres and the viewer's strongest, in insertion order: the same sums in every process
         genres = [*here, *(g for g in strongest if g not in here)]
-        mass_here = sum(map(abs, here.values()))
-        mass = sum(abs(overall.get(g, 0.0)) for g in genres)
-        if mass_here <= 0 or mass <= 0:
+        evidence = sum(map(abs, here.values()))
+        # shares of what the viewer engages with (positive affinity): skipping a genre less often
+        # in a context is not watching more of it there
+        liked_here = sum(v for v in here.values() if v > 0)
+        liked = sum(max(overall.get(g, 0.0), 0.0) for g in genres)
+        if evidence <= 0 or liked <= 0:
             continue
-        weight = mass_here / (mass_here + CONTEXT_PRIOR_MASS) / len(keys)
+        weight = evidence / (evidence + CONTEXT_PRIOR_MASS) / len(keys)
         for g in genres:
-            delta = here.get(g, 0.0) / mass_here - overall.get(g, 0.0) / mass
+            share_here = max(here.get(g, 0.0), 0.0) / liked_here if liked_here > 0 else 0.0
+            delta = share_here - max(overall.get(g, 0.0), 0.0) / liked
             if delta:
                 lift[g] = lift.get(g, 0.0) + weight * delta
     return lift
@@ -606,7 +610,8 @@ def explain(
             if lift is None:
                 lift = context_lift(profile, profile.device, profile.last_ts)
             genre = max(entry.genres, key=lambda g: lift.get(g, 0.0))
-            reasons.append(f"you watch more {genre} {context}".rstrip())
+            if lift.get(genre, 0.0) > 0:  # true only then (a learned weight could turn a drop into a gain)
+                reasons.append(f"you watch more {genre} {context}".rstrip())
         elif feature == "cohort":
             where = bucket_label(bucket) if bucket else ""
             reasons.append(f"popular with viewers like you {where}".rstrip())

@@ -101,6 +101,25 @@ def test_a_viewer_whose_habits_do_not_change_with_context_is_not_penalised() -> 
     assert viewer_features(p, cat, idx, model, p.last_ts, "tv")["context"] == 0.0
 
 
+def test_a_genre_the_viewer_only_skips_gets_no_context_lift_nor_a_you_watch_more_reason() -> None:
+    """Skipping comedy less often on the TV at night than on mobile is not watching more of it there."""
+    cat, model = catalog(), PartitionModel()
+    p = Profile("u1")
+    night = T0 + 23 * HOUR
+    for day in range(3):
+        apply(p, cat, event("u1", f"d{day + 1}", "complete", night + day * DAY, "tv"))
+        apply(p, cat, event("u1", f"c{day + 1}", "skip", MORNING + day * DAY, "mobile", progress=0.01))
+    apply(p, cat, event("u1", "c4", "skip", night + 3 * DAY, "tv", progress=0.01))
+    assert p.genres["comedy"] < 0 < p.genres["drama"]
+    idx = cat.index_of("c5")
+    assert idx is not None
+    assert viewer_features(p, cat, idx, model, p.last_ts, "tv")["context"] <= 0.0
+    p.excluded.clear()
+    for item in rank([p], cat, model, top_k=24, now_ms=p.last_ts)[0]:
+        if item.item_id.startswith("c"):
+            assert not any("you watch more comedy" in r for r in item.reasons), (item.item_id, item.reasons)
+
+
 def test_a_known_viewer_on_a_new_device_gets_no_context_lift_from_it() -> None:
     cat, model = catalog(), PartitionModel()
     p = tv_evenings_and_mobile_mornings(cat, days=4)
