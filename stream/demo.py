@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -242,14 +243,14 @@ async def _simulate(settings: Settings, duration: float, out: list[str]) -> dict
                     for record in records:
                         snap = orjson.loads(record.value)
                         user = snap["user_id"]
-                        latest[user] = snap
+                        previous, latest[user] = latest[user], snap
                         snapshots += 1
                         trigger = snap["trigger"]["event_id"]
                         if trigger in sent_at:
                             latencies.append((time.perf_counter() - sent_at.pop(trigger)) * 1000)
                         if waiting.get(user) == trigger:
                             del waiting[user]
-                            out.append(render(snap, titles))
+                            out.append(render(snap, titles, previous=previous))
                             print(out[-1], flush=True)
             await asyncio.sleep(0.6)
     finally:
@@ -279,6 +280,7 @@ def run_demo(settings: Settings, duration: float = 60.0, port: int = 0) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="stream-demo-"))
     broker = EmbeddedBroker(port=port or None, log_path=workdir / "broker.log")
     worker: subprocess.Popen[bytes] | None = None
+    clean = False  # the logs are kept when something failed
     try:
         broker.start()
         settings = replace(
@@ -289,11 +291,15 @@ def run_demo(settings: Settings, duration: float = 60.0, port: int = 0) -> int:
             data_dir=workdir / "data",
             partitions=min(settings.partitions, 4),
         )
-        print(f"embedded broker on {broker.bootstrap}; logs in {workdir}", flush=True)
+        print(
+            f"embedded broker (pid {broker.pid}) on {broker.bootstrap}; "
+            f"logs in {workdir} (removed at the end unless something fails)",
+            flush=True,
+        )
         asyncio.run(create_topics(settings))
         asyncio.run(_publish_catalog(settings))
         worker = start_worker(settings, workdir / "worker.log")
-        print("starting a worker (it joins the group and loads the catalog)...", flush=True)
+        print(f"starting a worker (pid {worker.pid}; it joins the group and loads the catalog)...", flush=True)
         ready = wait_ready(settings, worker)
         print(f"worker ready after {ready:.1f}s; three viewers start watching for {duration:.0f}s\n", flush=True)
         stats = asyncio.run(_simulate(settings, duration, []))
@@ -303,11 +309,17 @@ def run_demo(settings: Settings, duration: float = 60.0, port: int = 0) -> int:
             + (f"p50 {p50:.0f} ms, max {stats['max_ms']:.0f} ms" if p50 is not None else "not measured"),
             flush=True,
         )
+        clean = True
         return 0
     except KeyboardInterrupt:
         print("\ninterrupted; stopping", flush=True)
+        clean = True
         return 130
     finally:
         if worker is not None:
             stop_process(worker)
         broker.stop()
+        if clean:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"something failed; the broker's and worker's logs are in {workdir}", flush=True)

@@ -17,8 +17,17 @@ from .validation import InvalidMessage, decode_catalog
 __all__ = ["read_titles", "render", "watch"]
 
 
-def render(snapshot: Mapping[str, Any], titles: Mapping[str, str] | None = None, width: int = 3) -> str:
+def render(
+    snapshot: Mapping[str, Any],
+    titles: Mapping[str, str] | None = None,
+    width: int = 3,
+    previous: Mapping[str, Any] | None = None,
+) -> str:
     """A snapshot as a few lines of text: who, why now, and the top of the list.
+
+    Given the viewer's ``previous`` snapshot, it shows what changed: ``new`` for a title that
+    was not listed, ``↑2``/``↓1`` for one that moved, the titles that left the top, or one line
+    when the top is as it was.
 
     >>> snap = {"user_id": "u1", "version": 2, "events_applied": 2, "generated_at": 1767225600020,
     ...         "trigger": {"event_id": "e2", "type": "skip", "ts": 1767225600000},
@@ -26,6 +35,14 @@ def render(snapshot: Mapping[str, Any], titles: Mapping[str, str] | None = None,
     >>> print(render(snap, {"t2": "Night Shift"}))
     u1 · v2 · 2 events · after skip (e2)
        1. Night Shift                      0.810  because you watch drama
+    >>> before = {**snap, "items": [{"item_id": "t1", "rank": 1, "score": 0.9, "reasons": []},
+    ...                             {"item_id": "t2", "rank": 2, "score": 0.8, "reasons": []}]}
+    >>> print(render(snap, {"t1": "Laugh Lines", "t2": "Night Shift"}, previous=before))
+    u1 · v2 · 2 events · after skip (e2)
+       1. Night Shift                ↑1    0.810  because you watch drama
+          out of the top: Laugh Lines
+    >>> print(render(snap, {"t2": "Night Shift"}, previous=snap))
+    u1 · v2 · 2 events · after skip (e2) · top 1 unchanged
     """
     titles = titles or {}
     trigger = snapshot.get("trigger") or {}
@@ -33,11 +50,36 @@ def render(snapshot: Mapping[str, Any], titles: Mapping[str, str] | None = None,
         f"{snapshot['user_id']} · v{snapshot['version']} · {snapshot['events_applied']} events"
         f" · after {trigger.get('type')} ({trigger.get('event_id')})"
     )
+    top = snapshot.get("items", [])[:width]
+    if previous is None:
+        marks = [""] * len(top)
+    else:
+        before = {item["item_id"]: item["rank"] for item in previous.get("items", [])}
+        marks = [_moved(before.get(item["item_id"]), item["rank"]) for item in top]
+        was_top = [item["item_id"] for item in previous.get("items", [])[:width]]
+        if was_top == [item["item_id"] for item in top]:
+            return f"{head} · top {len(top)} unchanged"
     lines = [head]
-    for item in snapshot.get("items", [])[:width]:
+    for item, mark in zip(top, marks, strict=True):
         name = titles.get(item["item_id"], item["item_id"])
-        lines.append(f"  {item['rank']:>2}. {name[:30]:<30} {item['score']:>7.3f}  {'; '.join(item['reasons'])}")
+        name = f"{name[:26]:<26} {mark:<3}" if previous is not None else f"{name[:30]:<30}"
+        lines.append(f"  {item['rank']:>2}. {name} {round(item['score'], 3) + 0.0:>7.3f}  {'; '.join(item['reasons'])}")
+    if previous is not None:
+        now = {item["item_id"] for item in top}
+        gone = [
+            titles.get(i["item_id"], i["item_id"]) for i in previous.get("items", [])[:width] if i["item_id"] not in now
+        ]
+        if gone:
+            lines.append(f"      out of the top: {', '.join(gone)}")
     return "\n".join(lines)
+
+
+def _moved(before: int | None, rank: int) -> str:
+    if before is None:
+        return "new"
+    if before == rank:
+        return ""
+    return f"↑{before - rank}" if before > rank else f"↓{rank - before}"
 
 
 async def read_titles(settings: Settings, timeout_s: float = 2.0) -> dict[str, str]:
@@ -93,12 +135,14 @@ async def watch(
     )
     await consumer.start()
     shown = 0
+    last: dict[str, Any] = {}  # each viewer's previous snapshot: what changed is marked
     try:
         async for record in consumer:
             if user is not None and record.key != user.encode():
                 continue
             snapshot = orjson.loads(record.value)
-            print(render(snapshot, titles), file=out, flush=True)
+            print(render(snapshot, titles, previous=last.get(snapshot["user_id"])), file=out, flush=True)
+            last[snapshot["user_id"]] = snapshot
             shown += 1
             if limit and shown >= limit:
                 break

@@ -143,6 +143,17 @@ def test_demo_runs_by_itself_and_leaves_nothing_running(tmp_path: Path) -> None:
     assert "worker ready after" in done.stdout
     assert re.search(r"→ (ana|ben|cho) (started|finished|skipped early)", done.stdout)
     assert re.search(r"\d+ snapshots; event to snapshot p50 \d+ ms", done.stdout)
-    workdir = next(tmp_path.glob("stream-demo-*"))
-    leftover = subprocess.run(["pgrep", "-f", str(workdir)], capture_output=True, text=True, check=False)
-    assert leftover.stdout.strip() == "", f"demo left processes running: {leftover.stdout}"
+    assert re.search(r"top \d unchanged|out of the top|  (new|↑\d|↓\d) ", done.stdout), "no change was shown"
+    pids = [int(pid) for pid in re.findall(r"\(pid (\d+)[;)]", done.stdout)]
+    assert len(pids) == 2, done.stdout  # the broker and the worker it started
+    running = [pid for pid in pids if Path(f"/proc/{pid}").exists() and _state(pid) != "Z"]
+    assert running == [], f"demo left processes running: {running}"
+    assert list(tmp_path.glob("stream-demo-*")) == [], "a clean demo removes its directory"
+
+
+def _state(pid: int) -> str:
+    """A process's state letter (Z: a zombie, already ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return "Z"
