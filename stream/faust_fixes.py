@@ -1,4 +1,4 @@
-"""Three narrow patches to faust-streaming 0.15.3's aiokafka driver, applied by the worker.
+"""Four narrow patches to faust-streaming 0.15.3's aiokafka driver, applied by the worker.
 
 1. **Fetch wait.** Faust hard-codes ``fetch_max_wait_ms=1500`` for the worker's
    consumer. A broker that holds a fetch open that long (the embedded one
@@ -21,6 +21,15 @@
    the fault-injection tests as hundreds of events of a partition that had no
    commit yet skipped by its new owner. The patched seek puts those partitions
    at the position the reset policy names (the beginning, for this project).
+4. **Standby offsets after a fast rebalance.** Faust notes a newly assigned
+   standby changelog partition with no local offset as ``None`` and fills the
+   offset in while it prepares recovery. When another assignment lands while a
+   recovery is under way (the embedded broker's coordinator rebalances in quick
+   succession), recovery goes on to seek the new standbys with ``None`` and the
+   worker crashes (``ValueError: Offset must be a positive integer``; seen once
+   in the three-worker fault-injection test). The patched seek reads such a
+   partition from its start, which is what Faust does for an offset it knows
+   to be empty (-1).
 """
 
 from __future__ import annotations
@@ -29,9 +38,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.tables import recovery
 from faust.transport.drivers import aiokafka as driver
 
-__all__ = ["FETCH_WAIT_MS", "install", "true_end_offsets"]
+__all__ = ["FETCH_WAIT_MS", "install", "seek_known_offsets", "true_end_offsets"]
 
 #: Fetch wait per Faust app id (several apps may live in one process, as in tests).
 FETCH_WAIT_MS: dict[str, int] = {}
@@ -63,6 +73,17 @@ async def true_end_offsets(bootstrap: str | list[str], listed: Mapping[Any, int]
     finally:
         await consumer.stop()
     return result
+
+
+_faust_seek_offsets = recovery.Recovery._seek_offsets
+
+
+async def seek_known_offsets(self: Any, consumer: Any, tps: Any, offsets: Any, title: str) -> None:
+    """Faust's recovery seek, with an offset it never filled in (``None``) read from the start."""
+    for tp in tps:
+        if offsets.get(tp) is None:
+            offsets[tp] = -1  # what Faust notes for a partition read from its start
+    await _faust_seek_offsets(self, consumer, tps, offsets, title)
 
 
 def install() -> None:
@@ -103,4 +124,5 @@ def install() -> None:
     thread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
     thread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
     thread._highwaters = confirmed_highwaters  # type: ignore[method-assign]
+    recovery.Recovery._seek_offsets = seek_known_offsets  # type: ignore[method-assign]
     thread._stream_fixes = True  # type: ignore[attr-defined]
