@@ -63,7 +63,7 @@ async def run_aiokafka(bootstrap: str, source: str, sink: str, group: str, expec
 def faust_app(bootstrap: str, app_id: str, source: str, sink: str, partitions: int) -> object:
     import faust
 
-    from stream import faust_fixes
+    from stream.runtime import _patches as faust_fixes
 
     faust_fixes.install()
     faust_fixes.FETCH_WAIT_MS[app_id] = 10

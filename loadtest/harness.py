@@ -41,13 +41,14 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from stream.broker import EmbeddedBroker, free_port
-from stream.demo import start_worker, stop_process, wait_ready
-from stream.events import interpret
-from stream.profile import Profile
+from stream.cli.demo import start_worker, stop_process, wait_ready
+from stream.contracts.topics import CATALOG, EVENTS, RECOMMENDATIONS
+from stream.contracts.validation import decode_catalog, decode_event
+from stream.learning.profile import Profile
+from stream.learning.signals import interpret
+from stream.runtime.broker import EmbeddedBroker, free_port
+from stream.runtime.kafka import create_topics, partitions_of
 from stream.settings import Settings
-from stream.topics import CATALOG, EVENTS, RECOMMENDATIONS, create_topics, partitions_of
-from stream.validation import decode_catalog, decode_event
 
 from .measure import ProcSampler, Span, percentiles, trend
 from .population import Population

@@ -4,7 +4,7 @@
 at another checkout of ``stream`` to compare versions) builds the load-test
 population, makes ``--events`` events of whole viewing sessions, spreads them
 over ``--partitions`` partitions as Kafka would by viewer, and feeds them to
-:meth:`stream.processor.Processor.process_many` ``--per-call`` events per
+:meth:`stream.processing.step.Processor.process_many` ``--per-call`` events per
 partition at a time, as a worker does with one fetch. It prints the CPU time
 per event, the mean and largest serialised profile, and the size of a model
 checkpoint. Bounded by the number of events; it stops by itself.
@@ -21,10 +21,10 @@ import zlib
 import orjson
 
 from loadtest.population import Population
-from stream.catalog import Catalog
-from stream.model import PartitionModel
-from stream.processor import Processor, RawMessage
-from stream.profile import Profile
+from stream.learning.catalog import Catalog
+from stream.learning.model import PartitionModel
+from stream.learning.profile import Profile
+from stream.processing.step import Processor, RawMessage
 
 
 def main() -> None:

@@ -57,10 +57,11 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from stream.broker import EmbeddedBroker, free_port
-from stream.demo import start_worker, stop_process, wait_ready
+from stream.cli.demo import start_worker, stop_process, wait_ready
+from stream.contracts.topics import CATALOG, EVENTS, RECOMMENDATIONS
+from stream.runtime.broker import EmbeddedBroker, free_port
+from stream.runtime.kafka import create_topics
 from stream.settings import Settings
-from stream.topics import CATALOG, EVENTS, RECOMMENDATIONS, create_topics
 
 from .harness import _tail
 from .replay_formats import FORMATS, ReplayLog, guess_format, read_log

@@ -53,7 +53,7 @@ from typing import Any
 
 import orjson
 
-from stream.validation import MAX_TS, MIN_TS, InvalidMessage, decode_catalog, decode_event
+from stream.contracts.validation import MAX_TS, MIN_TS, InvalidMessage, decode_catalog, decode_event
 
 __all__ = [
     "FORMATS",

@@ -2,12 +2,12 @@
 
 The worker publishes lists, not scores for a given title, so the replay keeps
 its own copy of what the workers know, built by the project's own code: the
-same :class:`~stream.processor.Processor`, one
-:class:`~stream.model.PartitionModel` per partition (viewers are assigned to
+same :class:`~stream.processing.step.Processor`, one
+:class:`~stream.learning.model.PartitionModel` per partition (viewers are assigned to
 partitions by Kafka's default partitioner, as the producer does), and the same
 profiles, fed the same events in the same per-partition order. Before an
 interaction is applied, the model's score for that (viewer, title) is read
-with :func:`~stream.ranking.viewer_features`; a River linear regression maps
+with :func:`~stream.ranking.ranker.viewer_features`; a River linear regression maps
 it to the rating scale (predict, then learn) and River's MAE and RMSE score
 that prediction, beside the running mean of the ratings seen so far.
 """
@@ -21,13 +21,13 @@ import orjson
 from aiokafka.partitioner import DefaultPartitioner
 from river import linear_model, metrics, optim
 
-from stream.catalog import Catalog
-from stream.model import PartitionModel
-from stream.processor import Processor, RawMessage
-from stream.profile import Profile
-from stream.ranking import viewer_features
+from stream.contracts.validation import decode_catalog
+from stream.learning.catalog import Catalog
+from stream.learning.model import PartitionModel
+from stream.learning.profile import Profile
+from stream.processing.step import Processor, RawMessage
+from stream.ranking.ranker import viewer_features
 from stream.settings import Settings
-from stream.validation import decode_catalog
 
 __all__ = ["RatingScore", "Replica"]
 

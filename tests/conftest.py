@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from stream.broker import EmbeddedBroker, free_port
+from stream.runtime.broker import EmbeddedBroker, free_port
+from stream.runtime.kafka import create_topics
 from stream.settings import Settings
-from stream.topics import create_topics
 
 from .helpers import Workers
 

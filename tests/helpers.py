@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from stream.broker import free_port
-from stream.demo import start_worker, stop_process, wait_ready
+from stream.cli.demo import start_worker, stop_process, wait_ready
+from stream.runtime.broker import free_port
 from stream.settings import Settings
 
 

@@ -9,8 +9,8 @@ import orjson
 import pytest
 from scipy import stats
 
-from stream.artwork import ArtworkBandit, Context, _beta, _Draws
-from stream.validation import DEVICES, PlaybackEvent
+from stream.contracts.validation import DEVICES, PlaybackEvent
+from stream.learning.artwork import ArtworkBandit, Context, _beta, _Draws
 
 T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC: night
 #: Chance that a viewer plays the title after being shown (context, variant).

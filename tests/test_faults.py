@@ -2,7 +2,7 @@
 published twice on purpose; afterwards every viewer must have had each event applied exactly once.
 
 The oracle is an offline replay of the same unique events, in each viewer's order, through
-:class:`stream.processor.Processor` (no Kafka): the expected ``events_applied`` of every viewer
+:class:`stream.processing.step.Processor` (no Kafka): the expected ``events_applied`` of every viewer
 and the expected content of its row in the ``profiles`` table (read back from the table's
 changelog topic). Only black-box surfaces of the worker are used: its topics, its log (to know
 which partitions a killed worker held) and its process.
@@ -32,13 +32,13 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from stream.catalog import Catalog
-from stream.model import PartitionModel
-from stream.processor import Processor, RawMessage
-from stream.profile import Profile
+from stream.contracts.topics import CATALOG, EVENTS, RECOMMENDATIONS
+from stream.contracts.validation import DEVICES, EVENT_TYPES, decode_catalog
+from stream.learning.catalog import Catalog
+from stream.learning.model import PartitionModel
+from stream.learning.profile import Profile
+from stream.processing.step import Processor, RawMessage
 from stream.settings import Settings
-from stream.topics import CATALOG, EVENTS, RECOMMENDATIONS
-from stream.validation import DEVICES, EVENT_TYPES, decode_catalog
 
 from .catalog_fixture import TITLES, catalog_messages
 from .helpers import Workers, consume_until, encode, event, publish
@@ -282,7 +282,7 @@ def log_findings(workers: Workers) -> dict[str, Any]:
             "crashed": sorted({f"{who}: {why}" for who, why in _CRASHED.findall(log)}),
             "error_in_recovery": log.count("Error in recovery"),
             "worker_crash": "We experienced a crash" in log,
-            # stream.delivery's check that reading never jumps forward within a generation
+            # stream.runtime._faust's check that reading never jumps forward within a generation
             "records_skipped": log.count("records skipped on"),
         }
         if found["crashed"] or found["error_in_recovery"] or found["worker_crash"] or found["records_skipped"]:

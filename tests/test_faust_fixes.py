@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from stream.broker import EmbeddedBroker
-from stream.faust_fixes import seek_known_offsets, true_end_offsets
+from stream.runtime._patches import seek_known_offsets, true_end_offsets
+from stream.runtime.broker import EmbeddedBroker
 
 
 async def test_end_offsets_count_every_record_of_a_multi_record_last_batch(broker: EmbeddedBroker) -> None:

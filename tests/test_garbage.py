@@ -4,7 +4,7 @@ reason and where it came from, and every good event is applied.
 
 Each message's verdict is known by construction: a valid document with exactly one thing broken
 (its key, its bytes, its JSON, or one field), so the reason it must be rejected for is known too.
-Checks run in the order :mod:`stream.validation` documents (key, size, UTF-8, JSON, object, then the
+Checks run in the order :mod:`stream.contracts.validation` documents (key, size, UTF-8, JSON, object, then the
 fields in schema order), and only one thing is broken per message, so the first failing check is
 the broken one. Each example is one large mixed batch and one broker round trip; the worker and
 its topics are shared by the examples (each example uses its own viewer, event and title ids).
@@ -27,10 +27,10 @@ from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import strategies as st
 
+from stream.contracts.topics import CATALOG, COMMANDS, EVENTS, RECOMMENDATIONS
+from stream.contracts.validation import COMMANDS as COMMAND_NAMES
+from stream.contracts.validation import DEVICES, EVENT_TYPES, MAX_TS, MIN_TS
 from stream.settings import Settings
-from stream.topics import CATALOG, COMMANDS, EVENTS, RECOMMENDATIONS
-from stream.validation import COMMANDS as COMMAND_NAMES
-from stream.validation import DEVICES, EVENT_TYPES, MAX_TS, MIN_TS
 
 from .catalog_fixture import TITLES, catalog_messages
 from .helpers import Workers, consume_until, publish

@@ -12,7 +12,7 @@ from loadtest.__main__ import main as loadtest_main
 from loadtest.harness import _learning_summary, drain_events, ramp_verdict
 from loadtest.measure import percentiles, trend
 from loadtest.population import Population
-from stream.validation import decode_catalog, decode_event
+from stream.contracts.validation import decode_catalog, decode_event
 
 
 def test_the_population_is_deterministic_from_its_seed_and_valid() -> None:

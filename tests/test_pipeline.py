@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from stream.contracts.topics import CATALOG, COMMANDS, EVENTS, RECOMMENDATIONS
 from stream.settings import Settings
-from stream.topics import CATALOG, COMMANDS, EVENTS, RECOMMENDATIONS
 
 from .catalog_fixture import catalog_messages, genre_of
 from .helpers import Workers, consume_until, encode, event, publish, snapshots

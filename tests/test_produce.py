@@ -1,4 +1,4 @@
-"""Routing JSON lines to topics for ``stream produce`` (stream.produce.route); no broker involved."""
+"""Routing JSON lines to topics for ``stream produce`` (stream.cli.produce.route); no broker involved."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
-from stream.produce import route
+from stream.cli.produce import route
+from stream.contracts.topics import CATALOG, COMMANDS, EVENTS, load_schema, load_specs
+from stream.contracts.validation import InvalidMessage
 from stream.settings import Settings
-from stream.topics import CATALOG, COMMANDS, EVENTS, load_schema, load_specs
-from stream.validation import InvalidMessage
 
 T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC
 EVENT = {

@@ -9,14 +9,14 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
-from stream.catalog import Catalog
-from stream.events import interpret
-from stream.model import FEATURES, PRIOR, PartitionModel
-from stream.processor import Processor, RawMessage
-from stream.profile import Profile
-from stream.ranking import MIN_REASON, rank, viewer_features
-from stream.topics import load_schema
-from stream.validation import CatalogEntry, PlaybackEvent
+from stream.contracts.topics import load_schema
+from stream.contracts.validation import CatalogEntry, PlaybackEvent
+from stream.learning.catalog import Catalog
+from stream.learning.model import FEATURES, PRIOR, PartitionModel
+from stream.learning.profile import Profile
+from stream.learning.signals import interpret
+from stream.processing.step import Processor, RawMessage
+from stream.ranking.ranker import MIN_REASON, rank, viewer_features
 
 T0 = 1_767_225_600_000
 DAY = 86_400_000
@@ -263,7 +263,7 @@ def test_an_event_that_strikes_a_defect_is_dead_lettered_and_its_viewer_kept_as_
 
 
 def test_a_ranking_defect_costs_only_the_viewer_it_strikes_its_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
-    import stream.processor
+    import stream.processing.step
 
     cat = make_catalog()
 
@@ -272,7 +272,7 @@ def test_a_ranking_defect_costs_only_the_viewer_it_strikes_its_snapshot(monkeypa
             raise IndexError("index 7 is out of bounds")
         return rank(profiles, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(stream.processor, "rank", faulty)
+    monkeypatch.setattr(stream.processing.step, "rank", faulty)
     batch = [_message(_event(1, user, "d1", "complete"), n, key=user.encode()) for n, user in enumerate(["u1", "u2"])]
     result = Processor(cat, top_k=3).process(batch, {}.get, PartitionModel())
     assert result.applied == 2 and result.unranked == 1 and result.dead_letters == []
@@ -351,7 +351,7 @@ def test_after_a_crash_the_model_learns_each_event_once_from_its_checkpoint() ->
 
 
 def test_candidates_on_a_large_catalog_find_what_scoring_every_title_finds(monkeypatch: pytest.MonkeyPatch) -> None:
-    import stream.ranking as ranking
+    import stream.ranking.ranker as ranking
 
     rng = random.Random(9)
     cat, model = Catalog(), PartitionModel()

@@ -1,7 +1,7 @@
 """What each snapshot reflects beyond taste: context, cohorts, new releases, variety, reasons, groups.
 
-Pure logic, no broker: events go through :class:`stream.processor.Processor` (or
-straight into profiles) and lists come from :func:`stream.ranking.rank`.
+Pure logic, no broker: events go through :class:`stream.processing.step.Processor` (or
+straight into profiles) and lists come from :func:`stream.ranking.ranker.rank`.
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ import itertools
 import orjson
 import pytest
 
-from stream.catalog import Catalog
-from stream.cohorts import Cohorts
-from stream.events import interpret
-from stream.group import rank_group
-from stream.model import FEATURES, PartitionModel
-from stream.processor import Processor, RawMessage
-from stream.profile import Profile, daypart
-from stream.ranking import EXPLORING, MAX_REASONS, MIN_REASON, rank, viewer_features
-from stream.validation import CatalogEntry, PlaybackEvent
+from stream.contracts.validation import CatalogEntry, PlaybackEvent
+from stream.learning.catalog import Catalog
+from stream.learning.cohorts import Cohorts
+from stream.learning.model import FEATURES, PartitionModel
+from stream.learning.profile import Profile, daypart
+from stream.learning.signals import interpret
+from stream.processing.step import Processor, RawMessage
+from stream.ranking.group import rank_group
+from stream.ranking.ranker import EXPLORING, MAX_REASONS, MIN_REASON, rank, viewer_features
 
 T0 = 1_767_225_600_000  # Thursday 2026-01-01 00:00 UTC
 HOUR, DAY = 3_600_000, 86_400_000

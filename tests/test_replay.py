@@ -40,11 +40,11 @@ from loadtest.replay_metrics import (
 )
 from loadtest.replay_pacing import Pacer, reflects
 from loadtest.replay_replica import RatingScore, Replica
-from stream.broker import EmbeddedBroker
-from stream.events import interpret
+from stream.contracts.validation import decode_catalog, decode_event
+from stream.learning.signals import interpret
+from stream.runtime.broker import EmbeddedBroker
+from stream.runtime.kafka import partitions_of
 from stream.settings import Settings
-from stream.topics import partitions_of
-from stream.validation import decode_catalog, decode_event
 
 DATA = Path(__file__).parent / "data" / "replay"
 

@@ -1,4 +1,4 @@
-"""What each event means (stream.events) and how it changes a profile (stream.profile)."""
+"""What each event means (stream.learning.signals) and how it changes a profile (stream.learning.profile)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import random
 import orjson
 import pytest
 
-from stream.events import EARLY, NEARLY_DONE, Signal, interpret
-from stream.profile import (
+from stream.contracts.validation import EVENT_TYPES, CatalogEntry, PlaybackEvent
+from stream.learning.profile import (
     DAYPARTS,
     MAX_CONTEXT_GENRES,
     MAX_EXCLUDED,
@@ -18,7 +18,7 @@ from stream.profile import (
     Profile,
     daypart,
 )
-from stream.validation import EVENT_TYPES, CatalogEntry, PlaybackEvent
+from stream.learning.signals import EARLY, NEARLY_DONE, Signal, interpret
 
 T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC
 DAY = 86_400_000

@@ -1,4 +1,4 @@
-"""Topic specs (stream.topics) and settings from the environment (stream.settings)."""
+"""Topic specs (stream.contracts.topics) and settings from the environment (stream.settings)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from stream.contracts.topics import CATALOG, COMMANDS, EVENTS, RECOMMENDATIONS, TOPICS_DIR, load_schema, load_specs
 from stream.settings import VARIABLES, Settings, SettingsError
-from stream.topics import CATALOG, COMMANDS, EVENTS, RECOMMENDATIONS, TOPICS_DIR, load_schema, load_specs
 
 INPUT_TOPICS = (EVENTS, CATALOG, COMMANDS)
 VIEWER_KEYED = {EVENTS, COMMANDS, RECOMMENDATIONS}

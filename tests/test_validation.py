@@ -1,4 +1,4 @@
-"""Decoding and validation of input messages (stream.validation), and its agreement with topics/schemas.
+"""Decoding and validation of input messages (stream.contracts.validation), and its agreement with topics/schemas.
 
 The hand-written checks must accept exactly what the published JSON Schemas accept: the
 property tests below generate valid documents and mutated ones and compare both verdicts.
@@ -16,10 +16,9 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from stream.settings import Settings
-from stream.topics import CATALOG, COMMANDS, EVENTS, TOPICS_DIR, load_schema, load_specs
-from stream.validation import COMMANDS as COMMAND_NAMES
-from stream.validation import (
+from stream.contracts.topics import CATALOG, COMMANDS, EVENTS, TOPICS_DIR, load_schema, load_specs
+from stream.contracts.validation import COMMANDS as COMMAND_NAMES
+from stream.contracts.validation import (
     DEVICES,
     EVENT_TYPES,
     MAX_TS,
@@ -32,6 +31,7 @@ from stream.validation import (
     decode_command,
     decode_event,
 )
+from stream.settings import Settings
 
 T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC
 NEEDS_POSITION = ("play", "pause", "resume", "skip", "rewind", "seek", "complete", "stop")

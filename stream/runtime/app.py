@@ -1,4 +1,4 @@
-"""The Faust application: topics, tables and thin agents around :mod:`stream.processor`.
+"""The Faust application: topics, tables and thin agents around :mod:`stream.processing.step`.
 
 Shape of a worker::
 
@@ -17,7 +17,7 @@ the events it reflects, so state moves with its partition on a rebalance.
 
 Playback events do not go through Faust's per-event streams: the worker's
 consumer hands ``process-events`` every record a fetch returned for one
-partition at once (:mod:`stream.delivery`), and acknowledges them only after
+partition at once (:mod:`stream.runtime._faust`), and acknowledges them only after
 their state, snapshots and dead letters are delivered to the broker.
 """
 
@@ -33,14 +33,16 @@ import faust
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from . import delivery, faust_fixes
-from .catalog import Catalog
-from .model import PartitionModel
-from .processor import Processor, RawMessage, dead_letter
-from .profile import Profile
-from .settings import Settings
-from .topics import CATALOG, COMMANDS, EVENTS, RECOMMENDATIONS, load_specs, partitions_of
-from .validation import InvalidMessage, decode_catalog, decode_command
+from stream.contracts.topics import CATALOG, COMMANDS, EVENTS, RECOMMENDATIONS, load_specs
+from stream.contracts.validation import InvalidMessage, decode_catalog, decode_command
+from stream.learning.catalog import Catalog
+from stream.learning.model import PartitionModel
+from stream.learning.profile import Profile
+from stream.processing.step import Processor, RawMessage, dead_letter
+from stream.runtime import _faust as delivery
+from stream.runtime import _patches as faust_fixes
+from stream.runtime.kafka import partitions_of
+from stream.settings import Settings
 
 __all__ = ["StreamApp", "create_app"]
 

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import sys
 from collections.abc import Mapping
 from typing import Any, TextIO
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
-from .settings import Settings
-from .topics import CATALOG, RECOMMENDATIONS
-from .validation import InvalidMessage, decode_catalog
+from stream.contracts.topics import CATALOG, RECOMMENDATIONS
+from stream.contracts.validation import InvalidMessage, decode_catalog
+from stream.runtime.kafka import read_to_end
+from stream.settings import Settings
 
 __all__ = ["read_titles", "render", "watch"]
 
@@ -84,36 +85,19 @@ def _moved(before: int | None, rank: int) -> str:
 
 async def read_titles(settings: Settings, timeout_s: float = 2.0) -> dict[str, str]:
     """Title names by id, read once from the catalog topic (for display only)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
-    await consumer.start()
     titles: dict[str, str] = {}
-    try:
-        topic = settings.topic(CATALOG)
-        parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in parts]
-        if not tps:
-            return titles
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while asyncio.get_running_loop().time() < deadline:
-            batches = await consumer.getmany(timeout_ms=200)
-            for records in batches.values():
-                for r in records:
-                    try:
-                        entry = decode_catalog(r.key, r.value)
-                    except InvalidMessage:
-                        continue
-                    if entry is not None:
-                        titles[entry.item_id] = entry.title
-            done = True
-            for tp in tps:
-                high = consumer.highwater(tp)
-                done = done and high is not None and await consumer.position(tp) >= high
-            if done:
-                break
-    finally:
-        await consumer.stop()
+
+    def note(records: list[Any]) -> None:
+        for r in records:
+            try:
+                entry = decode_catalog(r.key, r.value)
+            except InvalidMessage:
+                continue
+            if entry is not None:
+                titles[entry.item_id] = entry.title
+
+    with contextlib.suppress(TimeoutError, RuntimeError):  # display only: whatever was read by then
+        await read_to_end(settings.bootstrap, settings.topic(CATALOG), timeout_s, on_records=note)
     return titles
 
 

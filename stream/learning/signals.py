@@ -5,7 +5,7 @@ A :class:`Signal` is the viewer's revealed interest in the title, from -1
 and tests use. Whether the title is then excluded from that viewer's lists is
 decided here too.
 
->>> from stream.validation import PlaybackEvent
+>>> from stream.contracts.validation import PlaybackEvent
 >>> e = PlaybackEvent("e1", "u1", "t1", "skip", 1767225600000, position_s=30, duration_s=3600)
 >>> interpret(e, paused_item=None)
 Signal(value=-1.0, label='skipped early', exclude=True, finished=False, learns=True)
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .validation import PlaybackEvent
+from stream.contracts.validation import PlaybackEvent
 
 __all__ = ["EARLY", "NEARLY_DONE", "Signal", "interpret"]
 

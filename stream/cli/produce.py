@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from .settings import Settings
-from .topics import CATALOG, COMMANDS, EVENTS
-from .validation import InvalidMessage, decode_catalog, decode_command, decode_event
+from stream.contracts.topics import CATALOG, COMMANDS, EVENTS
+from stream.contracts.validation import InvalidMessage, decode_catalog, decode_command, decode_event
+from stream.settings import Settings
 
 __all__ = ["ProduceReport", "produce_lines", "route"]
 

@@ -1,68 +1,21 @@
-"""Topic specs (``topics/*.json``): the contract with producers and consumers.
+"""Small Kafka client helpers shared by the runtime and the tools: topics, partitions, reading to the end.
 
-Each spec names a topic, its partitions, cleanup policy, retention, key and the
-JSON Schema of its value. ``"partitions": "STREAM_PARTITIONS"`` means the topic
-is keyed by viewer and co-partitioned with the state changelogs, so it takes
-the configured partition count.
+Everything here speaks the Kafka protocol through aiokafka's public API only.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
-from .settings import Settings
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-__all__ = ["TOPICS_DIR", "TopicSpec", "create_topics", "load_schema", "load_specs"]
+from stream.contracts.topics import load_specs
+from stream.settings import Settings
 
-TOPICS_DIR = Path(__file__).resolve().parent.parent / "topics"
-if not TOPICS_DIR.is_dir():  # installed as a wheel: the specs ship inside the package
-    TOPICS_DIR = Path(__file__).resolve().parent / "topics"
-
-EVENTS, CATALOG, COMMANDS, RECOMMENDATIONS = "playback-events", "catalog", "user-commands", "recommendations"
-
-
-@dataclass(frozen=True)
-class TopicSpec:
-    name: str
-    partitions: int
-    cleanup_policy: str
-    retention_ms: int
-    key: str
-    value_schema: str
-    dead_letter: str | None
-    description: str
-
-    def configs(self) -> dict[str, str]:
-        return {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms)}
-
-
-def load_specs(settings: Settings) -> dict[str, TopicSpec]:
-    """All topic specs by their unprefixed name, partitions resolved for ``settings``."""
-    specs = {}
-    for path in sorted(TOPICS_DIR.glob("*.json")):
-        raw = json.loads(path.read_text())
-        parts = raw["partitions"]
-        specs[raw["name"]] = TopicSpec(
-            name=raw["name"],
-            partitions=settings.partitions if parts == "STREAM_PARTITIONS" else int(parts),
-            cleanup_policy=raw["cleanup_policy"],
-            retention_ms=int(raw["retention_ms"]),
-            key=raw["key"],
-            value_schema=raw["value_schema"],
-            dead_letter=raw.get("dead_letter"),
-            description=raw.get("description", ""),
-        )
-    return specs
-
-
-@cache
-def load_schema(relative: str) -> dict[str, Any]:
-    """The JSON Schema a spec names, e.g. ``schemas/playback-event.json``."""
-    return dict(json.loads((TOPICS_DIR / relative).read_text()))
+__all__ = ["create_topics", "partitions_of", "read_to_end"]
 
 
 async def create_topics(settings: Settings, names: list[str] | None = None) -> list[str]:
@@ -71,8 +24,6 @@ async def create_topics(settings: Settings, names: list[str] | None = None) -> l
     Idempotent: a topic that already exists is left as it is (its partition
     count is checked, since a mismatch would break co-partitioning).
     """
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
     specs = load_specs(settings)
     wanted = [specs[n] for n in (names or list(specs))]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="stream-admin")
@@ -106,12 +57,8 @@ def _by_name(described: list[dict[str, Any]], names: list[str]) -> list[dict[str
     return [index.get(n, {}) for n in names]
 
 
-async def partitions_of(consumer: Any, topic: str, timeout_s: float = 10.0) -> list[Any]:
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str, timeout_s: float = 10.0) -> list[TopicPartition]:
     """The TopicPartitions of ``topic``, waiting (with metadata refreshes) until the client knows them."""
-    import asyncio
-
-    from aiokafka import TopicPartition
-
     parts = consumer.partitions_for_topic(topic)
     for _ in range(int(timeout_s / 0.1)):
         if parts:
@@ -122,3 +69,46 @@ async def partitions_of(consumer: Any, topic: str, timeout_s: float = 10.0) -> l
     if not parts:
         raise RuntimeError(f"topic {topic}: expected its partitions in the cluster metadata; none after {timeout_s}s")
     return [TopicPartition(topic, p) for p in sorted(parts)]
+
+
+async def read_to_end(
+    bootstrap: str,
+    topic: str,
+    timeout_s: float = 30.0,
+    on_records: Callable[[list[Any]], None] | None = None,
+) -> list[Any]:
+    """Every record of ``topic`` from the beginning up to its end when read.
+
+    The end is each partition's high watermark as a fetch reports it, not ListOffsets
+    (which the embedded broker answers wrongly when the last batch holds several records).
+    ``on_records``: called with each fetched batch instead of collecting the records (then
+    the result is empty). Raises ``TimeoutError`` when the end is not reached in ``timeout_s``.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        tps = await partitions_of(consumer, topic, timeout_s=min(5.0, timeout_s))
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        pending = set(tps)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while pending and loop.time() < deadline:
+            batches = await consumer.getmany(*pending, timeout_ms=200, max_records=10_000)
+            for batch in batches.values():
+                if on_records is not None:
+                    on_records(batch)
+                else:
+                    records.extend(batch)
+            for tp in list(pending):
+                high = consumer.highwater(tp)
+                if high is not None and await consumer.position(tp) >= high:
+                    pending.discard(tp)
+        if pending:
+            raise TimeoutError(
+                f"{topic}: expected to read it to its end in {timeout_s:.0f}s; {len(pending)} partitions short"
+            )
+    finally:
+        await consumer.stop()
+    return records

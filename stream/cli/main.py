@@ -10,13 +10,13 @@ import sys
 from collections.abc import Sequence
 from typing import IO
 
-from .settings import Settings, SettingsError
+from stream.settings import Settings, SettingsError
 
 __all__ = ["main"]
 
 
 def _cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
-    from .broker import EmbeddedBroker
+    from stream.runtime.broker import EmbeddedBroker
 
     broker = EmbeddedBroker(port=args.port, host=args.host).start()
     print(f"embedded broker listening on {broker.bootstrap} (pid {broker.pid}); Ctrl-C stops it", flush=True)
@@ -31,7 +31,8 @@ def _cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
-    from .topics import create_topics, load_specs
+    from stream.contracts.topics import load_specs
+    from stream.runtime.kafka import create_topics
 
     if args.action == "create":
         created = asyncio.run(create_topics(settings))
@@ -48,7 +49,7 @@ def _cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from faust import Worker
 
-    from .app import create_app
+    from stream.runtime.app import create_app
 
     stream_app = create_app(settings)
     worker = Worker(stream_app.app, loglevel=settings.log_level, quiet=True)
@@ -60,7 +61,7 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
-    from .produce import produce_lines
+    from stream.cli.produce import produce_lines
 
     source: IO[str] = open(args.file, encoding="utf-8") if args.file and args.file != "-" else sys.stdin  # noqa: SIM115
     try:
@@ -76,7 +77,7 @@ def _cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
-    from .watch import watch
+    from stream.cli.watch import watch
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(watch(settings, user=args.user, from_beginning=args.from_beginning, limit=args.limit))
@@ -86,7 +87,8 @@ def _cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_group(args: argparse.Namespace, settings: Settings) -> int:
     import time
 
-    from .group import load_state, rank_group
+    from stream.cli.state import load_state
+    from stream.ranking.group import rank_group
 
     try:
         catalog, members, model = asyncio.run(load_state(settings, args.users))
@@ -105,7 +107,7 @@ def _cmd_group(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from .demo import run_demo
+    from stream.cli.demo import run_demo
 
     return run_demo(settings, duration=args.duration, port=args.port)
 
@@ -141,8 +143,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=10, help="titles in the list (default 10)")
     p.set_defaults(func=_cmd_group)
 
-    sub.add_parser("loadtest", help="the load-test harness (python -m loadtest; see stream loadtest --help)")
-
     p = sub.add_parser("demo", help="broker, topics, worker and simulated viewers in one command")
     p.add_argument("--duration", type=float, default=60.0, help="seconds of simulated viewing (default 60)")
     p.add_argument("--port", type=int, default=0, help="embedded broker port (default: a free one)")
@@ -152,10 +152,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["loadtest"]:  # its own options, parsed by the harness
-        from loadtest.__main__ import main as loadtest_main
-
-        return loadtest_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()

@@ -3,8 +3,8 @@
 Profiles are the per-viewer state kept in the changelog-backed ``profiles``
 table, so they are small (well under 2 KB serialised) and plain data.
 
->>> from stream.events import interpret
->>> from stream.validation import CatalogEntry, PlaybackEvent
+>>> from stream.learning.signals import interpret
+>>> from stream.contracts.validation import CatalogEntry, PlaybackEvent
 >>> title = CatalogEntry("t1", "Night Shift", ("drama",), ("hospital",), 3000.0)
 >>> p = Profile("u1")
 >>> e = PlaybackEvent("e1", "u1", "t1", "complete", 1767225600000, position_s=3000, duration_s=3000, device="tv")
@@ -26,8 +26,8 @@ from typing import Any
 
 import orjson
 
-from .events import Signal
-from .validation import CatalogEntry, PlaybackEvent
+from stream.contracts.validation import CatalogEntry, PlaybackEvent
+from stream.learning.signals import Signal
 
 __all__ = ["DAYPARTS", "Profile", "context_keys", "daypart", "weekend"]
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from river import cluster
 
-from .profile import DAYPARTS
+from stream.learning.profile import DAYPARTS
 
 __all__ = ["BUCKET_CAP", "COHORTS", "Cohorts", "bucket_label"]
 

@@ -9,7 +9,7 @@ what was expected and what arrived.
 'thumbs_up'
 >>> decode_event(b"u1", b'{"event_id":"e1","user_id":"u1","item_id":"t1","type":"play","ts":"now"}')
 Traceback (most recent call last):
-stream.validation.InvalidMessage: ts: expected integer epoch milliseconds; got string 'now'
+stream.contracts.validation.InvalidMessage: ts: expected integer epoch milliseconds; got string 'now'
 """
 
 from __future__ import annotations

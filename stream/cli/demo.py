@@ -28,10 +28,11 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from .broker import EmbeddedBroker, free_port
-from .settings import VARIABLES, Settings
-from .topics import CATALOG, EVENTS, RECOMMENDATIONS, create_topics
-from .watch import render
+from stream.cli.watch import render
+from stream.contracts.topics import CATALOG, EVENTS, RECOMMENDATIONS
+from stream.runtime.broker import EmbeddedBroker, free_port
+from stream.runtime.kafka import create_topics
+from stream.settings import VARIABLES, Settings
 
 __all__ = ["Viewer", "demo_catalog", "run_demo", "start_worker", "wait_ready", "worker_env"]
 

@@ -17,8 +17,8 @@ import time
 
 import numpy as np
 
-from .catalog import CatalogMatrices
-from .profile import Profile
+from stream.learning.catalog import CatalogMatrices
+from stream.learning.profile import Profile
 
 __all__ = ["CandidateIndex"]
 

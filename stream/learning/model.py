@@ -10,10 +10,10 @@ vectorisable function of the viewer's profile and the catalog:
   viewer whose habits do not change with context;
 - ``cohort``: how often viewers of the same taste cohort finished or liked it (on this
   device at this time of day, once that bucket has enough starts): see
-  :mod:`stream.cohorts`;
+  :mod:`stream.learning.cohorts`;
 - ``popularity``: how often it was started lately (log-scaled);
 - ``trending``: what viewers did with it in the last hour's windows (rising
-  starts and finishes, or early skips): see :mod:`stream.velocity`;
+  starts and finishes, or early skips): see :mod:`stream.learning.velocity`;
 - ``freshness``: how recently it was released.
 
 The weights are learned online: a River linear regression learns, from every
@@ -43,9 +43,9 @@ from typing import Any, Protocol
 import numpy as np
 from river import linear_model, metrics, optim, utils
 
-from .artwork import ArtworkBandit
-from .cohorts import Cohorts
-from .velocity import Exploration, Trending
+from stream.learning.artwork import ArtworkBandit
+from stream.learning.cohorts import Cohorts
+from stream.learning.velocity import Exploration, Trending
 
 __all__ = ["FEATURES", "PRIOR", "PartitionModel", "Scorer"]
 
@@ -113,7 +113,7 @@ class PartitionModel:
         self.cohorts = Cohorts()
         self.trending = Trending()
         self.exploration = Exploration()
-        #: Which artwork of each title to show, by context (see :mod:`stream.artwork`).
+        #: Which artwork of each title to show, by context (see :mod:`stream.learning.artwork`).
         self.artwork = ArtworkBandit()
 
     # -- River protocol ------------------------------------------------------

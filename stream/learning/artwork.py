@@ -61,8 +61,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .profile import daypart
-from .validation import DEVICES, PlaybackEvent
+from stream.contracts.validation import DEVICES, PlaybackEvent
+from stream.learning.profile import daypart
 
 __all__ = ["ArtworkBandit", "Context"]
 

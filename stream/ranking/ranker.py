@@ -3,13 +3,13 @@
 One ranking pass scores every title for every viewer of a batch with a few
 matrix products (titles x features times features x viewers), masks what a
 viewer must not see, and takes each viewer's top K. Each score is the model's
-weighted sum of the features of :mod:`stream.model`, so every part of it is
+weighted sum of the features of :mod:`stream.learning.model`, so every part of it is
 known: reasons come from the largest positive parts of each picked title, and
 are true to the score.
 
 Then, per viewer, two re-ranking steps: diversity (:func:`_diversify`) and one
 exploration slot for a new release whose budget in the viewer's cohort is not
-spent (:mod:`stream.velocity`).
+spent (:mod:`stream.learning.velocity`).
 """
 
 from __future__ import annotations
@@ -22,18 +22,18 @@ from typing import cast
 
 import numpy as np
 
-from .candidates import CandidateIndex
-from .catalog import Catalog, CatalogMatrices
-from .cohorts import bucket_label
-from .model import FRESH_DAYS, PartitionModel, freshness
-from .profile import DAYPARTS, Profile, context_keys, daypart
-from .velocity import NEW_DAYS
+from stream.learning.catalog import Catalog, CatalogMatrices
+from stream.learning.cohorts import bucket_label
+from stream.learning.model import FRESH_DAYS, PartitionModel, freshness
+from stream.learning.profile import DAYPARTS, Profile, context_keys, daypart
+from stream.learning.velocity import NEW_DAYS
+from stream.ranking.candidates import CandidateIndex
 
 __all__ = ["RankedItem", "context_lift", "rank", "shared_terms", "taste_rows", "viewer_features"]
 
 DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS
-#: Above this many titles, only each viewer's candidates are scored (see stream.candidates).
+#: Above this many titles, only each viewer's candidates are scored (see stream.ranking.candidates).
 LARGE_CATALOG = 20_000
 #: A feature must add at least this much to a score to be given as a reason.
 MIN_REASON = 0.05
@@ -78,7 +78,7 @@ def context_lift(profile: Profile, device: str | None, ts_ms: int) -> dict[str, 
     """How much more of each genre the viewer watches in this context than overall (negative: less).
 
     For each context the moment belongs to (device, daypart, weekday or weekend: see
-    :func:`stream.profile.context_keys`), the genre's share of the viewer's positive affinity
+    :func:`stream.learning.profile.context_keys`), the genre's share of the viewer's positive affinity
     there minus its share overall (over the same genres: the context's and the viewer's strongest),
     weighed by how much evidence the context has; averaged over the contexts. A viewer whose
     habits do not change with context, or who has no history in this one, gets 0 everywhere.

@@ -8,7 +8,6 @@ the whole pipeline be tested without a broker.
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -16,13 +15,14 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from .artwork import Context
-from .catalog import Catalog
-from .events import Signal, interpret
-from .model import PartitionModel
-from .profile import Profile, daypart
-from .ranking import RankedItem, rank, viewer_features
-from .validation import InvalidMessage, PlaybackEvent, decode_event
+from stream.contracts.deadletter import RawMessage, dead_letter
+from stream.contracts.validation import InvalidMessage, PlaybackEvent, decode_event
+from stream.learning.artwork import Context
+from stream.learning.catalog import Catalog
+from stream.learning.model import PartitionModel
+from stream.learning.profile import Profile, daypart
+from stream.learning.signals import Signal, interpret
+from stream.ranking.ranker import RankedItem, rank, viewer_features
 
 __all__ = ["BatchResult", "Decoded", "Processor", "RawMessage", "dead_letter", "prefetch_hint"]
 
@@ -36,15 +36,6 @@ APPLIED, COPY, SEEN = 0, 1, 2
 
 #: Top titles with several artworks whose impressions the artwork bandit learns from, per snapshot.
 SHOWN_ARTWORK = 3
-
-
-@dataclass(slots=True, frozen=True)
-class RawMessage:
-    key: bytes | None
-    value: bytes | None
-    topic: str
-    partition: int
-    offset: int
 
 
 @dataclass
@@ -61,33 +52,6 @@ class BatchResult:
     failed: int = 0
     #: Viewers whose state changed but whose snapshot could not be made (a defect of ranking).
     unranked: int = 0
-
-
-def _text(raw: bytes | None) -> tuple[str | None, str]:
-    if raw is None:
-        return None, "utf-8"
-    try:
-        return raw.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        return base64.b64encode(raw).decode("ascii"), "base64"
-
-
-def dead_letter(message: RawMessage, error: str, received_at: int | None = None) -> bytes:
-    """The dead-letter record of a rejected message (schema: ``dead-letter.json``)."""
-    raw, encoding = _text(message.value)
-    key, _ = _text(message.key)
-    return orjson.dumps(
-        {
-            "error": error,
-            "topic": message.topic,
-            "partition": message.partition,
-            "offset": message.offset,
-            "key": key,
-            "raw": raw,
-            "raw_encoding": encoding,
-            "received_at": received_at if received_at is not None else int(time.time() * 1000),
-        }
-    )
 
 
 def prefetch_hint(profile: Profile, items: Sequence[RankedItem], catalog: Catalog) -> dict[str, str] | None:

@@ -5,7 +5,7 @@ so the catalog keeps its features in numpy/scipy form. Titles are appended as
 they are published; a retired title keeps its row (indices stay stable) but is
 masked out of every list.
 
->>> from stream.validation import CatalogEntry
+>>> from stream.contracts.validation import CatalogEntry
 >>> cat = Catalog()
 >>> cat.upsert(CatalogEntry("t1", "Night Shift", ("drama",), ("hospital",), 3000.0))
 >>> cat.upsert(CatalogEntry("t2", "Laugh Lines", ("comedy",), (), 1500.0))
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .validation import CatalogEntry, InvalidMessage, decode_catalog
+from stream.contracts.validation import CatalogEntry, InvalidMessage, decode_catalog
 
 __all__ = ["Catalog", "CatalogMatrices"]
 

@@ -1,0 +1,20 @@
+"""What is learned from playback events, and what it is learned over.
+
+- :mod:`~stream.learning.catalog`: the titles, as records and as matrices for ranking;
+- :mod:`~stream.learning.signals`: what each event means (an early skip, a completion, ...);
+- :mod:`~stream.learning.profile`: one viewer's state, changed only by its own methods;
+- :mod:`~stream.learning.features`: the one definition of a (viewer, title) pair's score parts;
+- :mod:`~stream.learning.model`: what a partition learned (weights, popularity, cohorts,
+  trending, exploration, artwork), changed only by its own methods;
+- :mod:`~stream.learning.cohorts`, :mod:`~stream.learning.velocity`, :mod:`~stream.learning.artwork`:
+  the learners it holds.
+
+Imports :mod:`stream.contracts` only; no Kafka, no Faust.
+"""
+
+from stream.learning.catalog import Catalog, CatalogMatrices
+from stream.learning.model import FEATURES, PRIOR, PartitionModel
+from stream.learning.profile import Profile
+from stream.learning.signals import Signal, interpret
+
+__all__ = ["FEATURES", "PRIOR", "Catalog", "CatalogMatrices", "PartitionModel", "Profile", "Signal", "interpret"]
