@@ -23,10 +23,10 @@ from river import linear_model, metrics, optim
 
 from stream.contracts.validation import decode_catalog
 from stream.learning.catalog import Catalog
+from stream.learning.features import ViewerTerms, features
 from stream.learning.model import PartitionModel
 from stream.learning.profile import Profile
 from stream.processing.step import Processor, RawMessage
-from stream.ranking.ranker import viewer_features
 from stream.settings import Settings
 
 __all__ = ["RatingScore", "Replica"]
@@ -48,7 +48,8 @@ class Replica:
         self.partitions = list(range(settings.partitions))
         self.models = [PartitionModel() for _ in self.partitions]
         self.offsets = [0 for _ in self.partitions]
-        self.profiles: dict[str, Profile] = {}
+        #: Each viewer's profile as the worker's table keeps it: serialised (rounded) between batches.
+        self.rows: dict[str, bytes] = {}
         self.topic = topic
         self._partitioner = DefaultPartitioner()
 
@@ -61,8 +62,10 @@ class Replica:
         if idx is None:
             return None
         model = self.models[self.partition(user_id)]
-        profile = self.profiles.get(user_id) or Profile(user_id)
-        return float(model.predict_one(viewer_features(profile, self.catalog, idx, model, now_ms)))
+        raw = self.rows.get(user_id)
+        profile = Profile.loads(raw) if raw else Profile(user_id)
+        x = features(ViewerTerms.of(profile, model, self.catalog, now_ms), self.catalog, idx)
+        return float(model.predict_one(x))
 
     def apply(self, user_id: str, events: Sequence[dict[str, Any]]) -> list[str]:
         """Apply one interaction's events as the worker does; returns the replica's list after them."""
@@ -72,10 +75,9 @@ class Replica:
         for doc in events:
             messages.append(RawMessage(key, orjson.dumps(doc), self.topic, p, self.offsets[p]))
             self.offsets[p] += 1
-        result = self.processor.process(messages, self.profiles.get, self.models[p], now_ms=int(events[-1]["ts"]))
+        result = self.processor.process(messages, self.rows, self.models[p], now_ms=int(events[-1]["ts"]))
         for user, profile in result.profiles.items():
-            # the worker keeps profiles serialised (rounded) between batches; so does the replica
-            self.profiles[user] = Profile.loads(profile.dumps())
+            self.rows[user] = profile.dumps()
         if not result.snapshots:
             return []
         return [item["item_id"] for item in orjson.loads(result.snapshots[-1][1])["items"]]

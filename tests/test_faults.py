@@ -133,9 +133,8 @@ def replay(unique: list[tuple[bytes, bytes]], topic: str) -> dict[str, Profile]:
         entry = decode_catalog(key, value)
         assert entry is not None
         catalog.upsert(entry)
-    profiles: dict[str, Profile] = {}
     messages = [RawMessage(key, value, topic, 0, offset) for offset, (key, value) in enumerate(unique)]
-    result = Processor(catalog).process(messages, profiles.get, PartitionModel(), now_ms=T0)
+    result = Processor(catalog).process(messages, {}, PartitionModel(), now_ms=T0)
     assert result.duplicates == 0 and not result.dead_letters, "the replay's events must all be new and valid"
     return result.profiles
 

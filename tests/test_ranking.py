@@ -12,11 +12,13 @@ from jsonschema import Draft202012Validator
 from stream.contracts.topics import load_schema
 from stream.contracts.validation import CatalogEntry, PlaybackEvent
 from stream.learning.catalog import Catalog
+from stream.learning.features import ViewerTerms, features
 from stream.learning.model import FEATURES, PRIOR, PartitionModel
 from stream.learning.profile import Profile
 from stream.learning.signals import interpret
 from stream.processing.step import Processor, RawMessage
-from stream.ranking.ranker import MIN_REASON, rank, viewer_features
+from stream.ranking.explain import MIN_REASON
+from stream.ranking.ranker import rank
 
 T0 = 1_767_225_600_000
 DAY = 86_400_000
@@ -118,7 +120,7 @@ def test_each_score_is_the_model_prediction_of_the_titles_features() -> None:
     for item in rank([p], cat, model, top_k=20, now_ms=T0)[0]:
         idx = cat.index_of(item.item_id)
         assert idx is not None
-        x = viewer_features(p, cat, idx, model, T0)
+        x = features(ViewerTerms.of(p, model, cat, T0), cat, idx)
         assert item.score == pytest.approx(model.predict_one(x) - model.linear.intercept, abs=1e-3)
 
 
@@ -132,7 +134,7 @@ def test_reasons_name_the_largest_contributions_truthfully() -> None:
     for item in items:
         idx = cat.index_of(item.item_id)
         assert idx is not None
-        x = viewer_features(p, cat, idx, model, T0)
+        x = features(ViewerTerms.of(p, model, cat, T0), cat, idx)
         strongest = max(FEATURES, key=lambda f: model.weights[f] * x[f])
         if model.weights[strongest] * x[strongest] < MIN_REASON:
             assert item.reasons == ["something different to try"]
@@ -176,6 +178,11 @@ def test_popularity_counts_starts_and_fades() -> None:
     assert math.isfinite(model.popularity_of("a"))
 
 
+def rows(profiles: dict[str, Profile]) -> dict[str, bytes]:
+    """Profiles as the table stores them: what the runtime prefetches for a batch."""
+    return {user: profile.dumps() for user, profile in profiles.items()}
+
+
 def _message(doc: object, offset: int, key: bytes | None = b"u1") -> RawMessage:
     return RawMessage(key, orjson.dumps(doc), "playback-events", 0, offset)
 
@@ -195,7 +202,7 @@ def _event(n: int, user: str, item: str, kind: str) -> dict[str, object]:
 def test_a_batch_gives_one_snapshot_per_viewer_reflecting_all_its_events() -> None:
     cat = make_catalog()
     proc = Processor(cat, top_k=3)
-    store: dict[str, Profile] = {}
+    store: dict[str, bytes] = {}
     batch = [
         _message(_event(1, "u1", "d1", "complete"), 0),
         _message(_event(1, "u2", "c1", "skip"), 1, key=b"u2"),
@@ -203,7 +210,7 @@ def test_a_batch_gives_one_snapshot_per_viewer_reflecting_all_its_events() -> No
         RawMessage(b"u1", b"{oops", "playback-events", 0, 3),
         _message(_event(3, "u1", "zz", "play"), 4),
     ]
-    result = proc.process(batch, store.get, PartitionModel(), now_ms=T0 + 10)
+    result = proc.process(batch, store, PartitionModel(), now_ms=T0 + 10)
     assert result.applied == 3 and len(result.dead_letters) == 2
     snaps = {user: orjson.loads(raw) for user, raw in result.snapshots}
     assert len(result.snapshots) == 2 and set(snaps) == {"u1", "u2"}
@@ -215,8 +222,8 @@ def test_a_batch_gives_one_snapshot_per_viewer_reflecting_all_its_events() -> No
     assert letters[0]["offset"] == 3 and "invalid JSON" in letters[0]["error"]
     assert letters[1]["offset"] == 4 and "'zz'" in letters[1]["error"]
 
-    store.update(result.profiles)
-    again = proc.process(batch[:3], store.get, PartitionModel())
+    store.update(rows(result.profiles))
+    again = proc.process(batch[:3], store, PartitionModel())
     assert again.applied == 0 and again.duplicates == 3 and again.snapshots == []
 
 
@@ -234,7 +241,7 @@ def test_an_event_that_strikes_a_defect_is_dead_lettered_and_its_viewer_kept_as_
         _message(_event(1, "u2", "c2", "complete"), 4, key=b"u2"),
         _message(_event(4, "u1", "d2", "complete"), 5),
     ]
-    healthy = Processor(cat, top_k=3).process([m for m in batch if m.offset != 2], {}.get, PartitionModel())
+    healthy = Processor(cat, top_k=3).process([m for m in batch if m.offset != 2], {}, PartitionModel())
 
     apply = Profile.apply
 
@@ -245,7 +252,7 @@ def test_an_event_that_strikes_a_defect_is_dead_lettered_and_its_viewer_kept_as_
         return True
 
     monkeypatch.setattr(Profile, "apply", faulty)
-    result = Processor(cat, top_k=3).process(batch, {}.get, PartitionModel())
+    result = Processor(cat, top_k=3).process(batch, {}, PartitionModel())
     assert result.failed == 1 and result.applied == 4 and result.duplicates == 1
     [(key, letter)] = result.dead_letters
     doc = orjson.loads(letter)
@@ -258,7 +265,7 @@ def test_an_event_that_strikes_a_defect_is_dead_lettered_and_its_viewer_kept_as_
     assert snaps["u2"]["events_applied"] == 1
 
     # the viewer's first event fails: nothing of it is written, the rest of the batch goes on
-    only = Processor(cat, top_k=3).process([batch[2], batch[4]], {}.get, PartitionModel())
+    only = Processor(cat, top_k=3).process([batch[2], batch[4]], {}, PartitionModel())
     assert only.failed == 1 and set(only.profiles) == {"u2"} and [u for u, _ in only.snapshots] == ["u2"]
 
 
@@ -274,7 +281,7 @@ def test_a_ranking_defect_costs_only_the_viewer_it_strikes_its_snapshot(monkeypa
 
     monkeypatch.setattr(stream.processing.step, "rank", faulty)
     batch = [_message(_event(1, user, "d1", "complete"), n, key=user.encode()) for n, user in enumerate(["u1", "u2"])]
-    result = Processor(cat, top_k=3).process(batch, {}.get, PartitionModel())
+    result = Processor(cat, top_k=3).process(batch, {}, PartitionModel())
     assert result.applied == 2 and result.unranked == 1 and result.dead_letters == []
     assert [u for u, _ in result.snapshots] == ["u1"]
     assert result.profiles["u2"].applied == 1 and result.profiles["u2"].version == 0  # written; no snapshot yet
@@ -292,9 +299,9 @@ def test_the_titles_a_fetch_names_that_the_catalog_lacks_are_found_before_any_st
         _message(_event(3, "u1", "c2", "play"), 2),
         RawMessage(b"u1", b"{oops", "playback-events", 0, 3),
     ]
-    decoded = [proc.decode(batch)]
-    assert proc.unknown_titles(decoded) == {"new1"}
-    result = proc.process_many([(batch, PartitionModel())], {}.get, decoded=decoded)[0]
+    plan = proc.plan([(0, batch)])
+    assert plan.unknown_titles(cat) == {"new1"}
+    result = proc.step(plan, {}, {0: PartitionModel()})[0]
     errors = [orjson.loads(v)["error"] for _, v in result.dead_letters]
     assert result.applied == 1 and errors[0].endswith("got 'new1' (unknown)")
     assert errors[1].endswith("got 'c2' (retired)") and "invalid JSON" in errors[2]
@@ -304,16 +311,14 @@ def test_snapshots_follow_their_schema_and_hint_at_the_title_to_prefetch() -> No
     cat = make_catalog()
     proc = Processor(cat, top_k=3)
     validator = Draft202012Validator(load_schema("schemas/recommendation-snapshot.json"))
-    store: dict[str, Profile] = {}
+    store: dict[str, bytes] = {}
     paused = {**_event(1, "u1", "d2", "pause"), "position_s": 600.0}
-    result = proc.process(
-        [_message(_event(0, "u1", "d1", "play"), 0), _message(paused, 1)], store.get, PartitionModel()
-    )
+    result = proc.process([_message(_event(0, "u1", "d1", "play"), 0), _message(paused, 1)], store, PartitionModel())
     snap = orjson.loads(result.snapshots[0][1])
     validator.validate(snap)
     assert snap["prefetch"] == {"item_id": "d2", "why": "paused, likely to resume"}
-    store.update(result.profiles)
-    stopped = proc.process([_message(_event(2, "u1", "d2", "stop"), 2)], store.get, PartitionModel())
+    store.update(rows(result.profiles))
+    stopped = proc.process([_message(_event(2, "u1", "d2", "stop"), 2)], store, PartitionModel())
     snap = orjson.loads(stopped.snapshots[0][1])
     validator.validate(snap)
     assert snap["prefetch"] == {"item_id": snap["items"][0]["item_id"], "why": "top of the list"}
@@ -326,27 +331,23 @@ def test_after_a_crash_the_model_learns_each_event_once_from_its_checkpoint() ->
     kinds = ["play", "complete", "skip", "play", "complete", "play"]
     items = ["d1", "d1", "c1", "d2", "d2", "m1"]
     batch = [_message(_event(n, "u1", items[n], kinds[n]), n) for n in range(6)]
-    store: dict[str, Profile] = {}
-
-    def load(user: str) -> Profile | None:
-        return Profile.loads(store[user].dumps()) if user in store else None
-
+    store: dict[str, bytes] = {}
     live = PartitionModel()
-    store.update(proc.process(batch[:3], load, live).profiles)
+    store.update(rows(proc.process(batch[:3], store, live).profiles))
     checkpoint = orjson.dumps(live.to_state())  # offset 2
-    store.update(proc.process(batch[3:], load, live).profiles)
+    store.update(rows(proc.process(batch[3:], store, live).profiles))
     # crash: the profile reflects offsets 0-5, the model's checkpoint 0-2; reading resumes at 3,
     # and a producer publishes event 4 again at offset 6
     restored = PartitionModel.from_state(orjson.loads(checkpoint))
     assert restored.offset == 2
-    again = proc.process([*batch[3:], _message(_event(4, "u1", "d2", "complete"), 6)], load, restored)
+    again = proc.process([*batch[3:], _message(_event(4, "u1", "d2", "complete"), 6)], store, restored)
     assert again.applied == 0 and again.duplicates == 4
     assert restored.learned == live.learned  # each learning event once, none twice
     assert [restored.popularity_of(i) for i in items] == pytest.approx([live.popularity_of(i) for i in items])
     assert restored.offset == 6
     # read once more (a second crash before the next checkpoint): nothing changes
     before = restored.learned
-    proc.process(batch[3:], load, restored)
+    proc.process(batch[3:], store, restored)
     assert restored.learned == before
 
 

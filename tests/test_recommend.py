@@ -14,12 +14,14 @@ import pytest
 from stream.contracts.validation import CatalogEntry, PlaybackEvent
 from stream.learning.catalog import Catalog
 from stream.learning.cohorts import Cohorts
+from stream.learning.features import ViewerTerms, features
 from stream.learning.model import FEATURES, PartitionModel
 from stream.learning.profile import Profile, daypart
 from stream.learning.signals import interpret
 from stream.processing.step import Processor, RawMessage
+from stream.ranking.explain import EXPLORING, MAX_REASONS, MIN_REASON
 from stream.ranking.group import rank_group
-from stream.ranking.ranker import EXPLORING, MAX_REASONS, MIN_REASON, rank, viewer_features
+from stream.ranking.ranker import rank
 
 T0 = 1_767_225_600_000  # Thursday 2026-01-01 00:00 UTC
 HOUR, DAY = 3_600_000, 86_400_000
@@ -98,7 +100,7 @@ def test_a_viewer_whose_habits_do_not_change_with_context_is_not_penalised() -> 
     assert [(i.item_id, i.score) for i in with_context] == [(i.item_id, i.score) for i in without]
     idx = cat.index_of("d3")
     assert idx is not None
-    assert viewer_features(p, cat, idx, model, p.last_ts, "tv")["context"] == 0.0
+    assert features(ViewerTerms.of(p, model, cat, p.last_ts, "tv"), cat, idx)["context"] == 0.0
 
 
 def test_a_genre_the_viewer_only_skips_gets_no_context_lift_nor_a_you_watch_more_reason() -> None:
@@ -113,7 +115,7 @@ def test_a_genre_the_viewer_only_skips_gets_no_context_lift_nor_a_you_watch_more
     assert p.genres["comedy"] < 0 < p.genres["drama"]
     idx = cat.index_of("c5")
     assert idx is not None
-    assert viewer_features(p, cat, idx, model, p.last_ts, "tv")["context"] <= 0.0
+    assert features(ViewerTerms.of(p, model, cat, p.last_ts, "tv"), cat, idx)["context"] <= 0.0
     p.excluded.clear()
     for item in rank([p], cat, model, top_k=24, now_ms=p.last_ts)[0]:
         if item.item_id.startswith("c"):
@@ -125,8 +127,8 @@ def test_a_known_viewer_on_a_new_device_gets_no_context_lift_from_it() -> None:
     p = tv_evenings_and_mobile_mornings(cat, days=4)
     idx = cat.index_of("d5")
     assert idx is not None
-    on_tv = viewer_features(p, cat, idx, model, EVENING + 5 * DAY, "tv")["context"]
-    on_tablet = viewer_features(p, cat, idx, model, EVENING + 5 * DAY, "tablet")["context"]
+    on_tv = features(ViewerTerms.of(p, model, cat, EVENING + 5 * DAY, "tv"), cat, idx)["context"]
+    on_tablet = features(ViewerTerms.of(p, model, cat, EVENING + 5 * DAY, "tablet"), cat, idx)["context"]
     assert on_tv > on_tablet > 0, "the evening still counts on a tablet; the TV habit does not"
 
 
@@ -153,7 +155,8 @@ def _feed(processor: Processor, model: PartitionModel, profiles: dict[str, Profi
     messages = [
         RawMessage(d["user_id"].encode(), orjson.dumps(d), "playback-events", 0, start + n) for n, d in enumerate(docs)
     ]
-    result = processor.process(messages, profiles.get, model, now_ms=T0)
+    stored = {user: profile.dumps() for user, profile in profiles.items()}
+    result = processor.process(messages, stored, model, now_ms=T0)
     profiles.update(result.profiles)
     assert not result.dead_letters, result.dead_letters
     return [orjson.loads(s) for _, s in result.snapshots]
@@ -350,7 +353,7 @@ def test_every_reason_names_a_part_of_the_score_that_is_really_there() -> None:
     for item in items:
         idx = cat.index_of(item.item_id)
         assert idx is not None
-        x = viewer_features(p, cat, idx, model, now, p.device, cohort)
+        x = features(ViewerTerms.of(p, model, cat, now, p.device, cohort), cat, idx)
         parts = {f: model.weights[f] * x[f] for f in FEATURES}
         assert item.score == pytest.approx(sum(parts.values()), abs=1e-3)
         strong = sorted((f for f in FEATURES if parts[f] >= MIN_REASON), key=lambda f: -parts[f])[:MAX_REASONS]

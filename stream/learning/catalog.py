@@ -23,7 +23,7 @@ import scipy.sparse as sp
 
 from stream.contracts.validation import CatalogEntry, InvalidMessage, decode_catalog
 
-__all__ = ["Catalog", "CatalogMatrices"]
+__all__ = ["Catalog", "CatalogMatrices", "freshness"]
 
 
 @dataclass(frozen=True)
@@ -148,9 +148,7 @@ class Catalog:
         minute = now_ms // 60_000
         if self._fresh is not None and self._fresh[:2] == (self.version, minute):
             return self._fresh[2]
-        release = self.matrices().release_ts
-        age_days = np.maximum(0.0, (minute * 60_000 - release) / 86_400_000)
-        fresh = np.nan_to_num(np.power(0.5, age_days / half_life_days), nan=0.0).astype(np.float32)
+        fresh = freshness(self.matrices().release_ts, now_ms, half_life_days)
         self._fresh = (self.version, minute, fresh)
         return fresh
 
@@ -169,6 +167,17 @@ class Catalog:
             version=self.version,
         )
         return self._cached
+
+
+def freshness(release_ts: np.ndarray, now_ms: int, half_life_days: float) -> np.ndarray:
+    """Per title: 1 when released now (to the minute), halving every ``half_life_days``; 0 when unknown (NaN).
+
+    >>> freshness(np.asarray([0.0, -30 * 86_400_000, np.nan]), 0, 30.0).tolist()
+    [1.0, 0.5, 0.0]
+    """
+    minute = now_ms // 60_000 * 60_000
+    age_days = np.maximum(0.0, (minute - release_ts) / 86_400_000)
+    return np.nan_to_num(np.power(0.5, age_days / half_life_days), nan=0.0).astype(np.float32)
 
 
 def _unit_rows(rows: list[list[int]], columns: int) -> sp.csr_matrix:

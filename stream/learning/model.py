@@ -1,26 +1,14 @@
-"""Online models, behind one River-style protocol.
+"""What a partition learned, behind River's protocol.
 
-A title's score for a viewer is a weighted sum of features, each a
-vectorisable function of the viewer's profile and the catalog:
-
-- ``genre``: how the viewer's decayed genre affinities match the title's genres;
-- ``tag``: the same for fine-grained tags;
-- ``context``: how much more (or less) the viewer watches the title's genres in the
-  current context (device, daypart, weekday or weekend) than overall; 0 for a
-  viewer whose habits do not change with context;
-- ``cohort``: how often viewers of the same taste cohort finished or liked it (on this
-  device at this time of day, once that bucket has enough starts): see
-  :mod:`stream.learning.cohorts`;
-- ``popularity``: how often it was started lately (log-scaled);
-- ``trending``: what viewers did with it in the last hour's windows (rising
-  starts and finishes, or early skips): see :mod:`stream.learning.velocity`;
-- ``freshness``: how recently it was released.
-
-The weights are learned online: a River linear regression learns, from every
-event's signal (predict, then learn), the correction to sensible prior
-weights, so a cold model ranks sensibly and a warm one ranks by what viewers
-actually do. Because the score is linear, each item's reasons are read off its
-largest feature contributions: explanations are the model, not a story.
+A title's score for a viewer is the weighted sum of the features of
+:mod:`stream.learning.features`. The weights are learned online: a River linear
+regression learns, from every event's outcome (predict, then learn), the
+correction to sensible prior weights, so a cold model ranks sensibly and a warm
+one ranks by what viewers actually do. Beside the weights, a partition's model
+holds what its viewers' events taught about titles: popularity, cohorts,
+trending windows, exploration budgets and artwork. Every change to it goes
+through its own methods (:meth:`PartitionModel.learn_event`,
+:meth:`~PartitionModel.learn_viewer`, :meth:`~PartitionModel.spend_exploration`).
 
 >>> m = PartitionModel()
 >>> x = {"genre": 0.9, "tag": 0.2, "context": 0.0, "cohort": 0.0, "popularity": 0.1, "trending": 0.0, "freshness": 0.0}
@@ -43,13 +31,16 @@ from typing import Any, Protocol
 import numpy as np
 from river import linear_model, metrics, optim, utils
 
-from stream.learning.artwork import ArtworkBandit
+from stream.contracts.validation import PlaybackEvent
+from stream.learning.artwork import ArtworkBandit, Context
 from stream.learning.cohorts import Cohorts
+from stream.learning.features import FEATURES
+from stream.learning.profile import daypart
+from stream.learning.signals import Signal
 from stream.learning.velocity import Exploration, Trending
 
-__all__ = ["FEATURES", "PRIOR", "PartitionModel", "Scorer"]
+__all__ = ["FEATURES", "PRIOR", "Learner", "PartitionModel"]
 
-FEATURES = ("genre", "tag", "context", "cohort", "popularity", "trending", "freshness")
 #: What a title's features are worth before anything is learned.
 PRIOR = {
     "genre": 1.0,
@@ -62,25 +53,18 @@ PRIOR = {
 }
 #: Half-life of title popularity, in events seen by the partition.
 POPULARITY_HALF_LIFE = 5000.0
-FRESH_DAYS = 30.0
 #: Longest a ranking pass reuses the scaled popularity array.
 POPULARITY_REFRESH_S = 0.5
 
 
-class Scorer(Protocol):
-    """The River protocol every model here follows: learn in place, predict purely."""
+class Learner(Protocol):
+    """River's protocol, which every learner here follows: learn in place, predict purely, round-trip its state."""
 
     def learn_one(self, x: dict[str, float], y: float) -> None: ...
 
     def predict_one(self, x: dict[str, float]) -> float: ...
 
-
-def freshness(release_ts: float, now_ms: float) -> float:
-    """1 for a title released now, halving every ``FRESH_DAYS`` days; 0 when unknown."""
-    if math.isnan(release_ts):
-        return 0.0
-    age_days = max(0.0, (now_ms - release_ts) / 86_400_000)
-    return float(0.5 ** (age_days / FRESH_DAYS))
+    def to_state(self) -> dict[str, Any]: ...
 
 
 class PartitionModel:
@@ -140,6 +124,50 @@ class PartitionModel:
     def unit(self) -> float:
         """What one start adds to a count now (counts fade by the unit growing, see :meth:`record_start`)."""
         return self._play_scale
+
+    def learn_event(
+        self,
+        x: dict[str, float] | None,
+        event: PlaybackEvent,
+        signal: Signal,
+        shown: list[list[str]],
+        device: str | None,
+        cohort: int | None,
+    ) -> None:
+        """Learn from one playback event: everything a partition's model takes from it.
+
+        ``x``: the pair's features before the event (:func:`stream.learning.features.features`),
+        learned with the event's outcome when the signal teaches one (None otherwise); ``shown``:
+        the artwork impressions of the viewer's last list, which a ``play`` rewards or not.
+        """
+        if x is not None and signal.learns:
+            self.learn_one(x, signal.value)
+        part = daypart(event.ts)
+        if event.type == "play":
+            # the artwork bandit: which of the titles last shown was played, with which artwork
+            self.artwork.feedback(
+                [(i, a) for i, a in shown], event.item_id, event.artwork_id, Context(device, part, cohort)
+            )
+            self.record_start(event.item_id)
+            self.trending.record(event.item_id, event.ts, 1.0)
+        if cohort is not None and (signal.finished or signal.value >= 0.6):  # finished, thumbs up, listed
+            self.record_liked(event.item_id, cohort, device, part)
+        if signal.finished:
+            self.trending.record(event.item_id, event.ts, 1.0)
+        elif signal.value <= -0.6:  # skipped or stopped early, thumbs down: outweighs the start
+            self.trending.record(event.item_id, event.ts, -3.0)
+
+    def learned_through(self, offset: int) -> None:
+        """Everything of the model's input partition up to ``offset`` is learned (checkpoints carry it)."""
+        self.offset = max(self.offset, offset)
+
+    def learn_viewer(self, user_id: str, genres: dict[str, float], applied: int) -> int | None:
+        """The cohorts learn a changed taste (see :meth:`Cohorts.learn_viewer`); returns the viewer's cohort."""
+        return self.cohorts.learn_viewer(user_id, genres, applied)
+
+    def spend_exploration(self, cohort: int, item_id: str) -> None:
+        """One exploration impression of a new release in a cohort (a list showed it)."""
+        self.exploration.spend(cohort, item_id)
 
     def record_liked(self, item_id: str, cohort: int, device: str | None, part: int) -> None:
         """Count that a viewer of ``cohort`` finished or liked ``item_id`` (on ``device``, in daypart ``part``).

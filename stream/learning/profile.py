@@ -190,6 +190,7 @@ class Profile:
             self.history.append([event.item_id, value, int(signal.finished)])
             del self.history[:-MAX_HISTORY]
         if event.type == "play":
+            self.shown = []  # the last list's artwork impressions are learned from at this play: once
             self.starts += 1.0
             if event.device is not None:
                 self.devices[event.device] = self.devices.get(event.device, 0.0) + 1.0
@@ -216,6 +217,16 @@ class Profile:
         del self.recent_ids[:-MAX_RECENT_IDS]
         self.trigger = [event.event_id, event.type, event.ts]
         return True
+
+    def note_list(self, shown: list[list[str]], explored: str | None) -> int:
+        """A list was made for this viewer: count its version; remember its artwork impressions and explored title.
+
+        Returns the list's version.
+        """
+        self.version += 1
+        self.shown = shown
+        self.explored = explored
+        return self.version
 
     def finished_titles(self) -> list[str]:
         """Titles this viewer finished, newest first."""

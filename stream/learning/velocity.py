@@ -130,8 +130,9 @@ class Exploration:
     def __init__(self) -> None:
         self.shown: dict[str, int] = {}  # "cohort|item_id" -> impressions
 
-    def left(self, cohort: int, item_id: str, budget: int) -> bool:
-        return self.shown.get(f"{cohort}|{item_id}", 0) < budget
+    def left(self, cohort: int, item_id: str, budget: int, pending: int = 0) -> bool:
+        """Whether ``item_id`` has impressions left in ``cohort`` (``pending``: more not yet spent here)."""
+        return self.shown.get(f"{cohort}|{item_id}", 0) + pending < budget
 
     def spend(self, cohort: int, item_id: str) -> None:
         key = f"{cohort}|{item_id}"

@@ -1,16 +1,28 @@
-"""The per-batch work of the event agent, as plain code without Kafka.
+"""The pure batch step: one fetch's raw messages and the state they touch in; changes and outputs out.
 
-The Faust agent hands one partition's batch of raw messages to
-:meth:`Processor.process`; everything from validation to the snapshots comes
-back as data for the agent to write. That keeps the agent a thin loop and lets
-the whole pipeline be tested without a broker.
+Following one fetch through it::
+
+    plan = processor.plan([(partition, messages), ...])   # decode and validate; what to prefetch
+    #   the runtime reads plan.viewers' stored profile rows, and waits for plan.unknown_titles(catalog)
+    results = processor.step(plan, rows, models)          # one BatchResult per partition
+
+In :meth:`Processor.step`, per partition and in offset order, each valid event is
+learned by its partition's model (predict, then learn: :meth:`PartitionModel.learn_event`)
+and folded into its viewer's profile (:meth:`Profile.apply`); rejects become dead letters.
+Then every changed viewer of the fetch is ranked in one pass (:func:`stream.ranking.rank`,
+which changes nothing), and the step applies what the lists spend (exploration
+impressions) and notes each list in its profile. What comes back is data for the
+runtime to write: profile rows, snapshots, dead letters, counts; the models were
+changed in place, through their own methods, and the runtime checkpoints them.
+
+No Kafka, no Faust, no callbacks: the whole pipeline is tested without a broker.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -19,12 +31,13 @@ from stream.contracts.deadletter import RawMessage, dead_letter
 from stream.contracts.validation import InvalidMessage, PlaybackEvent, decode_event
 from stream.learning.artwork import Context
 from stream.learning.catalog import Catalog
+from stream.learning.features import ViewerTerms, features
 from stream.learning.model import PartitionModel
 from stream.learning.profile import Profile, daypart
 from stream.learning.signals import Signal, interpret
-from stream.ranking.ranker import RankedItem, rank, viewer_features
+from stream.ranking.ranker import Memo, Ranked, RankedItem, rank
 
-__all__ = ["BatchResult", "Decoded", "Processor", "RawMessage", "dead_letter", "prefetch_hint"]
+__all__ = ["BatchResult", "Decoded", "Plan", "Processor", "RawMessage", "dead_letter", "prefetch_hint"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +49,9 @@ APPLIED, COPY, SEEN = 0, 1, 2
 
 #: Top titles with several artworks whose impressions the artwork bandit learns from, per snapshot.
 SHOWN_ARTWORK = 3
+
+#: Stored profile rows by viewer id, as the runtime prefetched them (None or absent: a new viewer).
+Rows = Mapping[str, bytes | None]
 
 
 @dataclass
@@ -54,6 +70,27 @@ class BatchResult:
     unranked: int = 0
 
 
+@dataclass(frozen=True)
+class Plan:
+    """One fetch decoded, by partition: what :meth:`Processor.step` will read, known before it runs."""
+
+    batches: list[tuple[int, Sequence[RawMessage], list[Decoded]]]
+
+    @property
+    def viewers(self) -> set[str]:
+        """The viewers whose stored profiles the step reads."""
+        return {e.user_id for _, _, events in self.batches for e in events if isinstance(e, PlaybackEvent)}
+
+    def unknown_titles(self, catalog: Catalog) -> set[str]:
+        """Titles valid events name that the catalog has not (yet) published; retired ones excluded."""
+        return {
+            e.item_id
+            for _, _, events in self.batches
+            for e in events
+            if isinstance(e, PlaybackEvent) and catalog.index_of(e.item_id) is None and not catalog.retired(e.item_id)
+        }
+
+
 def prefetch_hint(profile: Profile, items: Sequence[RankedItem], catalog: Catalog) -> dict[str, str] | None:
     """The title this viewer is most likely to start next, for a client to prefetch.
 
@@ -68,7 +105,7 @@ def prefetch_hint(profile: Profile, items: Sequence[RankedItem], catalog: Catalo
 
 
 class Processor:
-    """Validate, learn, update profiles and rank, for one partition's batch."""
+    """Validate, learn, update profiles and rank: the batch step, configured once per worker."""
 
     def __init__(
         self,
@@ -85,45 +122,12 @@ class Processor:
         self.exploration = exploration
         self.max_event_bytes = max_event_bytes
         self.half_life_ms = half_life_days * 86_400_000
+        #: Derived data ranking passes reuse (candidate indexes); never state.
+        self.memo = Memo()
 
-    def _learn(
-        self,
-        model: PartitionModel,
-        profile: Profile,
-        idx: int,
-        event: PlaybackEvent,
-        signal: Signal,
-        cohort: int | None,
-    ) -> None:
-        device = event.device or profile.device
-        if signal.learns:
-            # Predict, then learn: the features are those the viewer had before this event, in
-            # the event's context (for a redelivered event, those it has now: the one thing a
-            # crash can change).
-            x = viewer_features(profile, self.catalog, idx, model, event.ts, device, cohort)
-            model.learn_one(x, signal.value)
-        if event.type == "play":
-            # the artwork bandit: which of the titles last shown was played, with which artwork
-            context = Context(device, daypart(event.ts), cohort)
-            model.artwork.feedback([(i, a) for i, a in profile.shown], event.item_id, event.artwork_id, context)
-            model.record_start(event.item_id)
-            model.trending.record(event.item_id, event.ts, 1.0)
-        if cohort is not None and (signal.finished or signal.value >= 0.6):  # finished, thumbs up, listed
-            model.record_liked(event.item_id, cohort, device, daypart(event.ts))
-        if signal.finished:
-            model.trending.record(event.item_id, event.ts, 1.0)
-        elif signal.value <= -0.6:  # skipped or stopped early, thumbs down: outweighs the start
-            model.trending.record(event.item_id, event.ts, -3.0)
-
-    def process(
-        self,
-        messages: Sequence[RawMessage],
-        load: Callable[[str], Profile | None],
-        model: PartitionModel,
-        now_ms: int | None = None,
-    ) -> BatchResult:
-        """One partition's batch, in offset order."""
-        return self.process_many([(messages, model)], load, now_ms)[0]
+    def plan(self, batches: Sequence[tuple[int, Sequence[RawMessage]]]) -> Plan:
+        """Decode and validate one fetch's batches ((partition, messages in offset order) each)."""
+        return Plan([(partition, messages, self.decode(messages)) for partition, messages in batches])
 
     def decode(self, messages: Sequence[RawMessage]) -> list[Decoded]:
         """Each message as a valid event, or why it is not one."""
@@ -135,56 +139,56 @@ class Processor:
                 out.append(exc)
         return out
 
-    def unknown_titles(self, decoded: Sequence[Sequence[Decoded]]) -> set[str]:
-        """Titles valid events name that the catalog has not (yet) published; retired ones excluded."""
-        catalog = self.catalog
-        return {
-            e.item_id
-            for events in decoded
-            for e in events
-            if isinstance(e, PlaybackEvent) and catalog.index_of(e.item_id) is None and not catalog.retired(e.item_id)
-        }
-
-    def process_many(
+    def process(
         self,
-        batches: Sequence[tuple[Sequence[RawMessage], PartitionModel]],
-        load: Callable[[str], Profile | None],
+        messages: Sequence[RawMessage],
+        rows: Rows,
+        model: PartitionModel,
         now_ms: int | None = None,
-        decoded: Sequence[Sequence[Decoded]] | None = None,
-    ) -> list[BatchResult]:
-        """Several partitions' batches (what one fetch brought), each with its partition's model.
+    ) -> BatchResult:
+        """One partition's batch, in offset order: :meth:`plan`, then :meth:`step`."""
+        partition = messages[0].partition if messages else 0
+        return self.step(self.plan([(partition, messages)]), rows, {partition: model}, now_ms)[0]
 
-        State changes per partition; the viewers of all of them are ranked in one pass,
-        which shares the fixed cost of ranking when batches are small. ``decoded``: the
-        batches' :meth:`decode`, when the caller has it already.
+    def step(
+        self,
+        plan: Plan,
+        rows: Rows,
+        models: Mapping[int, PartitionModel],
+        now_ms: int | None = None,
+    ) -> list[BatchResult]:
+        """Apply a planned fetch: per partition its state changes, then one ranking pass for all its viewers.
+
+        ``rows``: the stored profile rows of ``plan.viewers`` (absent or None: a new viewer);
+        ``models``: each partition's model, which learns in place. Returns one result per
+        partition of the plan, in its order.
         """
         results: list[BatchResult] = []
-        changed: list[tuple[BatchResult, Profile, PartitionModel]] = []
-        cohorts: list[int | None] = []
-        if decoded is None:
-            decoded = [self.decode(messages) for messages, _ in batches]
-        for (messages, model), events in zip(batches, decoded, strict=True):
+        changed: list[tuple[BatchResult, Profile, PartitionModel, int | None]] = []
+        for partition, messages, events in plan.batches:
+            model = models[partition]
             result = BatchResult()
             results.append(result)
-            for profile in self._apply(messages, events, load, model, result):
-                changed.append((result, profile, model))
-                cohorts.append(self._learn_cohort(model, profile))
-        if not changed:
-            return results
-        catalog = self.catalog
-        newest = max(profile.last_ts for _, profile, _ in changed)
-        generated_at = now_ms if now_ms is not None else int(time.time() * 1000)
-        profiles = [profile for _, profile, _ in changed]
-        models = [model for _, _, model in changed]
-        settings = (self.top_k, newest, self.diversity)
-        lists: list[list[RankedItem] | None]
+            for profile in self._apply(messages, events, rows, model, result):
+                changed.append((result, profile, model, self._learn_cohort(model, profile)))
+        if changed:
+            self._list(changed, now_ms if now_ms is not None else int(time.time() * 1000))
+        return results
+
+    def _list(self, changed: list[tuple[BatchResult, Profile, PartitionModel, int | None]], generated_at: int) -> None:
+        """Rank every changed viewer in one pass; each list becomes a snapshot and is noted in its profile."""
+        profiles = [profile for _, profile, _, _ in changed]
+        models = [model for _, _, model, _ in changed]
+        cohorts = [cohort for _, _, _, cohort in changed]
+        settings = (self.top_k, max(p.last_ts for p in profiles), self.diversity)
+        lists: list[Ranked | None]
         try:
-            lists = list(rank(profiles, catalog, models, *settings, cohorts, self.exploration))
+            lists = list(rank(profiles, self.catalog, models, *settings, cohorts, self.exploration, self.memo))
         except Exception:  # a defect of ranking: it costs only the viewers it strikes their snapshot
             log.exception("ranking %d viewers together failed; ranking each alone", len(profiles))
             lists = [self._rank_alone(p, m, c, settings) for p, m, c in zip(profiles, models, cohorts, strict=True)]
         best_art: dict[tuple[int, str, tuple[str, ...]], str | None] = {}  # (model, title, context) -> artwork
-        for (result, profile, model), items, cohort in zip(changed, lists, cohorts, strict=True):
+        for (result, profile, model, cohort), items in zip(changed, lists, strict=True):
             snapshot = None
             if items is not None:
                 try:
@@ -195,12 +199,29 @@ class Processor:
                 result.unranked += 1  # the state is written; the next event brings a snapshot
                 continue
             result.snapshots.append((profile.user_id, snapshot))
-        return results
+
+    def _learn(
+        self,
+        model: PartitionModel,
+        profile: Profile,
+        idx: int,
+        event: PlaybackEvent,
+        signal: Signal,
+        cohort: int | None,
+    ) -> None:
+        device = event.device or profile.device
+        x = None
+        if signal.learns:
+            # Predict, then learn: the features are those the viewer had before this event, in
+            # the event's context (for a redelivered event, those it has now: the one thing a
+            # crash can change).
+            x = features(ViewerTerms.of(profile, model, self.catalog, event.ts, device, cohort), self.catalog, idx)
+        model.learn_event(x, event, signal, profile.shown, device, cohort)
 
     def _learn_cohort(self, model: PartitionModel, profile: Profile) -> int | None:
         """The cohorts learn each changed taste once per batch; the list borrows from its cohort."""
         try:
-            return model.cohorts.learn_viewer(profile.user_id, profile.genres, profile.applied)
+            return model.learn_viewer(profile.user_id, profile.genres, profile.applied)
         except Exception:  # a defect: rank this viewer without a cohort rather than stop
             log.exception("cohorts could not learn %r", profile.user_id)
             return None
@@ -211,9 +232,9 @@ class Processor:
         model: PartitionModel,
         cohort: int | None,
         settings: tuple[int, int, float],
-    ) -> list[RankedItem] | None:
+    ) -> Ranked | None:
         try:
-            return rank([profile], self.catalog, [model], *settings, [cohort], self.exploration)[0]
+            return rank([profile], self.catalog, [model], *settings, [cohort], self.exploration, self.memo)[0]
         except Exception:
             log.exception("ranking failed for %r", profile.user_id)
             return None
@@ -221,15 +242,19 @@ class Processor:
     def _snapshot(
         self,
         profile: Profile,
-        items: Sequence[RankedItem],
+        items: Ranked,
         model: PartitionModel,
         cohort: int | None,
         best_art: dict[tuple[int, str, tuple[str, ...]], str | None],
         generated_at: int,
     ) -> bytes:
-        """The viewer's next snapshot (schema: ``recommendation-snapshot.json``); counts its version."""
+        """The viewer's next snapshot (schema: ``recommendation-snapshot.json``).
+
+        Once it is made, the profile notes the list (version, artwork impressions, explored
+        title) and the model spends what showing it costs.
+        """
         trigger = profile.trigger or [None, None, None]
-        artwork = self._artwork(profile, items, model, cohort, best_art)
+        artwork, shown = self._artwork(profile, items, model, cohort, best_art)
         snapshot = orjson.dumps(
             {
                 "user_id": profile.user_id,
@@ -241,7 +266,9 @@ class Processor:
                 "prefetch": prefetch_hint(profile, items, self.catalog),
             }
         )
-        profile.version += 1
+        profile.note_list(shown, items.explored)
+        if items.spends and items.explored is not None and cohort is not None:
+            model.spend_exploration(cohort, items.explored)
         return snapshot
 
     def _artwork(
@@ -251,8 +278,8 @@ class Processor:
         model: PartitionModel,
         cohort: int | None,
         best: dict[tuple[int, str, tuple[str, ...]], str | None],
-    ) -> list[str | None]:
-        """Each listed title's artwork for this viewer; remembers the top impressions for the bandit.
+    ) -> tuple[list[str | None], list[list[str]]]:
+        """Each listed title's artwork for this viewer, and the top impressions the bandit will learn from.
 
         ``best``: the best-estimated artwork by (model, title, context), shared by the viewers of one batch.
         """
@@ -271,16 +298,16 @@ class Processor:
             if key not in best:
                 best[key] = bandit.best(item.item_id, v, context)
             chosen.append(best[key])
-        profile.shown = [
+        shown = [
             [i.item_id, a] for i, v, a in zip(items, variants, chosen, strict=True) if len(v) >= 2 and a is not None
         ][:SHOWN_ARTWORK]
-        return chosen
+        return chosen, shown
 
     def _apply(
         self,
         messages: Sequence[RawMessage],
         decoded: Sequence[Decoded],
-        load: Callable[[str], Profile | None],
+        rows: Rows,
         model: PartitionModel,
         result: BatchResult,
     ) -> list[Profile]:
@@ -307,7 +334,7 @@ class Processor:
             try:
                 profile = touched.get(user_id) or quiet.get(user_id)
                 if profile is None:
-                    profile = load(user_id) or Profile(user_id)
+                    profile = _stored(rows, user_id)
                 if user_id in cohort_of:
                     cohort = cohort_of[user_id]
                 else:
@@ -321,7 +348,7 @@ class Processor:
                 )
                 result.dead_letters.append((message.key, dead_letter(message, error)))
                 result.failed += 1
-                self._restore(user_id, done.get(user_id, []), load, touched, quiet)
+                self._restore(user_id, done.get(user_id, []), rows, touched, quiet)
                 continue
             done.setdefault(user_id, []).append((event, idx, message.offset))
             if outcome == APPLIED:
@@ -329,7 +356,7 @@ class Processor:
             elif outcome == COPY:
                 quiet[user_id] = profile  # written, so a re-read knows it for a copy
         if messages:
-            model.offset = max(learned_to, messages[-1].offset)
+            model.learned_through(messages[-1].offset)
         profiles = list(touched.values())
         for user_id, profile in quiet.items():
             touched.setdefault(user_id, profile)
@@ -361,8 +388,6 @@ class Processor:
         signal = interpret(event, profile.paused)
         if model is not None:
             self._learn(model, profile, idx, event, signal, cohort)
-        if event.type == "play":
-            profile.shown = []  # the last snapshot's impressions are learned: once
         profile.apply(event, signal, self.catalog.entry(idx), offset, self.half_life_ms)
         result.applied += 1
         return APPLIED
@@ -371,7 +396,7 @@ class Processor:
         self,
         user_id: str,
         done: Sequence[tuple[PlaybackEvent, int, int]],
-        load: Callable[[str], Profile | None],
+        rows: Rows,
         touched: dict[str, Profile],
         quiet: dict[str, Profile],
     ) -> None:
@@ -382,7 +407,7 @@ class Processor:
         if not done:
             return
         try:
-            profile = load(user_id) or Profile(user_id)
+            profile = _stored(rows, user_id)
             outcomes = {self._step(profile, event, idx, offset, BatchResult()) for event, idx, offset in done}
         except Exception:  # it succeeded once; if it cannot again, the stored row is what is left
             log.exception("could not restore %r; its stored profile stands", user_id)
@@ -391,3 +416,9 @@ class Processor:
             touched[user_id] = profile
         elif COPY in outcomes:
             quiet[user_id] = profile
+
+
+def _stored(rows: Rows, user_id: str) -> Profile:
+    """The viewer's profile as stored (a fresh copy each call), or a new one."""
+    raw = rows.get(user_id)
+    return Profile.loads(raw) if raw else Profile(user_id)

@@ -24,9 +24,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from stream.learning.catalog import Catalog
+from stream.learning.features import VIEWER_FEATURES, ViewerTerms, pair_parts, weight_vector
 from stream.learning.model import PartitionModel
 from stream.learning.profile import Profile
-from stream.ranking.ranker import RankedItem, shared_terms, taste_rows
+from stream.ranking.ranker import RankedItem
 
 __all__ = ["DISLIKE", "rank_group"]
 
@@ -48,11 +49,12 @@ def rank_group(
     mats = catalog.matrices()
     if not members or mats.genres.shape[0] == 0:
         return []
-    user_genres, user_tags = taste_rows(members, catalog, mats)
-    w, _, _, shared = shared_terms(catalog, mats, model, now_ms)
-    genre_part = w["genre"] * np.asarray((mats.genres @ user_genres.T).T)
-    tag_part = w["tag"] * np.asarray((mats.tags @ user_tags.T).T)
-    taste = genre_part + tag_part  # (members, titles)
+    w = weight_vector(model.weights)
+    parts = [pair_parts(ViewerTerms.of(m, model, catalog, now_ms), catalog) for m in members]
+    # each member's taste part (genre and tag, as in their own list), and the part no member changes
+    taste = np.vstack([p[:, :2] @ w[:2] for p in parts])  # (members, titles)
+    shared = parts[0][:, len(VIEWER_FEATURES) :] @ w[len(VIEWER_FEATURES) :]
+    shared[~mats.active] = -np.inf
     group = taste.mean(axis=0) + shared
     group[(taste < -dislike).any(axis=0)] = -np.inf
     for member in members:
@@ -75,7 +77,8 @@ def rank_group(
             reason = "for " + ", ".join(fans) + "; nobody minds it"
         else:
             reason = "nobody minds it"
-        items.append(RankedItem(entry.item_id, len(items) + 1, round(float(group[idx]), 4), [reason]))
+        score = round(float(group[idx]), 4)
+        items.append(RankedItem(entry.item_id, len(items) + 1, score, score, [reason]))
     return items
 
 

@@ -37,7 +37,6 @@ from stream.contracts.topics import CATALOG, COMMANDS, EVENTS, RECOMMENDATIONS, 
 from stream.contracts.validation import InvalidMessage, decode_catalog, decode_command
 from stream.learning.catalog import Catalog
 from stream.learning.model import PartitionModel
-from stream.learning.profile import Profile
 from stream.processing.step import Processor, RawMessage, dead_letter
 from stream.runtime import _faust as delivery
 from stream.runtime import _patches as faust_fixes
@@ -147,10 +146,6 @@ class StreamApp:
             self._checkpointed[partition] = time.monotonic()
         return model
 
-    def _load_profile(self, user_id: str) -> Profile | None:
-        raw = self.profiles.data.get(user_id.encode())
-        return Profile.loads(raw) if raw else None
-
     async def _write(self, table: faust.types.TableT, partition: int, key: bytes, value: bytes) -> asyncio.Future[Any]:
         # ``table[key] = value`` would take the partition from the "current event",
         # which a batch does not have; the write names the events' partition instead,
@@ -200,16 +195,16 @@ class StreamApp:
         return delivered
 
     async def _process_group(self, group: list[tuple[int, list[RawMessage]]], pending: list[Any]) -> None:
+        """Plan, prefetch (stored profiles; titles the catalog reader has yet to read), step, write."""
         s = self.settings
-        decoded = [self.processor.decode(messages) for _, messages in group]
-        missing = self.processor.unknown_titles(decoded)
+        plan = self.processor.plan(group)
+        missing = plan.unknown_titles(self.catalog)
         if missing:
             await self._await_catalog(missing)
-        results = self.processor.process_many(
-            [(messages, self._model_for(partition)) for partition, messages in group],
-            self._load_profile,
-            decoded=decoded,
-        )
+        stored = self.profiles.data
+        rows = {user_id: stored.get(user_id.encode()) for user_id in plan.viewers}
+        models = {partition: self._model_for(partition) for partition, _ in group}
+        results = self.processor.step(plan, rows, models)
         for (partition, _), result in zip(group, results, strict=True):
             for user_id, profile in result.profiles.items():
                 pending.append(await self._write(self.profiles, partition, user_id.encode(), profile.dumps()))
