@@ -63,10 +63,8 @@ async def run_aiokafka(bootstrap: str, source: str, sink: str, group: str, expec
 def faust_app(bootstrap: str, app_id: str, source: str, sink: str, partitions: int) -> object:
     import faust
 
-    from stream.runtime import _patches as faust_fixes
+    from stream.runtime import _faust
 
-    faust_fixes.install()
-    faust_fixes.FETCH_WAIT_MS[app_id] = 10
     app = faust.App(
         app_id,
         broker=f"kafka://{bootstrap}",
@@ -80,6 +78,7 @@ def faust_app(bootstrap: str, app_id: str, source: str, sink: str, partitions: i
         producer_linger_ms=1,
         datadir=os.environ.get("LOADTEST_DATA", "/tmp/loadtest-faust"),
     )
+    _faust.install(app, fetch_wait_ms=10)  # the worker's fetch wait: the two are compared alike
     raw = faust.Schema(key_serializer="raw", value_serializer="raw")
     events = app.topic(source, schema=raw, partitions=partitions)
     out = app.topic(sink, schema=raw, partitions=partitions)

@@ -24,6 +24,12 @@ def _mean_score(snapshot: dict[str, Any], genre: str) -> float:
     return sum(scores) / len(scores)
 
 
+def _assert_in_score_order(snapshot: dict[str, Any]) -> None:
+    """A consumer that sorts a list by score keeps it as it is (diversity re-ranking included)."""
+    scores = [i["score"] for i in snapshot["items"]]
+    assert all(a >= b for a, b in itertools.pairwise(scores)), f"scores out of rank order: {scores}"
+
+
 async def _wait_applied(settings: Settings, user: str, applied: int, timeout_s: float = 60.0) -> list[dict[str, Any]]:
     def done(records: list[Any]) -> bool:
         return any(s["events_applied"] >= applied for s in snapshots(records, user))
@@ -62,6 +68,8 @@ async def test_skips_push_a_genre_down_and_completions_pull_one_up(
         "ts": after_complete["trigger"]["ts"],
     }
     assert any("because you finished Drama 1" in r for r in after_complete["items"][0]["reasons"])
+    # the worker re-ranks for diversity (STREAM_DIVERSITY): scores are relevance less the genre penalty
+    assert any(i["score"] < i["relevance"] for i in after_complete["items"]), after_complete["items"]
 
     versions = [s["version"] for s in history]
     assert versions == list(range(1, len(versions) + 1)), versions
@@ -70,6 +78,7 @@ async def test_skips_push_a_genre_down_and_completions_pull_one_up(
     for snap in history:
         assert [i["rank"] for i in snap["items"]] == list(range(1, len(snap["items"]) + 1))
         assert all(i["reasons"] for i in snap["items"])
+        _assert_in_score_order(snap)
 
 
 async def test_one_snapshot_per_viewer_per_batch_reflecting_all_its_events(
@@ -94,6 +103,8 @@ async def test_one_snapshot_per_viewer_per_batch_reflecting_all_its_events(
         assert all(a < b for a, b in itertools.pairwise(applied)), f"a snapshot without new events: {applied}"
         assert mine[-1]["events_applied"] == 5
         assert mine[-1]["trigger"]["event_id"] == f"{viewer}-e4"
+    for snapshot in found:
+        _assert_in_score_order(snapshot)
 
 
 async def test_malformed_input_goes_to_the_dead_letter_topics_and_good_events_flow(

@@ -284,6 +284,17 @@ class ArtworkBandit:
                 a, b = plays + weight * mean, shows - plays + weight * (1.0 - mean)
         return a, b
 
+    # -- River's protocol: x names the title, its variant and the context ------------
+
+    def learn_one(self, x: dict[str, Any], y: float) -> None:
+        """:meth:`learn` one impression: ``x`` holds ``item_id``, ``variant`` and the context's
+        ``device``, ``daypart`` and ``cohort`` (each optional); ``y`` is 1 if it was played, else 0."""
+        self.learn(str(x["item_id"]), str(x["variant"]), _context(x), float(y))
+
+    def predict_one(self, x: dict[str, Any]) -> float:
+        """The posterior mean play rate of ``x``'s variant in ``x``'s context (:meth:`estimate`)."""
+        return self.estimate(str(x["item_id"]), str(x["variant"]), _context(x))
+
     # -- learning ------------------------------------------------------------------
 
     def learn(self, item_id: str, variant: str, context: Context, reward: float) -> None:
@@ -408,3 +419,7 @@ class ArtworkBandit:
             bandit._titles[item_id] = title
             bandit._size += title.size()
         return bandit
+
+
+def _context(x: dict[str, Any]) -> Context:
+    return Context(x.get("device"), x.get("daypart"), x.get("cohort"))

@@ -125,6 +125,16 @@ class Cohorts:
     def assign(self, taste: dict[str, float]) -> int:
         return int(self.kmeans.predict_one(taste))
 
+    # -- River's protocol: a clusterer of tastes ------------------------------------
+
+    def learn_one(self, x: dict[str, float], y: None = None) -> None:
+        """Learn one taste (:meth:`taste` of a viewer's genres)."""
+        self.learn(x)
+
+    def predict_one(self, x: dict[str, float]) -> int:
+        """The cohort of a taste; changes nothing."""
+        return self.assign(x)
+
     def learn(self, taste: dict[str, float]) -> int:
         """Move the nearest centre towards this viewer's taste; returns its cohort.
 
@@ -225,7 +235,8 @@ class Cohorts:
 
     # -- checkpoint --------------------------------------------------------------
 
-    def to_state(self, unit: float) -> dict[str, Any]:
+    def to_state(self, unit: float = 1.0) -> dict[str, Any]:
+        """The centres and counts (``unit``: the owner's current count unit, see PartitionModel)."""
         return {
             "seeded": self.seeded,
             "centers": {

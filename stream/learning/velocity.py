@@ -93,6 +93,16 @@ class Trending:
     def of(self, item_id: str) -> float:
         return self.values().get(item_id, 0.0)
 
+    # -- River's protocol: x names the title (and, to learn, the event time) --------
+
+    def learn_one(self, x: dict[str, Any], y: float) -> None:
+        """:meth:`record` ``y`` for ``x["item_id"]`` at ``x["ts"]``."""
+        self.record(str(x["item_id"]), int(x["ts"]), float(y))
+
+    def predict_one(self, x: dict[str, Any]) -> float:
+        """The trend of ``x["item_id"]``, -1..1 (:meth:`values`); changes nothing the state holds."""
+        return self.of(str(x["item_id"]))
+
     def array(self, ids: list[str], index: dict[str, int] | None = None) -> np.ndarray:
         """:meth:`values` by catalog row (``ids``: the catalog's title id per row)."""
         values = self.values()

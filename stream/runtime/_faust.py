@@ -1,139 +1,403 @@
-"""Whole-fetch delivery: a topic's records reach their handler a partition batch at a time.
+"""Everything that reaches into Faust's or aiokafka's internals, behind one guarded door.
 
-Faust hands records to agents one event at a time: each record becomes an
-event, goes through a queue, a stream iterator and per-event acknowledgement,
-and the consumer's fetch loop waits on two tasks per record. That costs about
-half a millisecond of CPU per record here, more than the whole recommendation
-pipeline spends on it. For a topic registered with :func:`register`, the
-worker's fetch loop instead gathers every record one fetch returned, by
-partition, and awaits one call of the handler with them; every other topic
-keeps Faust's per-event path.
+The rest of ``stream`` uses Faust and aiokafka through their public API only. What
+their public API cannot express lives here, written against the versions in
+:data:`TESTED`; :func:`install` refuses to start on any other version, because each
+piece below replaces or wraps a private method whose shape may change in a release.
+Settings come from the app (:func:`install`'s arguments, kept on the app object), never
+from module state, so several apps in one process (as in tests) keep their own.
 
-Everything else stays Faust's: the consumer group, partition assignment,
-table recovery, and offset commits. A handler applies a batch and returns an
-awaitable that completes when everything the batch produced has been delivered
-to the broker; the loop acknowledges the batch's records (making their offsets
-committable) only then, and fetches the next batch meanwhile. So no offset is
-ever committed ahead of the state and output it caused. If a delivery fails
-the worker crashes without acknowledging, and the records are read again.
+1. **Whole-fetch delivery.** Faust hands records to agents one event at a time: each
+   record becomes an event, goes through a queue, a stream iterator and per-event
+   acknowledgement (about 0.5 ms of CPU per record here, more than the whole
+   recommendation pipeline; ``Stream.take`` and ``noack`` batch the agent's view but
+   not that path). For a topic given a batch handler, the worker's fetch loop
+   (:func:`_drain_in_batches`, Faust's ``Consumer._drain_messages`` with the per-record
+   callback replaced by one call per fetch) gathers every record a fetch returned, by
+   partition, and awaits one call of the handler with them; every other topic keeps
+   Faust's per-event path in the same loop. It follows upstream line for line otherwise:
+   records read before are dropped, gaps are committed past, ``commit_every`` is
+   honoured, the loop yields every 100 records, and a partition's read offset is set
+   after its records were handed over. The handler returns an awaitable that completes
+   once everything the batch produced is delivered; only then are the records
+   acknowledged (their offsets committable), so no offset is committed ahead of the
+   state and output it caused, and the next fetch is applied meanwhile. A batch that a
+   rebalance made stale is dropped unacknowledged: the partition's next owner reads it
+   again. A handler call is shielded from cancellation (Faust stops the fetch loop to
+   recover tables), so a batch is never left half applied.
+2. **Fetch wait.** Faust hard-codes ``fetch_max_wait_ms=1500`` for the worker's
+   consumer; a broker that holds a fetch that long (the embedded one always does)
+   adds up to 1.5 s to every event's latency. The consumer takes the app's wait.
+3. **End offsets for table recovery.** Faust recovers a table by reading its changelog
+   up to the end offsets ListOffsets(LATEST) reports. The embedded broker answers that
+   wrongly when a partition's last batch holds more than one record, so recovery would
+   stop early and lose the newest state. The lookup also fetches each partition's newest
+   record and takes the fetch's high watermark when larger (:func:`true_end_offsets`);
+   on Apache Kafka both agree, for one round trip per recovery.
+4. **Seek after a rebalance.** Faust seeks every assigned partition back to its
+   committed offset after a rebalance; aiokafka's ``seek_to_committed`` skips a partition
+   whose committed offset is missing or 0, which then kept an advanced position and never
+   read the records dropped around the rebalance (seen in the fault-injection tests:
+   hundreds of events skipped). Such a partition is put where the reset policy says.
+5. **Standby offsets after a fast rebalance.** Faust notes a new standby changelog
+   partition's offset as ``None`` until recovery fills it in; an assignment landing
+   mid-recovery made recovery seek ``None`` and crash the worker (``Offset must be a
+   positive integer``; seen once in the three-worker fault test). Such a partition is
+   read from its start (:func:`seek_known_offsets`), as Faust does for an empty one.
 
-A batch that a rebalance makes stale (the generation changed or the partition
-left the assignment while it was being fetched) is dropped unacknowledged; the
-partition's next owner reads it again from the committed offset. A handler
-call is shielded from cancellation (Faust stops the fetch loop to recover
-tables), so a batch is never left half applied.
+Also here: the one write of a table row to a named partition (:func:`write_row`), the
+consumer's positions for the progress log (:func:`positions`), and a metadata refresh
+(:func:`refresh_metadata`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from functools import partial
+from importlib import metadata
 from typing import Any
 
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.tables import recovery
 from faust.transport import consumer as faust_consumer
+from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
-__all__ = ["BatchHandler", "install", "register"]
+__all__ = [
+    "TESTED",
+    "BatchHandler",
+    "UntestedVersion",
+    "check_versions",
+    "install",
+    "positions",
+    "refresh_metadata",
+    "seek_known_offsets",
+    "true_end_offsets",
+    "write_row",
+]
 
 log = logging.getLogger(__name__)
 
-#: ``await handler({tp: records})`` applies one fetch's records of the topic, by partition, and
+#: The releases every piece here was written and tested against.
+TESTED = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
+#: ``await handler({tp: records})`` applies one fetch's records of a topic, by partition, and
 #: returns what completes once everything they caused is delivered.
 BatchHandler = Callable[[dict[TP, list[Any]]], Awaitable[Awaitable[Any]]]
-#: Handlers per Faust app id, then per topic name (several apps may share a process, as in tests).
-_HANDLERS: dict[str, dict[str, BatchHandler]] = {}
-_crashes: set[asyncio.Future[Any]] = set()
+#: Upstream's loop yields to the event loop after this many records; so does the copy.
+YIELD_EVERY = 100
+_ATTR = "_stream_runtime"
 
 
-def register(app_id: str, topic: str, handler: BatchHandler) -> None:
-    """Deliver ``topic``'s records to ``handler`` in per-partition batches, in the app ``app_id``."""
-    install()
-    _HANDLERS.setdefault(app_id, {})[topic] = handler
+class UntestedVersion(RuntimeError):
+    """An installed faust-streaming or aiokafka is not the release this module was written for."""
+
+
+@dataclass
+class _AppRuntime:
+    """What the patched methods read from the app they serve."""
+
+    fetch_wait_ms: int | None
+    handlers: dict[str, BatchHandler] = field(default_factory=dict)
+    crashes: set[asyncio.Future[Any]] = field(default_factory=set)  # crash tasks, referenced until run
+
+
+def check_versions(installed: Callable[[str], str] | None = None) -> None:
+    """Raise :class:`UntestedVersion` unless the installed releases are those of :data:`TESTED`.
+
+    ``installed``: a distribution's version by name (default: what is installed).
+    """
+    installed = installed or metadata.version
+    wrong = []
+    for name, tested in TESTED.items():
+        try:
+            have = installed(name)
+        except metadata.PackageNotFoundError:
+            have = "not installed"
+        if have != tested:
+            wrong.append(f"{name}: expected {tested}, found {have}")
+    if wrong:
+        raise UntestedVersion(
+            "stream.runtime._faust patches private methods of faust-streaming and aiokafka and was written "
+            f"for exactly {', '.join(f'{n}=={v}' for n, v in TESTED.items())}; "
+            + "; ".join(wrong)
+            + ". Install the pinned versions (pip install -e .), or port and re-test the patches."
+        )
+
+
+def install(
+    app: faust.App, *, fetch_wait_ms: int | None = None, handlers: Mapping[str, BatchHandler] | None = None
+) -> None:
+    """Check the versions, patch Faust's classes once per process, and give ``app`` its settings.
+
+    ``fetch_wait_ms``: the worker consumer's fetch wait (None: Faust's); ``handlers``: a
+    :data:`BatchHandler` per topic name, delivered whole fetches instead of Faust's events.
+    An app that was not given settings keeps every upstream behaviour but the fixes 3-5.
+    """
+    check_versions()
+    _patch_classes()
+    setattr(app, _ATTR, _AppRuntime(fetch_wait_ms, dict(handlers or {})))
+
+
+def _runtime(app: Any) -> _AppRuntime | None:
+    return getattr(app, _ATTR, None)
+
+
+# -- 1. whole-fetch delivery -------------------------------------------------------
 
 
 async def _drain_in_batches(self: Any, fetcher: Any) -> None:  # pragma: no cover - run inside workers
-    handlers = _HANDLERS.get(self.app.conf.id)
-    if not handlers:
-        return await _faust_drain(self, fetcher)
-    callback = self.callback
-    consumer_stopped = self._stopped.is_set
-    fetcher_stopped = fetcher._stopped.is_set
-    read_offset = self._read_offset
-    next_offset: dict[TP, int] = {}  # where each partition's next batch should start, this generation
-    seen_generation = None
-    acks_enabled_for = self.app.topics.acks_enabled_for
+    """Faust's ``Consumer._drain_messages``, with registered topics delivered a whole fetch at a time."""
+    runtime = _runtime(self.app)
+    if runtime is None or not runtime.handlers:
+        return await _UPSTREAM["drain"](self, fetcher)
+    consumer_should_stop = self._stopped.is_set
+    fetcher_should_stop = fetcher._stopped.is_set
+    reader = _FetchReader(self, runtime.handlers)
     try:
-        while not (consumer_stopped() or fetcher_stopped()):
+        while not (consumer_should_stop() or fetcher_should_stop()):
             self.diag.set_flag(faust_consumer.CONSUMER_FETCHING)
             generation = self.app.consumer_generation_id
-            batches: dict[TP, list[Any]] = {}
+            ait = self.getmany(timeout=1.0)
+            # Sleeping because sometimes getmany is called in a loop never releasing to the event loop
             await self.sleep(0)
-            if self.should_stop:
-                break
-            async for tp, message in self.getmany(timeout=1.0):
-                offset = message.offset
-                last = read_offset[tp]
-                if last is not None and offset < last:
-                    continue  # read before (after a seek back); Faust drops these too
-                if last and offset - last > 1 and acks_enabled_for(message.topic):
-                    await self._add_gap(tp, last + 1, offset)  # e.g. compacted away: commit past it
-                read_offset[tp] = offset
-                if tp.topic in handlers:
-                    batches.setdefault(tp, []).append(message)
-                else:
-                    await self.wait_first(callback(message), self.suspend_flow.wait())
-            by_topic: dict[str, dict[TP, list[Any]]] = {}
-            assignment = self.assignment()
-            if generation != seen_generation:
-                next_offset.clear()  # a rebalance may legitimately move a partition forward (its new commit)
-                seen_generation = generation
-            for tp, messages in batches.items():
-                expected = next_offset.get(tp)
-                if expected is not None and messages[0].offset > expected:
-                    # within one generation, reading never jumps forward: this would be records skipped
-                    log.error(
-                        "records skipped on %s: expected offset %d, the batch starts at %d (committed %s)",
-                        tp, expected, messages[0].offset, self._committed_offset.get(tp),
-                    )  # fmt: skip
-                next_offset[tp] = messages[-1].offset + 1
-                if self.app.consumer_generation_id != generation or tp not in assignment:
-                    log.info("dropped a stale batch of %d records of %s (rebalance)", len(messages), tp)
-                    continue
-                by_topic.setdefault(tp.topic, {})[tp] = messages
-            for topic, fetched in by_topic.items():
-                delivered = asyncio.ensure_future(await asyncio.shield(handlers[topic](fetched)))
-                delivered.add_done_callback(partial(_acknowledge, self, [m for ms in fetched.values() for m in ms]))
+            if not self.should_stop:
+                batches = await reader.read(ait)
+                await reader.hand_over(batches, generation, runtime)
             self.diag.unset_flag(faust_consumer.CONSUMER_FETCHING)
     except self.consumer_stopped_errors:
-        if not self.transport.app.should_stop:
-            raise
+        if self.transport.app.should_stop:
+            self.log.info("Broker stopped consumer, shutting down...")
+            return
+        raise
     except asyncio.CancelledError:
-        if not self.transport.app.should_stop:
-            raise
+        if self.transport.app.should_stop:
+            self.log.info("Consumer shutting down for user cancel.")
+            return
+        raise
+    except Exception as exc:
+        self.log.exception("Drain messages raised: %r", exc)
+        raise
     finally:
         self.diag.unset_flag(faust_consumer.CONSUMER_FETCHING)
 
 
-def _acknowledge(consumer: Any, messages: list[Any], delivered: asyncio.Future[Any]) -> None:
+class _FetchReader:
+    """One fetch loop's reading: upstream's per-record checks, records of registered topics gathered."""
+
+    def __init__(self, consumer: Any, handlers: dict[str, BatchHandler]) -> None:
+        self.consumer = consumer
+        self.handlers = handlers
+        self.since_yield = 0
+        #: Where each partition's next batch should start, this generation (a check that never skips).
+        self.next_offset: dict[TP, int] = {}
+        self.generation: Any = None
+
+    async def read(self, ait: Any) -> dict[TP, list[Any]]:
+        """Upstream's handling of each record; records of registered topics are returned by partition."""
+        c = self.consumer
+        read_offset = c._read_offset
+        seen: dict[TP, int] = {}  # a gathered record's offset counts as read for the next record's checks
+        batches: dict[TP, list[Any]] = {}
+        async for tp, message in ait:
+            self.since_yield += 1
+            if self.since_yield > YIELD_EVERY:
+                await asyncio.sleep(0)
+                self.since_yield = 0
+            offset = message.offset
+            last = seen.get(tp, read_offset[tp])
+            if last is not None and offset < last:
+                continue  # read before (after a seek back): upstream drops these too
+            if last and offset - last > 1 and c.app.topics.acks_enabled_for(message.topic):
+                await c._add_gap(tp, last + 1, offset)  # e.g. compacted away: commit past it
+            await self._commit_if_due()
+            if tp.topic in self.handlers:
+                batches.setdefault(tp, []).append(message)
+                seen[tp] = offset
+            else:
+                await c.wait_first(c.callback(message), c.suspend_flow.wait())
+                read_offset[tp] = offset
+        return batches
+
+    async def _commit_if_due(self) -> None:
+        c = self.consumer
+        if c._commit_every is not None and c._n_acked >= c._commit_every:
+            c._n_acked = 0
+            await c.commit()
+
+    async def hand_over(self, batches: dict[TP, list[Any]], generation: Any, runtime: _AppRuntime) -> None:
+        """Call each topic's handler with its partitions' batches; acknowledge them once delivered."""
+        c = self.consumer
+        if generation != self.generation:
+            self.next_offset.clear()  # a rebalance may legitimately move a partition forward (its new commit)
+            self.generation = generation
+        by_topic: dict[str, dict[TP, list[Any]]] = {}
+        assignment = c.assignment()
+        for tp, messages in batches.items():
+            self._check_continuity(tp, messages)
+            if c.app.consumer_generation_id != generation or tp not in assignment:
+                log.info("dropped a stale batch of %d records of %s (rebalance)", len(messages), tp)
+                continue
+            by_topic.setdefault(tp.topic, {})[tp] = messages
+        for topic, fetched in by_topic.items():
+            delivered = asyncio.ensure_future(await asyncio.shield(self.handlers[topic](fetched)))
+            if c.app.consumer_generation_id == generation:  # a rebalance meanwhile seeks and sets its own
+                for tp, messages in fetched.items():
+                    c._read_offset[tp] = messages[-1].offset  # after the records were handed over, as upstream
+            records = [m for ms in fetched.values() for m in ms]
+            delivered.add_done_callback(partial(_acknowledge, c, records, runtime))
+
+    def _check_continuity(self, tp: TP, messages: list[Any]) -> None:
+        expected = self.next_offset.get(tp)
+        if expected is not None and messages[0].offset > expected:
+            # within one generation, reading never jumps forward: this would be records skipped
+            log.error(
+                "records skipped on %s: expected offset %d, the batch starts at %d (committed %s)",
+                tp, expected, messages[0].offset, self.consumer._committed_offset.get(tp),
+            )  # fmt: skip
+        self.next_offset[tp] = messages[-1].offset + 1
+
+
+def _acknowledge(consumer: Any, messages: list[Any], runtime: _AppRuntime, delivered: asyncio.Future[Any]) -> None:
     if delivered.cancelled():
         return  # the worker is stopping: the records will be read again
     exc = delivered.exception()
     if exc is not None:
         log.error("delivery failed; stopping without acknowledging %d records: %r", len(messages), exc)
         crash = asyncio.ensure_future(consumer.crash(exc))
-        _crashes.add(crash)  # keep a reference until it has run
-        crash.add_done_callback(_crashes.discard)
+        runtime.crashes.add(crash)
+        crash.add_done_callback(runtime.crashes.discard)
         return
     for message in messages:
         consumer.ack(message)
 
 
-_faust_drain = faust_consumer.Consumer._drain_messages
+# -- 2. fetch wait, 3. end offsets, 4. seek after a rebalance --------------------------
 
 
-def install() -> None:
-    """Patch Faust's consumer fetch loop once per process; apps without handlers keep Faust's loop."""
-    if faust_consumer.Consumer._drain_messages is not _drain_in_batches:
-        faust_consumer.Consumer._drain_messages = _drain_in_batches  # type: ignore[method-assign]
+def _create_worker_consumer(self: Any, transport: Any) -> Any:
+    consumer = _UPSTREAM["create_worker_consumer"](self, transport)
+    runtime = _runtime(self.app)
+    if runtime is not None and runtime.fetch_wait_ms is not None:
+        consumer._fetch_max_wait_ms = runtime.fetch_wait_ms
+    return consumer
+
+
+async def true_end_offsets(bootstrap: str | list[str], listed: Mapping[Any, int]) -> dict[Any, int]:
+    """End offsets confirmed by the high watermark of a fetch of each partition's newest record."""
+    wanted = {tp: off for tp, off in listed.items() if off and off > 0}
+    result = dict(listed)
+    if not wanted:
+        return result
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
+    await consumer.start()
+    try:
+        tps = {TopicPartition(tp.topic, tp.partition): tp for tp in wanted}
+        consumer.assign(list(tps))
+        for ktp, tp in tps.items():
+            consumer.seek(ktp, wanted[tp] - 1)
+        pending = set(tps)
+        for _ in range(20):
+            if not pending:
+                break
+            await consumer.getmany(*pending, timeout_ms=250)
+            for ktp in list(pending):
+                high = consumer.highwater(ktp)
+                if high is not None:
+                    result[tps[ktp]] = max(wanted[tps[ktp]], high)
+                    pending.discard(ktp)
+    finally:
+        await consumer.stop()
+    return result
+
+
+async def _confirmed_highwaters(self: Any, partitions: Iterable[Any]) -> Mapping[Any, int]:
+    listed = await _UPSTREAM["highwaters"](self, list(partitions))
+    if self.consumer.in_transaction:
+        return listed
+    servers = driver.server_list(self.transport.url, self.transport.default_port)
+    return await true_end_offsets(servers, listed)
+
+
+async def seek_to_committed(consumer: AIOKafkaConsumer, to_end: bool) -> Mapping[Any, int]:
+    """aiokafka's ``seek_to_committed``, with partitions it leaves alone (no commit, or 0) put at the reset policy."""
+    committed = await consumer.seek_to_committed()
+    unset = [tp for tp, offset in committed.items() if not offset or offset <= 0]
+    if unset:
+        await (consumer.seek_to_end(*unset) if to_end else consumer.seek_to_beginning(*unset))
+    return committed
+
+
+async def _thread_seek_to_committed(self: Any) -> Mapping[Any, int]:
+    consumer = self._ensure_consumer()
+    to_end = self.app.conf.consumer_auto_offset_reset == "latest"
+    return await self.call_thread(partial(seek_to_committed, consumer, to_end))
+
+
+# -- 5. standby offsets ---------------------------------------------------------------
+
+
+async def seek_known_offsets(self: Any, consumer: Any, tps: Any, offsets: Any, title: str) -> None:
+    """Faust's recovery seek, with an offset it never filled in (``None``) read from the start."""
+    for tp in tps:
+        if offsets.get(tp) is None:
+            offsets[tp] = -1  # what Faust notes for a partition read from its start
+    await _UPSTREAM["seek_offsets"](self, consumer, tps, offsets, title)
+
+
+# -- the patching, once per process ------------------------------------------------------
+
+_thread = driver.AIOKafkaConsumerThread
+_UPSTREAM: dict[str, Any] = {
+    "drain": faust_consumer.Consumer._drain_messages,
+    "create_worker_consumer": _thread._create_worker_consumer,
+    "highwaters": _thread._highwaters,
+    "seek_to_committed": _thread.seek_to_committed,
+    "seek_offsets": recovery.Recovery._seek_offsets,
+}
+
+
+def _patch_classes() -> None:
+    if faust_consumer.Consumer._drain_messages is _drain_in_batches:
+        return
+    faust_consumer.Consumer._drain_messages = _drain_in_batches  # type: ignore[method-assign]
+    _thread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
+    _thread._highwaters = _confirmed_highwaters  # type: ignore[method-assign]
+    _thread.seek_to_committed = _thread_seek_to_committed  # type: ignore[method-assign]
+    recovery.Recovery._seek_offsets = seek_known_offsets  # type: ignore[method-assign]
+
+
+# -- the other internals the runtime needs --------------------------------------------------
+
+
+async def write_row(app: faust.App, table: Any, partition: int, key: bytes, value: bytes) -> asyncio.Future[Any]:
+    """Write a table row to a named changelog partition; returns the delivery future.
+
+    ``table[key] = value`` would take the partition from Faust's "current event", which a
+    whole-fetch batch does not have; the write names the events' partition instead, so the
+    state moves with its partition on a rebalance.
+    """
+    table.data[key] = value
+    topic = table.changelog_topic.get_topic_name()
+    delivered: Any = await app.producer.send(topic, key, value, partition, None, None)
+    return delivered  # a Future: Faust's stub says Awaitable
+
+
+def positions(app: faust.App, topic: str) -> str:
+    """Each held partition of ``topic`` as ``partition@read/committed`` (``paused`` when so), for the progress log."""
+    consumer: Any = app.consumer
+    held = sorted((tp for tp in consumer.assignment() if tp.topic == topic), key=lambda tp: tp.partition)
+    active = consumer._get_active_partitions()
+    return ", ".join(
+        f"{tp.partition}@{consumer._read_offset.get(tp)}"
+        f"/{consumer._committed_offset.get(tp)}{'' if tp in active else ' paused'}"
+        for tp in held
+    )
+
+
+async def refresh_metadata(consumer: AIOKafkaConsumer) -> None:
+    """Ask the cluster for fresh metadata now (aiokafka refreshes on its own schedule otherwise)."""
+    await consumer._client.force_metadata_update()

@@ -27,7 +27,7 @@ import asyncio
 import logging
 import time
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
 import faust
 import orjson
@@ -38,8 +38,7 @@ from stream.contracts.validation import InvalidMessage, decode_catalog, decode_c
 from stream.learning.catalog import Catalog
 from stream.learning.model import PartitionModel
 from stream.processing.step import Processor, RawMessage, dead_letter
-from stream.runtime import _faust as delivery
-from stream.runtime import _patches as faust_fixes
+from stream.runtime import _faust
 from stream.runtime.kafka import partitions_of
 from stream.settings import Settings
 
@@ -64,8 +63,6 @@ class StreamApp:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = s = settings
-        faust_fixes.install()
-        faust_fixes.FETCH_WAIT_MS[s.faust_id] = s.fetch_wait_ms
         self.app = app = faust.App(
             s.faust_id,
             broker=[f"kafka://{host}" for host in s.bootstrap.split(",")],
@@ -123,7 +120,9 @@ class StreamApp:
         self._batch_lock = asyncio.Lock()  # a revocation waits for the batch being applied
         self._in_flight: set[asyncio.Future[Any]] = set()  # batches applied, not yet delivered
         app.topics.add(self.events)
-        delivery.register(s.faust_id, self.events.get_topic_name(), self._process_events)
+        _faust.install(
+            app, fetch_wait_ms=s.fetch_wait_ms, handlers={self.events.get_topic_name(): self._process_events}
+        )
         app.agent(self.catalog_topic, name="check-catalog")(self._check_catalog)
         app.agent(self.commands, name="check-commands")(self._check_commands)
         app.task(self._follow_catalog)
@@ -147,11 +146,8 @@ class StreamApp:
         return model
 
     async def _write(self, table: faust.types.TableT, partition: int, key: bytes, value: bytes) -> asyncio.Future[Any]:
-        # ``table[key] = value`` would take the partition from the "current event",
-        # which a batch does not have; the write names the events' partition instead,
-        # so state moves with its partition. Returns the delivery future.
-        table.data[key] = value
-        return await self._send(table.changelog_topic.get_topic_name(), key, value, partition)
+        """Write a state row to its events' partition; returns the delivery future."""
+        return await _faust.write_row(self.app, table, partition, key, value)
 
     async def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> Any:
         return await self.app.producer.send(topic, key, value, partition, None, None)
@@ -248,14 +244,7 @@ class StreamApp:
         topic = self.events.get_topic_name()
         while True:
             await asyncio.sleep(period)
-            consumer = cast(Any, self.app.consumer)  # Faust's bookkeeping, not on its interface
-            held = sorted((tp for tp in consumer.assignment() if tp.topic == topic), key=lambda tp: tp.partition)
-            active = consumer._get_active_partitions()
-            parts = ", ".join(
-                f"{tp.partition}@{consumer._read_offset.get(tp)}"
-                f"/{consumer._committed_offset.get(tp)}{'' if tp in active else ' paused'}"
-                for tp in held
-            )
+            parts = _faust.positions(self.app, topic)
             log.info("progress: partitions (read/committed) %s; %s", parts or "none", self.counters)
 
     async def _checkpoint_idle_partitions(self) -> None:

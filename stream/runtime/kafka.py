@@ -59,12 +59,14 @@ def _by_name(described: list[dict[str, Any]], names: list[str]) -> list[dict[str
 
 async def partitions_of(consumer: AIOKafkaConsumer, topic: str, timeout_s: float = 10.0) -> list[TopicPartition]:
     """The TopicPartitions of ``topic``, waiting (with metadata refreshes) until the client knows them."""
+    from stream.runtime import _faust  # imported when needed: producing and watching need no Faust
+
     parts = consumer.partitions_for_topic(topic)
     for _ in range(int(timeout_s / 0.1)):
         if parts:
             break
         await asyncio.sleep(0.1)
-        await consumer._client.force_metadata_update()
+        await _faust.refresh_metadata(consumer)
         parts = consumer.partitions_for_topic(topic)
     if not parts:
         raise RuntimeError(f"topic {topic}: expected its partitions in the cluster metadata; none after {timeout_s}s")
