@@ -28,10 +28,12 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from stream.cli.signals import Terminated, signals_ignored, sigterm_interrupts
 from stream.cli.watch import render
 from stream.contracts.topics import CATALOG, EVENTS, RECOMMENDATIONS
 from stream.runtime.broker import EmbeddedBroker, free_port
 from stream.runtime.kafka import create_topics
+from stream.runtime.lifetime import die_with_parent
 from stream.settings import VARIABLES, Settings
 
 __all__ = ["Viewer", "demo_catalog", "run_demo", "start_worker", "wait_ready", "worker_env"]
@@ -166,9 +168,14 @@ def worker_env(settings: Settings) -> dict[str, str]:
 
 
 def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    """Start ``stream worker`` with ``settings``; it dies with this process if started from the main thread."""
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed with it
     return subprocess.Popen(
-        [sys.executable, "-m", "stream", "worker"], env=worker_env(settings), stdout=log, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "stream", "worker"],
+        env=worker_env(settings),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=die_with_parent(),  # only a prctl between fork and exec
     )
 
 
@@ -277,7 +284,11 @@ async def _publish_catalog(settings: Settings) -> None:
 
 def run_demo(settings: Settings, duration: float = 60.0, port: int = 0) -> int:
     # SIGTERM unwinds like Ctrl-C, so the broker and worker this demo started are stopped
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with sigterm_interrupts():
+        return _run_demo(settings, duration, port)
+
+
+def _run_demo(settings: Settings, duration: float, port: int) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="stream-demo-"))
     broker = EmbeddedBroker(port=port or None, log_path=workdir / "broker.log")
     worker: subprocess.Popen[bytes] | None = None
@@ -312,14 +323,15 @@ def run_demo(settings: Settings, duration: float = 60.0, port: int = 0) -> int:
         )
         clean = True
         return 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
         print("\ninterrupted; stopping", flush=True)
         clean = True
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
     finally:
-        if worker is not None:
-            stop_process(worker)
-        broker.stop()
+        with signals_ignored():  # bounded: 25 s for the worker at most, 10 s for the broker
+            if worker is not None:
+                stop_process(worker)
+            broker.stop()
         if clean:
             shutil.rmtree(workdir, ignore_errors=True)
         else:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 import sys
 from collections.abc import Sequence
 from typing import IO
@@ -16,18 +15,25 @@ __all__ = ["main"]
 
 
 def _cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
-    from stream.runtime.broker import EmbeddedBroker
+    from stream.cli.signals import signals_ignored, sigterm_interrupts
+    from stream.runtime.broker import BrokerError, EmbeddedBroker
 
-    broker = EmbeddedBroker(port=args.port, host=args.host).start()
-    print(f"embedded broker listening on {broker.bootstrap} (pid {broker.pid}); Ctrl-C stops it", flush=True)
-
-    def stop(signum: int, frame: object) -> None:
-        broker.stop()
-        sys.exit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    return broker.wait()
+    broker = EmbeddedBroker(port=args.port or None, host=args.host)  # --port 0: a free one
+    with sigterm_interrupts():
+        try:
+            broker.start()
+            print(f"embedded broker listening on {broker.bootstrap} (pid {broker.pid}); Ctrl-C stops it", flush=True)
+            code = broker.wait()
+        except BrokerError as exc:
+            print(f"stream broker: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the way to stop it, so a success
+            return 0
+        finally:
+            with signals_ignored():
+                broker.stop()
+    print(f"stream broker: the broker exited by itself (status {code})", file=sys.stderr)
+    return code if code >= 0 else 128 - code  # killed by signal N: 128 + N, as a shell says
 
 
 def _cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
@@ -117,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("broker", help="run the embedded Kafka-compatible broker in the foreground")
-    p.add_argument("--port", type=int, default=9092)
+    p.add_argument("--port", type=int, default=9092, help="port to listen on (default 9092; 0: a free one)")
     p.add_argument("--host", default="127.0.0.1")
     p.set_defaults(func=_cmd_broker)
 

@@ -4,7 +4,8 @@
 - :mod:`~stream.runtime._faust`: everything that touches Faust's or aiokafka's internals, and
   the version check that guards it;
 - :mod:`~stream.runtime.kafka`: topic creation, partitions, reading a topic to its end;
-- :mod:`~stream.runtime.broker`: the embedded Kafka-compatible broker for development and tests.
+- :mod:`~stream.runtime.broker`: the embedded Kafka-compatible broker for development and tests;
+- :mod:`~stream.runtime.lifetime`: child processes that die with the process that started them.
 
 The top of the package: may import every layer below it, and is imported only by :mod:`stream.cli`.
 """

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from stream.runtime.lifetime import die_with_parent
+
 __all__ = ["BrokerError", "EmbeddedBroker", "free_port", "wait_for_port"]
 
 
@@ -54,9 +56,14 @@ def broker_binary() -> str:
 class EmbeddedBroker:
     """Run one Tansu broker process on ``host:port``, owned by this object.
 
-    Use it as a context manager, or call :meth:`start` and :meth:`stop`. The
-    process is put in its own session so that a Ctrl-C in the terminal reaches
-    us first and we stop it in order.
+    Use it as a context manager, or call :meth:`start` and :meth:`stop`.
+
+    The process is put in a session of its own, out of the terminal's foreground
+    process group: a Ctrl-C signals that whole group at once, and the broker must
+    outlive the processes that use it (the demo's worker, a test run's workers)
+    so that they can stop in order; its owner stops it last. It cannot outlive its
+    owner, though: it gets SIGKILL from the kernel when the owner dies, even by
+    SIGKILL (see :mod:`stream.runtime.lifetime`; start it from the main thread).
     """
 
     def __init__(
@@ -84,6 +91,9 @@ class EmbeddedBroker:
     def start(self) -> EmbeddedBroker:
         if self._proc is not None:
             raise BrokerError("embedded broker already started")
+        with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), timeout=0.5):
+            # else the wait below would take whatever listens there for the broker
+            raise BrokerError(f"something already listens on {self.bootstrap}")
         url = f"tcp://{self.host}:{self.port}"
         cmd = [
             broker_binary(),
@@ -99,9 +109,21 @@ class EmbeddedBroker:
         env.setdefault("RUST_LOG", "warn")
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self._log = out
-        self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        if not wait_for_port(self.host, self.port, self.start_timeout) or self._proc.poll() is not None:
-            code = self._proc.poll()
+        try:
+            self._proc = subprocess.Popen(
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=die_with_parent(),  # only a prctl between fork and exec
+            )
+            listening = wait_for_port(self.host, self.port, self.start_timeout)
+        except BaseException:  # a Ctrl-C while it starts, say: stop what was started
+            self.stop()
+            raise
+        code = self._proc.poll()
+        if not listening or code is not None:
             self.stop()
             raise BrokerError(
                 f"embedded broker did not listen on {self.bootstrap} within "
@@ -123,10 +145,21 @@ class EmbeddedBroker:
         self._log = None
 
     def wait(self) -> int:
-        """Block until the broker process exits; return its exit code."""
-        if self._proc is None:
+        """Block until the broker process exits; return its exit code.
+
+        It blocks in ``waitid(WNOWAIT)``, not in ``Popen.wait``: an exception raised by a
+        signal handler leaves at once (``Popen.wait`` first gives the child 0.25 s to exit
+        on a KeyboardInterrupt, meant for a child that got the same Ctrl-C, which this one,
+        in its own session, did not), and no lock of the ``Popen`` is held meanwhile (a
+        handler that called ``Popen.wait`` on top of it could never take that lock).
+        """
+        proc = self._proc
+        if proc is None:
             raise BrokerError("embedded broker not started")
-        return self._proc.wait()
+        if hasattr(os, "waitid"):
+            with contextlib.suppress(ChildProcessError):  # already reaped: wait() returns its code
+                os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        return proc.wait()
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
