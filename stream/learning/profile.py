@@ -158,9 +158,16 @@ class Profile:
         """Fold one event into the profile; return False when it was applied before."""
         if self.seen(event, offset):
             return False
-        factor = 1.0
         if event.ts > self.last_ts and self.last_ts:
-            factor = 0.5 ** ((event.ts - self.last_ts) / half_life_ms)
+            self._fade(0.5 ** ((event.ts - self.last_ts) / half_life_ms))
+        if signal.value:
+            self._learn_taste(event, signal.value, signal.finished, title)
+        self._count(event, signal)
+        self._follow(event, offset)
+        return True
+
+    def _fade(self, factor: float) -> None:
+        """Everything decayed counts less as time passes (affinities, habits, counts)."""
         _decay(self.genres, factor)
         _decay(self.tags, factor)
         _decay(self.devices, factor)
@@ -171,24 +178,26 @@ class Profile:
         self.finishes *= factor
         self.early_skips *= factor
 
-        value = signal.value
-        if value:
-            share = value / math.sqrt(len(title.genres))
+    def _learn_taste(self, event: PlaybackEvent, value: float, finished: bool, title: CatalogEntry) -> None:
+        """The signal moves the title's genres and tags, overall and in the event's contexts."""
+        share = value / math.sqrt(len(title.genres))
+        for genre in title.genres:
+            self.genres[genre] = self.genres.get(genre, 0.0) + share
+        if title.tags:
+            tag_share = value / math.sqrt(len(title.tags))
+            for tag in title.tags:
+                self.tags[tag] = self.tags.get(tag, 0.0) + tag_share
+            _trim(self.tags, MAX_TAGS)
+        for key in context_keys(event.device, event.ts):
+            values = self.contexts.setdefault(key, {})
             for genre in title.genres:
-                self.genres[genre] = self.genres.get(genre, 0.0) + share
-            if title.tags:
-                share = value / math.sqrt(len(title.tags))
-                for tag in title.tags:
-                    self.tags[tag] = self.tags.get(tag, 0.0) + share
-                _trim(self.tags, MAX_TAGS)
-            share = value / math.sqrt(len(title.genres))
-            for key in context_keys(event.device, event.ts):
-                values = self.contexts.setdefault(key, {})
-                for genre in title.genres:
-                    values[genre] = values.get(genre, 0.0) + share
-                _trim(values, MAX_CONTEXT_GENRES)
-            self.history.append([event.item_id, value, int(signal.finished)])
-            del self.history[:-MAX_HISTORY]
+                values[genre] = values.get(genre, 0.0) + share
+            _trim(values, MAX_CONTEXT_GENRES)
+        self.history.append([event.item_id, value, int(finished)])
+        del self.history[:-MAX_HISTORY]
+
+    def _count(self, event: PlaybackEvent, signal: Signal) -> None:
+        """Starts (by device and daypart), finishes, early skips, and what is never shown again."""
         if event.type == "play":
             self.shown = []  # the last list's artwork impressions are learned from at this play: once
             self.starts += 1.0
@@ -203,20 +212,20 @@ class Profile:
             self.excluded.append(event.item_id)
             del self.excluded[:-MAX_EXCLUDED]
 
+    def _follow(self, event: PlaybackEvent, offset: int) -> None:
+        """Where the viewer is now (device, a paused title) and what the profile reflects."""
         if event.device is not None:
             self.device = event.device
         if event.type == "pause":
             self.paused = event.item_id
         elif self.paused is not None and (event.type != "seek" or self.paused != event.item_id):
             self.paused = None
-
         self.applied += 1
         self.offset = max(self.offset, offset)
         self.last_ts = max(self.last_ts, event.ts)
         self.recent_ids.append(_digest(event.event_id))
         del self.recent_ids[:-MAX_RECENT_IDS]
         self.trigger = [event.event_id, event.type, event.ts]
-        return True
 
     def note_list(self, shown: list[list[str]], explored: str | None) -> int:
         """A list was made for this viewer: count its version; remember its artwork impressions and explored title.

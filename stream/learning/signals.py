@@ -52,6 +52,44 @@ PLAYED = Signal(0.1, "started", learns=False)
 PAUSED = Signal(0.0, "paused", learns=False)
 
 
+#: Event types whose meaning does not depend on where the viewer was.
+FIXED = {
+    "complete": COMPLETED,
+    "rewind": REWOUND,
+    "pause": PAUSED,
+    "play": PLAYED,
+    "thumbs_up": THUMBS_UP,
+    "thumbs_down": THUMBS_DOWN,
+    "add_to_list": ADDED,
+}
+
+
+def _skip(progress: float | None, after_pause: bool) -> Signal:
+    if progress is None or progress < EARLY:
+        return SKIPPED_EARLY
+    if progress >= NEARLY_DONE:
+        return Signal(0.5, "skipped the credits", exclude=True, finished=True)
+    return Signal(-0.4, "skipped midway", exclude=True)
+
+
+def _stop(progress: float | None, after_pause: bool) -> Signal:
+    if after_pause:
+        return DOUBT
+    if progress is None or progress < EARLY:
+        return Signal(-0.6, "stopped early")
+    if progress >= NEARLY_DONE:
+        return Signal(0.8, "watched nearly all", exclude=True, finished=True)
+    return Signal(round(0.6 * (progress - 0.5), 3), "stopped midway")
+
+
+def _resume(progress: float | None, after_pause: bool) -> Signal:
+    return RESUMED if after_pause else Signal(0.1, "resumed")
+
+
+#: Event types whose meaning depends on how far in the viewer was and on a pause before.
+BY_PROGRESS = {"skip": _skip, "stop": _stop, "resume": _resume}
+
+
 def interpret(event: PlaybackEvent, paused_item: str | None) -> Signal:
     """The signal of ``event``, given the title the viewer last paused (if any).
 
@@ -59,40 +97,12 @@ def interpret(event: PlaybackEvent, paused_item: str | None) -> Signal:
     title is engagement; stopping it is doubt.
     """
     kind = event.type
-    progress = event.progress
-    after_pause = paused_item == event.item_id
-    if kind == "complete":
-        return COMPLETED
-    if kind == "skip":
-        if progress is None or progress < EARLY:
-            return SKIPPED_EARLY
-        if progress >= NEARLY_DONE:
-            return Signal(0.5, "skipped the credits", exclude=True, finished=True)
-        return Signal(-0.4, "skipped midway", exclude=True)
-    if kind == "stop":
-        if after_pause:
-            return DOUBT
-        if progress is None or progress < EARLY:
-            return Signal(-0.6, "stopped early")
-        if progress >= NEARLY_DONE:
-            return Signal(0.8, "watched nearly all", exclude=True, finished=True)
-        return Signal(round(0.6 * (progress - 0.5), 3), "stopped midway")
-    if kind == "rewind":
-        return REWOUND
+    fixed = FIXED.get(kind)
+    if fixed is not None:
+        return fixed
+    judge = BY_PROGRESS.get(kind)
+    if judge is not None:
+        return judge(event.progress, paused_item == event.item_id)
     if kind == "seek":
-        if (event.offset_s or 0.0) < 0:
-            return Signal(0.3, "seeked back")
-        return Signal(-0.2, "seeked forward")
-    if kind == "resume":
-        return RESUMED if after_pause else Signal(0.1, "resumed")
-    if kind == "pause":
-        return PAUSED
-    if kind == "play":
-        return PLAYED
-    if kind == "thumbs_up":
-        return THUMBS_UP
-    if kind == "thumbs_down":
-        return THUMBS_DOWN
-    if kind == "add_to_list":
-        return ADDED
+        return Signal(0.3, "seeked back") if (event.offset_s or 0.0) < 0 else Signal(-0.2, "seeked forward")
     raise ValueError(f"event type: expected one of the schema's types; got {kind!r}")

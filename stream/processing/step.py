@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import orjson
 
@@ -318,18 +319,13 @@ class Processor:
         learned_to = model.offset  # events at or below it are in the model already
         cohort_of: dict[str, int | None] = {}  # each viewer's cohort as the batch found it
         done: dict[str, list[tuple[PlaybackEvent, int, int]]] = {}  # each viewer's events so far, to restore
-        for message, event in zip(messages, decoded, strict=True):
-            if isinstance(event, InvalidMessage):
-                result.dead_letters.append((message.key, dead_letter(message, str(event))))
+        for message, decoded_event in zip(messages, decoded, strict=True):
+            rejected = self._rejection(decoded_event)
+            if rejected is not None:
+                result.dead_letters.append((message.key, dead_letter(message, rejected)))
                 continue
-            idx = catalog.index_of(event.item_id)
-            if idx is None:
-                error = (
-                    "item_id: expected a title published on the catalog topic; "
-                    f"got {event.item_id!r} ({'retired' if catalog.retired(event.item_id) else 'unknown'})"
-                )
-                result.dead_letters.append((message.key, dead_letter(message, error)))
-                continue
+            event = cast(PlaybackEvent, decoded_event)
+            idx = cast(int, catalog.index_of(event.item_id))
             user_id = event.user_id
             try:
                 profile = touched.get(user_id) or quiet.get(user_id)
@@ -361,6 +357,16 @@ class Processor:
         for user_id, profile in quiet.items():
             touched.setdefault(user_id, profile)
         return profiles
+
+    def _rejection(self, event: Decoded) -> str | None:
+        """Why an event goes to the dead-letter topic (None: it is applied)."""
+        if isinstance(event, InvalidMessage):
+            return str(event)
+        catalog = self.catalog
+        if catalog.index_of(event.item_id) is None:
+            why = "retired" if catalog.retired(event.item_id) else "unknown"
+            return f"item_id: expected a title published on the catalog topic; got {event.item_id!r} ({why})"
+        return None
 
     def _step(
         self,

@@ -8,6 +8,10 @@ the viewer's context lift for that genre is positive.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from stream.contracts.validation import CatalogEntry
 from stream.learning.catalog import Catalog, CatalogMatrices
 from stream.learning.cohorts import bucket_label
 from stream.learning.features import context_lift
@@ -40,6 +44,65 @@ def context_label(device: str | None, ts_ms: int) -> str:
     return f"on {_DEVICE_NAMES.get(device, device)} {when}" if device else when
 
 
+@dataclass(frozen=True, slots=True)
+class _Pick:
+    """What the reasons for one pick may name."""
+
+    profile: Profile
+    entry: CatalogEntry
+    released: float
+    now_ms: int
+    finished: FinishedIndex
+    context: str  # the current context, in words
+    bucket: str | None  # the cohort bucket the viewer borrowed from
+    lift: dict[str, float]  # the viewer's context lift
+
+
+def _genre(pick: _Pick, said: list[str]) -> str | None:
+    genre = max(pick.entry.genres, key=lambda g: pick.profile.genres.get(g, 0.0))
+    because = pick.finished.by_genre(genre)
+    return f"because you finished {because}" if because else f"because you watch {genre}"
+
+
+def _tag(pick: _Pick, said: list[str]) -> str | None:
+    tag = max(pick.entry.tags, key=lambda t: pick.profile.tags.get(t, 0.0))
+    because = pick.finished.by_tag(tag)
+    return f"because you finished {because}" if because and not said else f"because you like {tag}"
+
+
+def _context(pick: _Pick, said: list[str]) -> str | None:
+    genre = max(pick.entry.genres, key=lambda g: pick.lift.get(g, 0.0))
+    if pick.lift.get(genre, 0.0) <= 0:  # true only when positive (a learned weight could turn a drop into a gain)
+        return None
+    return f"you watch more {genre} {pick.context}".rstrip()
+
+
+def _cohort(pick: _Pick, said: list[str]) -> str | None:
+    where = bucket_label(pick.bucket) if pick.bucket else ""
+    return f"popular with viewers like you {where}".rstrip()
+
+
+def _freshness(pick: _Pick, said: list[str]) -> str | None:
+    new = "new this week" if pick.now_ms - pick.released < WEEK_MS else "new release"
+    liked = [g for g in pick.entry.genres if pick.profile.genres.get(g, 0.0) > 0]
+    if liked:
+        genre = max(liked, key=lambda g: pick.profile.genres[g])
+        new = f"{new} in a genre you watch ({genre})"
+    return new
+
+
+#: How each feature of the score explains itself, given the reasons already said.
+_REASONS: dict[str, Callable[[_Pick, list[str]], str | None]] = {
+    "genre": _genre,
+    "tag": _tag,
+    "context": _context,
+    "cohort": _cohort,
+    "popularity": lambda pick, said: "popular right now",
+    "trending": lambda pick, said: "trending in the last hour",
+    "freshness": _freshness,
+}
+
+
 def explain(
     profile: Profile,
     catalog: Catalog,
@@ -53,47 +116,29 @@ def explain(
     """Readable reasons for one pick, strongest contribution first (at most ``MAX_REASONS``).
 
     ``parts``: each feature's weighted part of the score; ``labels``: the current context in
-    words, the cohort bucket the viewer borrowed from, and its context lift (see :func:`rank`;
-    computed here when not given).
+    words, the cohort bucket the viewer borrowed from, and its context lift (computed here
+    when not given).
     """
-    entry = catalog.entry(idx)
-    finished = finished or FinishedIndex(profile, catalog)
     context, bucket, lift = labels
+    if lift is None:
+        lift = context_lift(profile, profile.device, profile.last_ts)
+    pick = _Pick(
+        profile,
+        catalog.entry(idx),
+        float(mats.release_ts[idx]),
+        now_ms,
+        finished or FinishedIndex(profile, catalog),
+        context,
+        bucket,
+        lift,
+    )
     reasons: list[str] = []
     strong = sorted((kv for kv in parts.items() if kv[1] >= MIN_REASON), key=lambda kv: -kv[1])
     for feature, _ in strong[:MAX_REASONS]:
-        if feature == "genre":
-            genre = max(entry.genres, key=lambda g: profile.genres.get(g, 0.0))
-            because = finished.by_genre(genre)
-            reasons.append(f"because you finished {because}" if because else f"because you watch {genre}")
-        elif feature == "tag":
-            tag = max(entry.tags, key=lambda t: profile.tags.get(t, 0.0))
-            because = finished.by_tag(tag)
-            reasons.append(f"because you finished {because}" if because and not reasons else f"because you like {tag}")
-        elif feature == "context":
-            if lift is None:
-                lift = context_lift(profile, profile.device, profile.last_ts)
-            genre = max(entry.genres, key=lambda g: lift.get(g, 0.0))
-            if lift.get(genre, 0.0) > 0:  # true only then (a learned weight could turn a drop into a gain)
-                reasons.append(f"you watch more {genre} {context}".rstrip())
-        elif feature == "cohort":
-            where = bucket_label(bucket) if bucket else ""
-            reasons.append(f"popular with viewers like you {where}".rstrip())
-        elif feature == "popularity":
-            reasons.append("popular right now")
-        elif feature == "trending":
-            reasons.append("trending in the last hour")
-        elif feature == "freshness":
-            released = mats.release_ts[idx]
-            new = "new this week" if now_ms - released < WEEK_MS else "new release"
-            liked = [g for g in entry.genres if profile.genres.get(g, 0.0) > 0]
-            if liked:
-                genre = max(liked, key=lambda g: profile.genres[g])
-                new = f"{new} in a genre you watch ({genre})"
-            reasons.append(new)
-    if not reasons:
-        reasons.append(DIFFERENT)
-    return reasons
+        reason = _REASONS[feature](pick, reasons)
+        if reason is not None:
+            reasons.append(reason)
+    return reasons or [DIFFERENT]
 
 
 class FinishedIndex:
