@@ -19,7 +19,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check stream tests loadtest
-	$(BIN)/mypy stream
+	$(BIN)/mypy stream loadtest
 	$(BIN)/pytest
 
 test-unit: $(STAMP)
@@ -39,7 +39,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check stream tests loadtest
 	$(BIN)/ruff format --check stream tests loadtest
-	$(BIN)/mypy stream
+	$(BIN)/mypy stream loadtest
 
 clean:
 	rm -rf $(VENV) .stream-data .pytest_cache .mypy_cache

@@ -80,7 +80,7 @@ def faust_app(bootstrap: str, app_id: str, source: str, sink: str, partitions: i
         producer_linger_ms=1,
         datadir=os.environ.get("LOADTEST_DATA", "/tmp/loadtest-faust"),
     )
-    raw = faust.Schema(key_serializer="raw", value_serializer="raw")
+    raw: faust.Schema[bytes, bytes] = faust.Schema(key_serializer="raw", value_serializer="raw")
     events = app.topic(source, schema=raw, partitions=partitions)
     out = app.topic(sink, schema=raw, partitions=partitions)
     counts = app.Table("counts", default=int, partitions=partitions)
