@@ -1,4 +1,4 @@
-"""``python -m loadtest`` (also ``stream loadtest``): run the load test and report."""
+"""``python -m loadtest``: run the load test and report."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .extras import MissingExtra, require
 from .harness import Config, run
 from .report import summary, write
 
@@ -53,6 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--out", type=Path, default=Path("loadtest/results"))
     args = p.parse_args(argv)
+    try:
+        require("matplotlib")  # now, not after a run of minutes
+    except MissingExtra as exc:
+        print(f"loadtest: {exc}", file=sys.stderr)
+        return 2
     # SIGTERM unwinds like Ctrl-C, so the broker and workers this run started are stopped
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     cfg = Config(

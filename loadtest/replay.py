@@ -63,6 +63,7 @@ from stream.runtime.broker import EmbeddedBroker, free_port
 from stream.runtime.kafka import create_topics
 from stream.settings import Settings
 
+from .extras import MissingExtra, pyplot, require
 from .harness import _tail
 from .replay_formats import FORMATS, ReplayLog, guess_format, read_log
 from .replay_logs import write_movielens, write_population_log
@@ -389,11 +390,7 @@ def write_report(report: dict[str, Any], path: Path, plots_dir: Path | None = No
 
 
 def plots(report: dict[str, Any], out: Path, stem: str) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     series = report["series"]
     written = []
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -457,17 +454,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--titles", type=int, default=1000, help="for the generators")
     args = p.parse_args(argv)
     if args.write_population_log or args.write_movielens:
-        if args.write_population_log:
-            counts = write_population_log(
-                args.write_population_log, args.viewers, args.interactions, args.titles, args.seed
-            )
-            print(f"wrote {args.write_population_log}: {counts}")
-        if args.write_movielens:
-            counts = write_movielens(args.write_movielens, args.viewers, args.titles, args.interactions, args.seed)
-            print(f"wrote {args.write_movielens}/u.data and u.item: {counts}")
+        _generate(args)
         return 0
     if args.log is None:
         p.error("a log to replay is required (or --write-population-log / --write-movielens)")
+    try:
+        require("matplotlib")  # for the plots: now, not after the replay
+    except MissingExtra as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return 2
     try:
         log = read_log(args.log, args.format, args.items, args.columns, args.ts_unit, args.compress)
     except (OSError, ValueError) as exc:
@@ -506,6 +501,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(summary(report))
     print("wrote " + ", ".join(str(w) for w in written))
     return 0 if report["complete"] else 1
+
+
+def _generate(args: argparse.Namespace) -> None:
+    """``--write-population-log`` and ``--write-movielens``: write the logs asked for."""
+    if args.write_population_log:
+        counts = write_population_log(
+            args.write_population_log, args.viewers, args.interactions, args.titles, args.seed
+        )
+        print(f"wrote {args.write_population_log}: {counts}")
+    if args.write_movielens:
+        counts = write_movielens(args.write_movielens, args.viewers, args.titles, args.interactions, args.seed)
+        print(f"wrote {args.write_movielens}/u.data and u.item: {counts}")
 
 
 if __name__ == "__main__":
