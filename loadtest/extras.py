@@ -1,8 +1,8 @@
-"""The ``bench`` extra: matplotlib (the plots).
+"""The ``bench`` extra: matplotlib (the plots) and tqdm (the progress bar).
 
-Only the load test and the replay use it, so it is an optional extra, not a
-dependency of ``stream``; it is imported only where it is used, and a missing
-one is named together with what to install.
+Only the load test and the replay use them, so they are an optional extra,
+not dependencies of ``stream``; they are imported only where they are used,
+and a missing one is named together with what to install.
 
 >>> require("json")
 >>> str(MissingExtra("nothing-such"))

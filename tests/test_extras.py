@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import doctest
+import io
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from loadtest import extras, replay, report
+from loadtest.__main__ import _Progress
 from loadtest.__main__ import main as loadtest_main
 from loadtest.extras import INSTALL, MissingExtra
 
@@ -52,7 +55,7 @@ def test_the_plots_without_matplotlib_say_what_to_install(
     assert INSTALL == "pip install '.[bench]'" and str(raised.value).endswith(INSTALL)
 
 
-@pytest.mark.parametrize("missing", ["matplotlib"])
+@pytest.mark.parametrize("missing", ["matplotlib", "tqdm"])
 def test_the_load_test_without_the_bench_extra_says_what_to_install_before_it_starts(
     missing: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -71,3 +74,33 @@ def test_the_replay_without_matplotlib_says_what_to_install_before_it_starts(
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert replay.main([str(LOG)]) == 2
     assert capsys.readouterr().err.endswith(f"the bench extra: {INSTALL}\n")
+
+
+def test_without_a_terminal_progress_is_one_plain_line_per_phase() -> None:
+    out = io.StringIO()  # not a terminal, as a CI log is not
+    progress = _Progress(out)
+    for label, fraction in [("drain: applied", 0.2), ("drain: applied", 1.0), ("learning", 0.1), ("learning", 0.4)]:
+        progress(label, fraction)
+    progress.close()
+    progress.close()  # closing twice writes nothing more
+    assert "\r" not in out.getvalue()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert re.fullmatch(r"drain: applied: 100% in \d+ s", lines[0])
+    assert re.fullmatch(r"learning: 40% in \d+ s", lines[1])
+
+
+def test_on_a_terminal_each_phase_gets_a_bar() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Terminal()
+    progress = _Progress(out)
+    progress("drain: applied", 0.5)
+    progress("drain: applied", 1.0)
+    progress("learning", 0.3)
+    progress.close()
+    lines = out.getvalue().split("\n")
+    assert lines[0].startswith("\rdrain: applied") and lines[0].rstrip().endswith("100% [00:00]")
+    assert lines[1].startswith("\rlearning") and "30%" in lines[1]
