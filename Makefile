@@ -8,10 +8,12 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
+# Both extras: dev (tests, linters) and bench (the load test's plots and progress bar, which
+# `make test` exercises too and `make bench` needs).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -19,7 +21,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check stream tests loadtest
-	$(BIN)/mypy stream
+	$(BIN)/mypy stream loadtest
 	$(BIN)/pytest
 
 test-unit: $(STAMP)
@@ -39,7 +41,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check stream tests loadtest
 	$(BIN)/ruff format --check stream tests loadtest
-	$(BIN)/mypy stream
+	$(BIN)/mypy stream loadtest
 
 clean:
 	rm -rf $(VENV) .stream-data .pytest_cache .mypy_cache

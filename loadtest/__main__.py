@@ -1,4 +1,4 @@
-"""``python -m loadtest`` (also ``stream loadtest``): run the load test and report."""
+"""``python -m loadtest``: run the load test and report."""
 
 from __future__ import annotations
 
@@ -7,29 +7,56 @@ import asyncio
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, TextIO
 
+from .extras import MissingExtra, require
 from .harness import Config, run
 from .report import summary, write
 
 
-def _progress() -> Callable[[str, float], None]:
-    last = {"label": ""}
-    shown_at = [0.0]
+class _Progress:
+    """The harness's progress (a label and a fraction done), one tqdm bar per phase.
 
-    def show(label: str, fraction: float) -> None:
-        now = time.monotonic()
-        if label == last["label"] and now - shown_at[0] < 0.25 and fraction < 1:
+    On a terminal each phase gets a bar, redrawn at most four times a second and left
+    in place when the next phase starts. Where stderr is not a terminal (a CI log, a
+    file) tqdm draws nothing (``disable=None``) rather than a stream of carriage
+    returns; instead each phase writes one plain line as it ends: how far it got and
+    how long it took.
+    """
+
+    def __init__(self, file: TextIO | None = None) -> None:
+        self.file = file  # None: stderr as it is when a phase starts
+        self.label: str | None = None
+        self.fraction = 0.0
+        self.started = 0.0
+        self.bar: Any = None
+
+    def __call__(self, label: str, fraction: float) -> None:
+        from tqdm import tqdm
+
+        if label != self.label:
+            self.close()
+            self.label, self.fraction, self.started = label, 0.0, time.monotonic()
+            bar_format = "{desc:<28.28} |{bar:30}| {percentage:3.0f}% [{elapsed}]"
+            self.bar = tqdm(
+                total=1.0, desc=label, bar_format=bar_format, mininterval=0.25, disable=None, leave=True, file=self.file
+            )
+        fraction = max(0.0, min(1.0, fraction))
+        self.bar.update(fraction - self.fraction)
+        self.fraction = fraction
+
+    def close(self) -> None:
+        """End the current phase's bar (or, with no terminal, write its line)."""
+        if self.bar is None:
             return
-        last["label"] = label
-        shown_at[0] = now
-        width = 30
-        filled = int(width * max(0.0, min(1.0, fraction)))
-        sys.stderr.write(f"\r{label[:28]:<28} [{'#' * filled}{'.' * (width - filled)}] {fraction:5.0%}")
-        sys.stderr.flush()
-
-    return show
+        if self.bar.disable:
+            out = self.file or sys.stderr
+            out.write(f"{self.label}: {self.fraction:.0%} in {time.monotonic() - self.started:.0f} s\n")
+            out.flush()
+        self.bar.close()
+        self.bar = None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,6 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--out", type=Path, default=Path("loadtest/results"))
     args = p.parse_args(argv)
+    try:
+        require("matplotlib", "tqdm")  # now, not after a run of minutes
+    except MissingExtra as exc:
+        print(f"loadtest: {exc}", file=sys.stderr)
+        return 2
     # SIGTERM unwinds like Ctrl-C, so the broker and workers this run started are stopped
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     cfg = Config(
@@ -76,8 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ramp_step_s=args.ramp_step,
         out_dir=args.out,
     )
-    report = asyncio.run(run(cfg, _progress()))
-    sys.stderr.write("\n")
+    progress = _Progress()
+    try:
+        report = asyncio.run(run(cfg, progress))
+    finally:
+        progress.close()
     stem = time.strftime("report-%Y%m%d-%H%M%S")
     paths = write(report, args.out, stem)
     print(summary(report))

@@ -79,7 +79,7 @@ def faust_app(bootstrap: str, app_id: str, source: str, sink: str, partitions: i
         datadir=os.environ.get("LOADTEST_DATA", "/tmp/loadtest-faust"),
     )
     _faust.install(app, fetch_wait_ms=10)  # the worker's fetch wait: the two are compared alike
-    raw = faust.Schema(key_serializer="raw", value_serializer="raw")
+    raw: faust.Schema[bytes, bytes] = faust.Schema(key_serializer="raw", value_serializer="raw")
     events = app.topic(source, schema=raw, partitions=partitions)
     out = app.topic(sink, schema=raw, partitions=partitions)
     counts = app.Table("counts", default=int, partitions=partitions)

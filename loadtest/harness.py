@@ -51,7 +51,7 @@ from stream.runtime.kafka import create_topics, partitions_of
 from stream.settings import Settings
 
 from .measure import ProcSampler, Span, percentiles, trend
-from .population import Population
+from .population import Population, SimViewer
 
 __all__ = ["Config", "run"]
 
@@ -245,125 +245,209 @@ class Run:
     ) -> dict[str, Any]:
         """Offer ``rate`` events/s for ``duration`` s (or each of ``steps`` for an equal share of it)."""
         settings = self.settings(tag)
-        schedule = steps or [rate]
-        step_s = duration / len(schedule)
-
-        def offered(elapsed: float) -> float:
-            """Events due by ``elapsed`` seconds."""
-            done = min(int(elapsed // step_s), len(schedule))
-            return sum(schedule[:done]) * step_s + (
-                schedule[done] * (elapsed - done * step_s) if done < len(schedule) else 0
-            )
-
         await self.prepare(settings, pop)
         procs = self.start_workers(settings, self.cfg.workers)
         sampler = ProcSampler([p.pid for p in procs])
         rng = random.Random(self.cfg.seed + 1)
-        sent_at: dict[str, float] = {}
-        latencies: list[float] = []
-        made: list[float] = []
-        per_second: list[dict[str, Any]] = []
-        applied: dict[str, int] = {}
-        state = {"sent": 0, "applied": 0, "snapshots": 0}
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=1)
         await producer.start()
         consumer = await _tail(self.bootstrap, settings.topic(RECOMMENDATIONS), from_start=True)
         probe = await _tail(self.bootstrap, settings.topic(EVENTS), from_start=False, partitions=[0])
-        queue: list[dict[str, Any]] = []
-        t0 = time.perf_counter()
-        # The first seconds include the worker's own start (assignment, table recovery): they
-        # stay in the timeline, but the latency percentiles are those of the steady state.
-        warmup = min(5.0, duration / 4)
-        steady_from = t0 + warmup
-
-        # A ramp stops offering after the first step whose lag grew; then every phase waits
-        # (up to ``grace`` s) until all it sent is applied, so every event is accounted for.
-        grace = 60.0 if steps else 5.0
-        producing = {"done": False, "steps": len(schedule)}
-
-        async def produce() -> None:
-            tick = 0.01
-            step, lag_at_step = 0, 0
-            while (elapsed := time.perf_counter() - t0) < duration:
-                if steps and int(elapsed // step_s) > step:
-                    lag = state["sent"] - state["applied"]
-                    if lag > max(lag_at_step, schedule[step] * 0.5):
-                        producing["steps"] = step + 1
-                        break  # this step was more than the worker can take: the ramp is over
-                    step, lag_at_step = int(elapsed // step_s), lag
-                # due from the clock, not from counted ticks: a slow tick must not lower the offered rate
-                due = offered(elapsed) - state["sent"]
-                while due >= 1:
-                    if not queue:
-                        viewer = pop.viewers[rng.randrange(len(pop.viewers))]
-                        queue.extend(pop.session(viewer, rng.randrange(len(pop.catalog)), rng, _now_ms()))
-                    doc = queue.pop(0)
-                    doc["ts"] = _now_ms()
-                    sent_at[doc["event_id"]] = time.perf_counter()
-                    await producer.send(settings.topic(EVENTS), key=doc["user_id"].encode(), value=orjson.dumps(doc))
-                    state["sent"] += 1
-                    due -= 1
-                await asyncio.sleep(tick)
-            producing["done"] = True
-
-        async def consume() -> None:
-            bucket: list[float] = []
-            second = 0
-            fetch_ms: float | None = None
-            sampler.sample()
-            while time.perf_counter() - t0 < duration + grace:
-                batches = await consumer.getmany(timeout_ms=20, max_records=5000)
-                now = time.perf_counter()
-                for records in batches.values():
-                    for r in records:
-                        snap = orjson.loads(r.value)
-                        state["snapshots"] += 1
-                        user = snap["user_id"]
-                        n = snap["events_applied"]
-                        if n > applied.get(user, 0):
-                            state["applied"] += n - applied.get(user, 0)
-                            applied[user] = n
-                        sent = sent_at.pop(snap["trigger"]["event_id"], None)
-                        if sent is not None:
-                            ms = (now - sent) * 1000
-                            bucket.append(ms)
-                            if sent >= steady_from:
-                                latencies.append(ms)
-                                # the worker's share: its snapshot's time minus the event's (both wall clocks)
-                                made.append(snap["generated_at"] - snap["trigger"]["ts"])
-                if now - t0 >= second + 1:
-                    second += 1
-                    sampler.sample()
-                    if second % 2 == 0:
-                        fetch_ms = await _probe_tail(probe)
-                    cpu = sampler.samples[-1] if sampler.samples else {}
-                    per_second.append(
-                        {
-                            "t": second,
-                            "warmup": second <= warmup,
-                            "sent": state["sent"],
-                            "applied": state["applied"],
-                            "lag": state["sent"] - state["applied"],
-                            "snapshots": state["snapshots"],
-                            "latency_ms": percentiles(bucket),
-                            "cpu_percent": cpu.get("cpu_percent"),
-                            "rss_mb": cpu.get("rss_mb"),
-                            "tail_fetch_ms": fetch_ms,
-                        }
-                    )
-                    bucket = []
-                    self.progress(tag, min(1.0, (now - t0) / duration))
-                if producing["done"] and state["applied"] >= state["sent"]:
-                    break
-
+        loop = _OpenLoop(pop, settings.topic(EVENTS), steps or [rate], duration, bool(steps), rng, sampler)
         try:
-            await asyncio.gather(produce(), consume())
+            await asyncio.gather(
+                loop.produce(producer), loop.consume(consumer, probe, lambda done: self.progress(tag, done))
+            )
         finally:
             await producer.stop()
             await consumer.stop()
             await probe.stop()
             for proc in procs:
                 stop_process(proc)
+        return loop.result(rate)
+
+    # -- phase 3: learning in a closed loop -------------------------------------------
+
+    async def closed_loop(self, pop: Population) -> dict[str, Any]:
+        cfg = self.cfg
+        settings = self.settings("learning")
+        await self.prepare(settings, pop)
+        procs = self.start_workers(settings, cfg.workers)
+        rng = random.Random(cfg.seed + 2)
+        viewers = pop.viewers[: cfg.learn_viewers]
+        for v in viewers:
+            v.tried.clear()
+            v.sent = 0
+        loop = _ClosedLoop(pop, viewers, rng, settings.topic(EVENTS))
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=2)
+        await producer.start()
+        consumer = await _tail(self.bootstrap, settings.topic(RECOMMENDATIONS), from_start=True)
+        t0 = time.monotonic()
+        try:
+            while time.monotonic() - t0 < cfg.learn_seconds:
+                idle = [v for v in viewers if v.user_id not in loop.waiting and v.sent < cfg.learn_events]
+                if not idle and not loop.waiting:
+                    break
+                await loop.start_sessions(producer, idle)
+                loop.refresh_popular()
+                batches = await consumer.getmany(timeout_ms=50, max_records=5000)
+                for records in batches.values():
+                    for r in records:
+                        loop.on_snapshot(orjson.loads(r.value))
+                done = sum(min(v.sent, cfg.learn_events) for v in viewers) / (cfg.learn_events * len(viewers))
+                self.progress("learning", done)
+            await loop.settle(consumer, timeout_s=15)
+        finally:
+            await producer.stop()
+            await consumer.stop()
+            for proc in procs:
+                stop_process(proc)
+        return {
+            "viewers": len(viewers),
+            "events_sent": loop.sent,
+            "events_applied": sum(loop.applied.values()),
+            "measures": loop.measures,
+            **_learning_summary(loop.measures),
+        }
+
+
+class _OpenLoop:
+    """One open-loop phase (:meth:`Run.open_loop`): what it offers, on what schedule, and what came back.
+
+    The clock starts when it is made. A ramp (``ramp``: ``schedule`` holds one rate per step) stops
+    offering after the first step whose lag grew; then every phase waits (up to ``grace`` s) until
+    all it sent is applied, so every event is accounted for.
+    """
+
+    def __init__(
+        self,
+        pop: Population,
+        topic: str,
+        schedule: list[float],
+        duration: float,
+        ramp: bool,
+        rng: random.Random,
+        sampler: ProcSampler,
+    ) -> None:
+        self.pop, self.topic, self.rng, self.sampler = pop, topic, rng, sampler
+        self.schedule = schedule
+        self.duration = duration
+        self.step_s = duration / len(schedule)
+        self.ramp = ramp
+        self.sent_at: dict[str, float] = {}
+        self.latencies: list[float] = []
+        self.made: list[float] = []
+        self.per_second: list[dict[str, Any]] = []
+        self.applied_by_user: dict[str, int] = {}
+        self.sent = self.applied = self.snapshots = 0
+        self.queue: list[dict[str, Any]] = []
+        self.t0 = time.perf_counter()
+        # The first seconds include the worker's own start (assignment, table recovery): they
+        # stay in the timeline, but the latency percentiles are those of the steady state.
+        self.warmup = min(5.0, duration / 4)
+        self.steady_from = self.t0 + self.warmup
+        self.grace = 60.0 if ramp else 5.0
+        self.producing_done = False
+        self.steps_offered = len(schedule)
+
+    def offered(self, elapsed: float) -> float:
+        """Events due by ``elapsed`` seconds."""
+        schedule, step_s = self.schedule, self.step_s
+        done = min(int(elapsed // step_s), len(schedule))
+        return sum(schedule[:done]) * step_s + (
+            schedule[done] * (elapsed - done * step_s) if done < len(schedule) else 0
+        )
+
+    async def produce(self, producer: AIOKafkaProducer) -> None:
+        tick = 0.01
+        step, lag_at_step = 0, 0
+        while (elapsed := time.perf_counter() - self.t0) < self.duration:
+            if self.ramp and int(elapsed // self.step_s) > step:
+                lag = self.sent - self.applied
+                if lag > max(lag_at_step, self.schedule[step] * 0.5):
+                    self.steps_offered = step + 1
+                    break  # this step was more than the worker can take: the ramp is over
+                step, lag_at_step = int(elapsed // self.step_s), lag
+            # due from the clock, not from counted ticks: a slow tick must not lower the offered rate
+            await self._send_due(producer, self.offered(elapsed) - self.sent)
+            await asyncio.sleep(tick)
+        self.producing_done = True
+
+    async def _send_due(self, producer: AIOKafkaProducer, due: float) -> None:
+        """Send ``due`` events (the whole ones): viewers' sessions, each event stamped as it goes."""
+        pop, rng = self.pop, self.rng
+        while due >= 1:
+            if not self.queue:
+                viewer = pop.viewers[rng.randrange(len(pop.viewers))]
+                self.queue.extend(pop.session(viewer, rng.randrange(len(pop.catalog)), rng, _now_ms()))
+            doc = self.queue.pop(0)
+            doc["ts"] = _now_ms()
+            self.sent_at[doc["event_id"]] = time.perf_counter()
+            await producer.send(self.topic, key=doc["user_id"].encode(), value=orjson.dumps(doc))
+            self.sent += 1
+            due -= 1
+
+    async def consume(
+        self, consumer: AIOKafkaConsumer, probe: AIOKafkaConsumer, progress: Callable[[float], None]
+    ) -> None:
+        bucket: list[float] = []
+        second = 0
+        fetch_ms: float | None = None
+        self.sampler.sample()
+        while time.perf_counter() - self.t0 < self.duration + self.grace:
+            batches = await consumer.getmany(timeout_ms=20, max_records=5000)
+            now = time.perf_counter()
+            for records in batches.values():
+                for r in records:
+                    self._on_snapshot(orjson.loads(r.value), now, bucket)
+            if now - self.t0 >= second + 1:
+                second += 1
+                self.sampler.sample()
+                if second % 2 == 0:
+                    fetch_ms = await _probe_tail(probe)
+                self._close_second(second, bucket, fetch_ms)
+                bucket = []
+                progress(min(1.0, (now - self.t0) / self.duration))
+            if self.producing_done and self.applied >= self.sent:
+                break
+
+    def _on_snapshot(self, snap: dict[str, Any], now: float, bucket: list[float]) -> None:
+        """Count what ``snap`` applied; time it when its trigger was sent here (into ``bucket``, this second's)."""
+        self.snapshots += 1
+        user = snap["user_id"]
+        n = snap["events_applied"]
+        if n > self.applied_by_user.get(user, 0):
+            self.applied += n - self.applied_by_user.get(user, 0)
+            self.applied_by_user[user] = n
+        sent = self.sent_at.pop(snap["trigger"]["event_id"], None)
+        if sent is not None:
+            ms = (now - sent) * 1000
+            bucket.append(ms)
+            if sent >= self.steady_from:
+                self.latencies.append(ms)
+                # the worker's share: its snapshot's time minus the event's (both wall clocks)
+                self.made.append(snap["generated_at"] - snap["trigger"]["ts"])
+
+    def _close_second(self, second: int, bucket: list[float], fetch_ms: float | None) -> None:
+        """The timeline's entry for ``second``: counts so far, this second's latencies, the worker, the probe."""
+        cpu = self.sampler.samples[-1] if self.sampler.samples else {}
+        self.per_second.append(
+            {
+                "t": second,
+                "warmup": second <= self.warmup,
+                "sent": self.sent,
+                "applied": self.applied,
+                "lag": self.sent - self.applied,
+                "snapshots": self.snapshots,
+                "latency_ms": percentiles(bucket),
+                "cpu_percent": cpu.get("cpu_percent"),
+                "rss_mb": cpu.get("rss_mb"),
+                "tail_fetch_ms": fetch_ms,
+            }
+        )
+
+    def result(self, rate: float) -> dict[str, Any]:
+        sampler, per_second, duration = self.sampler, self.per_second, self.duration
         steady = [s for s in per_second if not s["warmup"]]
         p50s = [s["latency_ms"]["p50"] for s in steady if s["latency_ms"]["p50"] is not None]
         fetches = [s["tail_fetch_ms"] for s in steady if s["tail_fetch_ms"] is not None]
@@ -371,19 +455,19 @@ class Run:
         lag_series = [s["lag"] for s in per_second]
         return {
             "rate": rate,
-            "steps": schedule,
-            "steps_offered": producing["steps"],
-            "step_s": step_s,
+            "steps": self.schedule,
+            "steps_offered": self.steps_offered,
+            "step_s": self.step_s,
             "duration_s": duration,
-            "warmup_s": warmup,
-            "sent": state["sent"],
-            "applied": state["applied"],
-            "snapshots": state["snapshots"],
-            "achieved_eps": state["applied"] / duration,
-            "sent_eps": state["sent"] / duration,
-            "latency_ms": percentiles(latencies),
-            "to_snapshot_ms": percentiles(made),
-            "latencies": latencies,
+            "warmup_s": self.warmup,
+            "sent": self.sent,
+            "applied": self.applied,
+            "snapshots": self.snapshots,
+            "achieved_eps": self.applied / duration,
+            "sent_eps": self.sent / duration,
+            "latency_ms": percentiles(self.latencies),
+            "to_snapshot_ms": percentiles(self.made),
+            "latencies": self.latencies,
             "timeline": per_second,
             "worker": sampler.summary(),
             "lag_max": max(lag_series, default=0),
@@ -400,91 +484,75 @@ class Run:
             },
         }
 
-    # -- phase 3: learning in a closed loop -------------------------------------------
 
-    async def closed_loop(self, pop: Population) -> dict[str, Any]:
-        cfg = self.cfg
-        settings = self.settings("learning")
-        await self.prepare(settings, pop)
-        procs = self.start_workers(settings, cfg.workers)
-        rng = random.Random(cfg.seed + 2)
-        viewers = pop.viewers[: cfg.learn_viewers]
-        by_user = {v.user_id: v for v in viewers}
-        for v in viewers:
-            v.tried.clear()
-            v.sent = 0
-        waiting: dict[str, str] = {}
-        latest: dict[str, list[str]] = {}
-        plays: Counter[int] = Counter()
-        measures: list[dict[str, Any]] = []
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=2)
-        await producer.start()
-        consumer = await _tail(self.bootstrap, settings.topic(RECOMMENDATIONS), from_start=True)
-        t0 = time.monotonic()
-        sent = 0
-        applied: dict[str, int] = {}
-        popular: list[int] = []
-        try:
-            while time.monotonic() - t0 < cfg.learn_seconds:
-                idle = [v for v in viewers if v.user_id not in waiting and v.sent < cfg.learn_events]
-                if not idle and not waiting:
-                    break
-                for v in idle:
-                    title = pop.pick(v, latest.get(v.user_id, []), rng)
-                    events = pop.session(v, title, rng, _now_ms())
-                    plays[title] += 1
-                    for doc in events:
-                        await producer.send(settings.topic(EVENTS), key=v.user_id.encode(), value=orjson.dumps(doc))
-                    sent += len(events)
-                    waiting[v.user_id] = events[-1]["event_id"]
-                if len(plays) and (not popular or sent % 50 == 0):
-                    popular = [t for t, _ in plays.most_common(200)]
-                batches = await consumer.getmany(timeout_ms=50, max_records=5000)
-                for records in batches.values():
-                    for r in records:
-                        snap = orjson.loads(r.value)
-                        viewer = by_user.get(snap["user_id"])
-                        if viewer is None:
-                            continue
-                        applied[viewer.user_id] = max(applied.get(viewer.user_id, 0), snap["events_applied"])
-                        items = [i["item_id"] for i in snap["items"]]
-                        latest[viewer.user_id] = items
-                        if waiting.get(viewer.user_id) == snap["trigger"]["event_id"]:
-                            del waiting[viewer.user_id]
-                            k = len(items) or 10
-                            pop_list = [f"t{t:06d}" for t in popular if t not in viewer.tried][:k]
-                            untried = [t for t in range(len(pop.catalog)) if t not in viewer.tried]
-                            rand_list = [f"t{t:06d}" for t in rng.sample(untried, min(k, len(untried)))]
-                            measures.append(
-                                {
-                                    "events": snap["events_applied"],
-                                    "model": pop.hit_rate(viewer, items),
-                                    "popularity": pop.hit_rate(viewer, pop_list),
-                                    "random": pop.hit_rate(viewer, rand_list),
-                                }
-                            )
-                done = sum(min(v.sent, cfg.learn_events) for v in viewers) / (cfg.learn_events * len(viewers))
-                self.progress("learning", done)
-            deadline = time.monotonic() + 15  # let the last sessions land, so every event is accounted for
-            while sum(applied.values()) < sent and time.monotonic() < deadline:
-                batches = await consumer.getmany(timeout_ms=100, max_records=5000)
-                for records in batches.values():
-                    for r in records:
-                        snap = orjson.loads(r.value)
-                        user = snap["user_id"]
-                        applied[user] = max(applied.get(user, 0), snap["events_applied"])
-        finally:
-            await producer.stop()
-            await consumer.stop()
-            for proc in procs:
-                stop_process(proc)
-        return {
-            "viewers": len(viewers),
-            "events_sent": sent,
-            "events_applied": sum(applied.values()),
-            "measures": measures,
-            **_learning_summary(measures),
-        }
+class _ClosedLoop:
+    """The learning phase's viewers (:meth:`Run.closed_loop`): what they were sent, shown and scored."""
+
+    def __init__(self, pop: Population, viewers: list[SimViewer], rng: random.Random, topic: str) -> None:
+        self.pop, self.viewers, self.rng, self.topic = pop, viewers, rng, topic
+        self.by_user = {v.user_id: v for v in viewers}
+        #: per viewer with a session out: the last event of it, whose list it waits for
+        self.waiting: dict[str, str] = {}
+        self.latest: dict[str, list[str]] = {}
+        self.plays: Counter[int] = Counter()
+        self.measures: list[dict[str, Any]] = []
+        self.sent = 0
+        self.applied: dict[str, int] = {}
+        self.popular: list[int] = []
+
+    async def start_sessions(self, producer: AIOKafkaProducer, idle: list[SimViewer]) -> None:
+        """Each idle viewer picks a title from its latest list and sends a whole session of it."""
+        for v in idle:
+            title = self.pop.pick(v, self.latest.get(v.user_id, []), self.rng)
+            events = self.pop.session(v, title, self.rng, _now_ms())
+            self.plays[title] += 1
+            for doc in events:
+                await producer.send(self.topic, key=v.user_id.encode(), value=orjson.dumps(doc))
+            self.sent += len(events)
+            self.waiting[v.user_id] = events[-1]["event_id"]
+
+    def refresh_popular(self) -> None:
+        """The popularity baseline: the most played titles, recounted every 50 events sent."""
+        if len(self.plays) and (not self.popular or self.sent % 50 == 0):
+            self.popular = [t for t, _ in self.plays.most_common(200)]
+
+    def on_snapshot(self, snap: dict[str, Any]) -> None:
+        viewer = self.by_user.get(snap["user_id"])
+        if viewer is None:
+            return
+        self.applied[viewer.user_id] = max(self.applied.get(viewer.user_id, 0), snap["events_applied"])
+        items = [i["item_id"] for i in snap["items"]]
+        self.latest[viewer.user_id] = items
+        if self.waiting.get(viewer.user_id) == snap["trigger"]["event_id"]:
+            del self.waiting[viewer.user_id]
+            self._score(viewer, snap["events_applied"], items)
+
+    def _score(self, viewer: SimViewer, events: int, items: list[str]) -> None:
+        """The list a session ended with, beside a popularity list and a random list of as many titles."""
+        pop = self.pop
+        k = len(items) or 10
+        pop_list = [f"t{t:06d}" for t in self.popular if t not in viewer.tried][:k]
+        untried = [t for t in range(len(pop.catalog)) if t not in viewer.tried]
+        rand_list = [f"t{t:06d}" for t in self.rng.sample(untried, min(k, len(untried)))]
+        self.measures.append(
+            {
+                "events": events,
+                "model": pop.hit_rate(viewer, items),
+                "popularity": pop.hit_rate(viewer, pop_list),
+                "random": pop.hit_rate(viewer, rand_list),
+            }
+        )
+
+    async def settle(self, consumer: AIOKafkaConsumer, timeout_s: float) -> None:
+        """Let the last sessions land (up to ``timeout_s``), so every event is accounted for."""
+        deadline = time.monotonic() + timeout_s
+        while sum(self.applied.values()) < self.sent and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=100, max_records=5000)
+            for records in batches.values():
+                for r in records:
+                    snap = orjson.loads(r.value)
+                    user = snap["user_id"]
+                    self.applied[user] = max(self.applied.get(user, 0), snap["events_applied"])
 
 
 def _learning_summary(measures: list[dict[str, Any]], at: int = 30) -> dict[str, Any]:

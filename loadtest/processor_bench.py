@@ -54,8 +54,9 @@ def main() -> None:
             made += 1
         ts += 500
 
-    # the same settings as a worker's defaults, on either version of Processor
-    options = {"diversity": 0.3, "exploration": 30}
+    # the same settings as a worker's defaults, on either version of Processor; Any, since
+    # which of them this Processor takes is known only at run time (from its signature)
+    options: dict[str, Any] = {"diversity": 0.3, "exploration": 30}
     accepted = inspect.signature(Processor).parameters
     processor = Processor(catalog, top_k=10, **{k: v for k, v in options.items() if k in accepted})
     models = [PartitionModel() for _ in range(args.partitions)]

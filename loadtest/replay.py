@@ -63,11 +63,12 @@ from stream.runtime.broker import EmbeddedBroker, free_port
 from stream.runtime.kafka import create_topics
 from stream.settings import Settings
 
+from .extras import MissingExtra, pyplot, require
 from .harness import _tail
 from .replay_formats import FORMATS, ReplayLog, guess_format, read_log
 from .replay_logs import write_movielens, write_population_log
 from .replay_metrics import KINDS, Popularity, Tally, random_list
-from .replay_pacing import Pacer
+from .replay_pacing import Pacer, Release
 from .replay_replica import RatingScore, Replica
 
 __all__ = ["ReplayConfig", "main", "replay", "summary", "write_report"]
@@ -155,21 +156,8 @@ async def _prepare(settings: Settings, catalog: Sequence[dict[str, Any]]) -> Non
 async def _replay(
     settings: Settings, log: ReplayLog, cfg: ReplayConfig, timeout_s: float, say: Progress
 ) -> dict[str, Any]:
-    catalog_ids = [str(e["item_id"]) for e in log.catalog]
-    genres = {str(e["item_id"]): frozenset(e["genres"]) for e in log.catalog}
-    size = len(catalog_ids)
-    pacer = Pacer(log.interactions, cfg.parallel, cfg.wait_s)
-    replica = Replica(log.catalog, settings)
-    popularity = Popularity(catalog_ids)
-    rng = random.Random(cfg.seed)
-    tallies = {kind: Tally() for kind in KINDS}
-    rated = [i.rating for i in log.interactions if i.rating is not None]
-    ratings = RatingScore(min(rated), max(rated)) if rated else None
-    touched: dict[str, set[str]] = {}
-    replica_lists: dict[str, tuple[str, list[str]]] = {}
-    applied: dict[str, int] = {}
-    counts = {"published": 0, "positives": 0, "first": 0, "compared": 0, "snapshots": 0}
-    overlap = [0.0]  # summed share of each awaited snapshot's titles that the replica's list holds too
+    state = _ReplayState(settings, log, cfg)
+    pacer = state.pacer
     topic = settings.topic(EVENTS)
 
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=2)
@@ -182,103 +170,144 @@ async def _replay(
         while not pacer.done and time.monotonic() < deadline:
             for release in pacer.release(time.monotonic()):
                 it = release.interaction
-                if ratings is not None and it.rating is not None:
-                    score = replica.score(it.user_id, it.item_id, it.ts)
-                    if score is not None:
-                        ratings.update(score, it.rating)
-                seen = touched.setdefault(it.user_id, set())
-                if it.positive:
-                    counts["positives"] += 1
-                    if release.items is None:
-                        counts["first"] += 1
-                    else:
-                        lists = {
-                            "model": release.items,
-                            "popularity": popularity.top(seen),
-                            "random": random_list(rng, catalog_ids, seen),
-                        }
-                        for kind, items in lists.items():
-                            tallies[kind].add(
-                                items, it.item_id, genres, popularity.interactions, popularity.total, size
-                            )
-                popularity.record(it.item_id, it.positive)
-                seen.add(it.item_id)
-                replica_lists[it.user_id] = (it.events[-1]["event_id"], replica.apply(it.user_id, it.events))
+                state.before_publishing(release)
                 key = it.user_id.encode()
                 for doc in it.events:
                     await producer.send(topic, key=key, value=orjson.dumps(doc))
-                counts["published"] += len(it.events)
+                state.counts["published"] += len(it.events)
             batches = await consumer.getmany(timeout_ms=20, max_records=5000)
             now = time.monotonic()
             for records in batches.values():
                 for record in records:
-                    snap = orjson.loads(record.value)
-                    counts["snapshots"] += 1
-                    user = snap["user_id"]
-                    applied[user] = max(applied.get(user, 0), snap["events_applied"])
-                    if pacer.on_snapshot(snap, now):
-                        expected = replica_lists.get(user)
-                        if expected is not None and expected[0] == snap["trigger"]["event_id"]:
-                            counts["compared"] += 1
-                            worker_list = {i["item_id"] for i in snap["items"]}
-                            overlap[0] += len(worker_list & set(expected[1])) / max(1, len(worker_list))
+                    state.on_snapshot(orjson.loads(record.value), now)
             if now - shown > 5:
                 shown = now
-                hr = tallies["model"].hits / max(1, tallies["model"].judged)
-                say(f"{pacer.released}/{pacer.total} interactions, {tallies['model'].judged} judged, HR@10 {hr:.3f}")
+                say(state.progress())
         await producer.flush()
     finally:
         await producer.stop()
         await consumer.stop()
-    duration = time.monotonic() - t0
-    model = tallies["model"].summary(size)
-    beyond = {kind: tallies[kind].summary(size) for kind in KINDS}
-    rating_summary = ratings.summary() if ratings is not None else None
-    return {
-        "schema_version": 1,
-        "hr_at_10": {kind: beyond[kind]["hr_at_10"] for kind in KINDS},
-        "ndcg_at_10": {kind: beyond[kind]["ndcg_at_10"] for kind in KINDS},
-        "coverage": model["coverage"],
-        "diversity": model["diversity"],
-        "novelty": model["novelty"],
-        "beyond_accuracy": beyond,
-        "mae": rating_summary["mae"] if rating_summary else None,
-        "rmse": rating_summary["rmse"] if rating_summary else None,
-        "mean_rating": (
-            {"mae": rating_summary["mean_rating_mae"], "rmse": rating_summary["mean_rating_rmse"]}
-            if rating_summary
-            else None
-        ),
-        "rating": rating_summary,
-        "events": counts["published"],
-        "events_applied": sum(applied.values()),
-        "snapshots": counts["snapshots"],
-        "viewers": log.viewers,
-        "interactions": pacer.released,
-        "interactions_in_log": len(log.interactions),
-        "positives": counts["positives"],
-        "interactions_judged": tallies["model"].judged,
-        "first_interactions_excluded": counts["first"],
-        "waits_timed_out": pacer.timeouts,
-        "leaks_refused": pacer.leaks_refused,
-        "replica_overlap": overlap[0] / counts["compared"] if counts["compared"] else None,
-        "complete": pacer.done,
-        "duration_s": duration,
-        "events_per_s": counts["published"] / duration if duration else None,
-        "log": {
-            "titles": size,
-            "interactions": len(log.interactions),
-            "events": log.events,
-            "has_ratings": log.has_ratings,
-            "skipped_lines": len(log.skipped),
-            "shift_ms": log.shift_ms,
-        },
-        "series": _series(tallies, ratings),
-        "replica_models": {
-            str(p): {"learned": m.learned, "weights": dict(m.linear.weights), "intercept": m.linear.intercept}
-            for p, m in enumerate(replica.models)
-        },
-    }
+    return state.report(log, time.monotonic() - t0)
+
+
+class _ReplayState:
+    """What a replay keeps as it goes: the pacer, the lists judged, the replica, the snapshots seen."""
+
+    def __init__(self, settings: Settings, log: ReplayLog, cfg: ReplayConfig) -> None:
+        self.catalog_ids = [str(e["item_id"]) for e in log.catalog]
+        self.genres = {str(e["item_id"]): frozenset(e["genres"]) for e in log.catalog}
+        self.size = len(self.catalog_ids)
+        self.pacer = Pacer(log.interactions, cfg.parallel, cfg.wait_s)
+        self.replica = Replica(log.catalog, settings)
+        self.popularity = Popularity(self.catalog_ids)
+        self.rng = random.Random(cfg.seed)
+        self.tallies = {kind: Tally() for kind in KINDS}
+        rated = [i.rating for i in log.interactions if i.rating is not None]
+        self.ratings = RatingScore(min(rated), max(rated)) if rated else None
+        self.touched: dict[str, set[str]] = {}
+        #: per viewer: the last event published, and the replica's list after it
+        self.replica_lists: dict[str, tuple[str, list[str]]] = {}
+        self.applied: dict[str, int] = {}
+        self.counts = {"published": 0, "positives": 0, "first": 0, "compared": 0, "snapshots": 0}
+        #: summed share of each awaited snapshot's titles that the replica's list holds too
+        self.overlap = 0.0
+
+    def before_publishing(self, release: Release) -> None:
+        """Predict the interaction's rating and judge the lists, then let the replica apply it."""
+        it = release.interaction
+        if self.ratings is not None and it.rating is not None:
+            score = self.replica.score(it.user_id, it.item_id, it.ts)
+            if score is not None:
+                self.ratings.update(score, it.rating)
+        seen = self.touched.setdefault(it.user_id, set())
+        if it.positive:
+            self._judge(it.item_id, release.items, seen)
+        self.popularity.record(it.item_id, it.positive)
+        seen.add(it.item_id)
+        self.replica_lists[it.user_id] = (it.events[-1]["event_id"], self.replica.apply(it.user_id, it.events))
+
+    def _judge(self, item_id: str, items: list[str] | None, seen: set[str]) -> None:
+        """A positive interaction: the model's list (None for a first interaction) and both baselines."""
+        self.counts["positives"] += 1
+        if items is None:
+            self.counts["first"] += 1
+            return
+        lists = {
+            "model": items,
+            "popularity": self.popularity.top(seen),
+            "random": random_list(self.rng, self.catalog_ids, seen),
+        }
+        for kind, listed in lists.items():
+            self.tallies[kind].add(
+                listed, item_id, self.genres, self.popularity.interactions, self.popularity.total, self.size
+            )
+
+    def on_snapshot(self, snap: dict[str, Any], now: float) -> None:
+        self.counts["snapshots"] += 1
+        user = snap["user_id"]
+        self.applied[user] = max(self.applied.get(user, 0), snap["events_applied"])
+        if self.pacer.on_snapshot(snap, now):
+            expected = self.replica_lists.get(user)
+            if expected is not None and expected[0] == snap["trigger"]["event_id"]:
+                self.counts["compared"] += 1
+                worker_list = {i["item_id"] for i in snap["items"]}
+                self.overlap += len(worker_list & set(expected[1])) / max(1, len(worker_list))
+
+    def progress(self) -> str:
+        model = self.tallies["model"]
+        hr = model.hits / max(1, model.judged)
+        return f"{self.pacer.released}/{self.pacer.total} interactions, {model.judged} judged, HR@10 {hr:.3f}"
+
+    def report(self, log: ReplayLog, duration: float) -> dict[str, Any]:
+        tallies, counts, pacer, size = self.tallies, self.counts, self.pacer, self.size
+        model = tallies["model"].summary(size)
+        beyond = {kind: tallies[kind].summary(size) for kind in KINDS}
+        rating_summary = self.ratings.summary() if self.ratings is not None else None
+        return {
+            "schema_version": 1,
+            "hr_at_10": {kind: beyond[kind]["hr_at_10"] for kind in KINDS},
+            "ndcg_at_10": {kind: beyond[kind]["ndcg_at_10"] for kind in KINDS},
+            "coverage": model["coverage"],
+            "diversity": model["diversity"],
+            "novelty": model["novelty"],
+            "beyond_accuracy": beyond,
+            "mae": rating_summary["mae"] if rating_summary else None,
+            "rmse": rating_summary["rmse"] if rating_summary else None,
+            "mean_rating": (
+                {"mae": rating_summary["mean_rating_mae"], "rmse": rating_summary["mean_rating_rmse"]}
+                if rating_summary
+                else None
+            ),
+            "rating": rating_summary,
+            "events": counts["published"],
+            "events_applied": sum(self.applied.values()),
+            "snapshots": counts["snapshots"],
+            "viewers": log.viewers,
+            "interactions": pacer.released,
+            "interactions_in_log": len(log.interactions),
+            "positives": counts["positives"],
+            "interactions_judged": tallies["model"].judged,
+            "first_interactions_excluded": counts["first"],
+            "waits_timed_out": pacer.timeouts,
+            "leaks_refused": pacer.leaks_refused,
+            "replica_overlap": self.overlap / counts["compared"] if counts["compared"] else None,
+            "complete": pacer.done,
+            "duration_s": duration,
+            "events_per_s": counts["published"] / duration if duration else None,
+            "log": {
+                "titles": size,
+                "interactions": len(log.interactions),
+                "events": log.events,
+                "has_ratings": log.has_ratings,
+                "skipped_lines": len(log.skipped),
+                "shift_ms": log.shift_ms,
+            },
+            "series": _series(tallies, self.ratings),
+            "replica_models": {
+                str(p): {"learned": m.learned, "weights": dict(m.linear.weights), "intercept": m.linear.intercept}
+                for p, m in enumerate(self.replica.models)
+            },
+        }
 
 
 def _series(tallies: dict[str, Tally], ratings: RatingScore | None) -> dict[str, Any]:
@@ -361,11 +390,7 @@ def write_report(report: dict[str, Any], path: Path, plots_dir: Path | None = No
 
 
 def plots(report: dict[str, Any], out: Path, stem: str) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     series = report["series"]
     written = []
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -429,17 +454,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--titles", type=int, default=1000, help="for the generators")
     args = p.parse_args(argv)
     if args.write_population_log or args.write_movielens:
-        if args.write_population_log:
-            counts = write_population_log(
-                args.write_population_log, args.viewers, args.interactions, args.titles, args.seed
-            )
-            print(f"wrote {args.write_population_log}: {counts}")
-        if args.write_movielens:
-            counts = write_movielens(args.write_movielens, args.viewers, args.titles, args.interactions, args.seed)
-            print(f"wrote {args.write_movielens}/u.data and u.item: {counts}")
+        _generate(args)
         return 0
     if args.log is None:
         p.error("a log to replay is required (or --write-population-log / --write-movielens)")
+    try:
+        require("matplotlib")  # for the plots: now, not after the replay
+    except MissingExtra as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return 2
     try:
         log = read_log(args.log, args.format, args.items, args.columns, args.ts_unit, args.compress)
     except (OSError, ValueError) as exc:
@@ -478,6 +501,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(summary(report))
     print("wrote " + ", ".join(str(w) for w in written))
     return 0 if report["complete"] else 1
+
+
+def _generate(args: argparse.Namespace) -> None:
+    """``--write-population-log`` and ``--write-movielens``: write the logs asked for."""
+    if args.write_population_log:
+        counts = write_population_log(
+            args.write_population_log, args.viewers, args.interactions, args.titles, args.seed
+        )
+        print(f"wrote {args.write_population_log}: {counts}")
+    if args.write_movielens:
+        counts = write_movielens(args.write_movielens, args.viewers, args.titles, args.interactions, args.seed)
+        print(f"wrote {args.write_movielens}/u.data and u.item: {counts}")
 
 
 if __name__ == "__main__":

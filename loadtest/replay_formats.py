@@ -347,31 +347,54 @@ def read_jsonl(path: Path, compress: float = 1.0) -> ReplayLog:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            try:
-                doc = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                skipped.append((number, f"expected a JSON object; got invalid JSON ({exc})"))
-                continue
-            if not isinstance(doc, dict):
-                skipped.append((number, f"expected a JSON object; got {type(doc).__name__}"))
-                continue
-            try:
-                if "event_id" in doc:
-                    decode_event(str(doc.get("user_id", "")).encode(), orjson.dumps(doc))
-                    if doc["event_id"] in seen:
-                        skipped.append((number, f"event_id {doc['event_id']!r} repeated; the first is kept"))
-                        continue
-                    seen.add(doc["event_id"])
-                    events.append(doc)
-                elif ("title" in doc or "genres" in doc) and "type" not in doc:
-                    decode_catalog(str(doc.get("item_id", "")).encode(), orjson.dumps(doc))
-                    catalog[doc["item_id"]] = doc
-                else:
-                    skipped.append((number, "expected a playback event or a catalog entry; got neither"))
-            except InvalidMessage as exc:
-                skipped.append((number, str(exc)))
+            doc = _json_object(line)
+            reason = doc if isinstance(doc, str) else _file_jsonl_doc(doc, catalog, events, seen)
+            if reason is not None:
+                skipped.append((number, reason))
     events.sort(key=lambda e: e["ts"])  # stable: the file's order breaks ties
     mapping = _time_map((e["ts"] for e in events), compress)
+    interactions = _jsonl_interactions(_viewings(events, mapping), catalog)
+    _check_range(interactions)
+    return ReplayLog(_valid_catalog(catalog, skipped), interactions, False, skipped, mapping[1])
+
+
+def _json_object(line: bytes) -> dict[str, Any] | str:
+    """The JSON object on ``line``, or why there is none."""
+    try:
+        doc = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return f"expected a JSON object; got invalid JSON ({exc})"
+    if not isinstance(doc, dict):
+        return f"expected a JSON object; got {type(doc).__name__}"
+    return doc
+
+
+def _file_jsonl_doc(
+    doc: dict[str, Any], catalog: dict[str, dict[str, Any]], events: list[dict[str, Any]], seen: set[str]
+) -> str | None:
+    """Add ``doc`` to ``events`` or ``catalog`` if it is a valid one of them; else return why it is skipped."""
+    try:
+        if "event_id" in doc:
+            decode_event(str(doc.get("user_id", "")).encode(), orjson.dumps(doc))
+            if doc["event_id"] in seen:
+                return f"event_id {doc['event_id']!r} repeated; the first is kept"
+            seen.add(doc["event_id"])
+            events.append(doc)
+        elif ("title" in doc or "genres" in doc) and "type" not in doc:
+            decode_catalog(str(doc.get("item_id", "")).encode(), orjson.dumps(doc))
+            catalog[doc["item_id"]] = doc
+        else:
+            return "expected a playback event or a catalog entry; got neither"
+    except InvalidMessage as exc:
+        return str(exc)
+    return None
+
+
+def _viewings(events: list[dict[str, Any]], mapping: tuple[int, int, float]) -> list[list[dict[str, Any]]]:
+    """Retime ``events`` (in time order) and group them: a viewer's consecutive events on one title.
+
+    A new ``play`` of the same title after a play starts another group.
+    """
     groups: list[list[dict[str, Any]]] = []
     open_group: dict[str, list[dict[str, Any]]] = {}
     for doc in events:
@@ -382,6 +405,11 @@ def read_jsonl(path: Path, compress: float = 1.0) -> ReplayLog:
             current = open_group[doc["user_id"]] = []
             groups.append(current)
         current.append(doc)
+    return groups
+
+
+def _jsonl_interactions(groups: list[list[dict[str, Any]]], catalog: dict[str, dict[str, Any]]) -> list[Interaction]:
+    """One interaction per group; a title the catalog lacks gets a minimal entry in it."""
     interactions = []
     for n, group in enumerate(groups):
         first = group[0]
@@ -389,8 +417,7 @@ def read_jsonl(path: Path, compress: float = 1.0) -> ReplayLog:
             catalog[first["item_id"]] = _minimal_entry(first["item_id"], first.get("duration_s"))
         positive = any(e["type"] in POSITIVE_TYPES for e in group)
         interactions.append(Interaction(n, first["user_id"], first["item_id"], first["ts"], group, None, positive))
-    _check_range(interactions)
-    return ReplayLog(_valid_catalog(catalog, skipped), interactions, False, skipped, mapping[1])
+    return interactions
 
 
 def read_log(

@@ -35,6 +35,8 @@ from typing import Any
 
 import orjson
 
+from .extras import pyplot
+
 __all__ = ["summary", "write"]
 
 
@@ -99,11 +101,7 @@ def summary(report: dict[str, Any]) -> str:
 
 
 def plots(report: dict[str, Any], out: Path, stem: str) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     written = []
     timeline = report["latency"]["timeline"]
     t = [s["t"] for s in timeline]

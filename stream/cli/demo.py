@@ -227,39 +227,12 @@ async def _simulate(settings: Settings, duration: float, out: list[str]) -> dict
         deadline = time.monotonic() + duration
         while time.monotonic() < deadline:
             for viewer in viewers:
-                if viewer.pending:
-                    continue
-                title = viewer.next_title(latest[viewer.user_id], catalog, rng)
-                viewer.pending = viewer.session(title, rng, int(time.time() * 1000))
+                if not viewer.pending:
+                    title = viewer.next_title(latest[viewer.user_id], catalog, rng)
+                    viewer.pending = viewer.session(title, rng, int(time.time() * 1000))
             # each viewer sends its next event, then waits for the list that reflects it
-            waiting: dict[str, str] = {}
-            for viewer in viewers:
-                event = viewer.pending.pop(0)
-                event["ts"] = int(time.time() * 1000)
-                sent_at[str(event["event_id"])] = time.perf_counter()
-                await producer.send_and_wait(
-                    settings.topic(EVENTS), key=viewer.user_id.encode(), value=orjson.dumps(event)
-                )
-                waiting[viewer.user_id] = str(event["event_id"])
-                what = f"{_SAY[str(event['type'])]} “{titles[str(event['item_id'])]}”"
-                out.append(f"→ {viewer.user_id} {what}")
-                print(out[-1], flush=True)
-            limit = time.monotonic() + 10.0
-            while waiting and time.monotonic() < limit:
-                batches = await consumer.getmany(timeout_ms=200)
-                for records in batches.values():
-                    for record in records:
-                        snap = orjson.loads(record.value)
-                        user = snap["user_id"]
-                        previous, latest[user] = latest[user], snap
-                        snapshots += 1
-                        trigger = snap["trigger"]["event_id"]
-                        if trigger in sent_at:
-                            latencies.append((time.perf_counter() - sent_at.pop(trigger)) * 1000)
-                        if waiting.get(user) == trigger:
-                            del waiting[user]
-                            out.append(render(snap, titles, previous=previous))
-                            print(out[-1], flush=True)
+            waiting = await _send_next_events(producer, settings, viewers, titles, sent_at, out)
+            snapshots += await _await_lists(consumer, waiting, latest, titles, sent_at, latencies, out)
             await asyncio.sleep(0.6)
     finally:
         await consumer.stop()
@@ -269,6 +242,62 @@ async def _simulate(settings: Settings, duration: float, out: list[str]) -> dict
         stats["p50_ms"] = statistics.median(latencies)
         stats["max_ms"] = max(latencies)
     return stats
+
+
+async def _send_next_events(
+    producer: AIOKafkaProducer,
+    settings: Settings,
+    viewers: list[Viewer],
+    titles: dict[str, str],
+    sent_at: dict[str, float],
+    out: list[str],
+) -> dict[str, str]:
+    """Each viewer sends (and prints) its next pending event; returns the event each now waits on, by viewer."""
+    waiting: dict[str, str] = {}
+    for viewer in viewers:
+        event = viewer.pending.pop(0)
+        event["ts"] = int(time.time() * 1000)
+        sent_at[str(event["event_id"])] = time.perf_counter()
+        await producer.send_and_wait(settings.topic(EVENTS), key=viewer.user_id.encode(), value=orjson.dumps(event))
+        waiting[viewer.user_id] = str(event["event_id"])
+        what = f"{_SAY[str(event['type'])]} “{titles[str(event['item_id'])]}”"
+        out.append(f"→ {viewer.user_id} {what}")
+        print(out[-1], flush=True)
+    return waiting
+
+
+async def _await_lists(
+    consumer: AIOKafkaConsumer,
+    waiting: dict[str, str],
+    latest: dict[str, dict[str, object] | None],
+    titles: dict[str, str],
+    sent_at: dict[str, float],
+    latencies: list[float],
+    out: list[str],
+) -> int:
+    """Read snapshots until every waiting viewer's list is in (10 s at most), printing those lists.
+
+    Every snapshot read updates ``latest`` and, for an event sent here, ``latencies``; returns how
+    many were read. ``waiting`` is emptied of the viewers whose list came.
+    """
+    snapshots = 0
+    limit = time.monotonic() + 10.0
+    while waiting and time.monotonic() < limit:
+        batches = await consumer.getmany(timeout_ms=200)
+        for records in batches.values():
+            for record in records:
+                snap = orjson.loads(record.value)
+                user = snap["user_id"]
+                previous, latest[user] = latest[user], snap
+                snapshots += 1
+                trigger = snap["trigger"]["event_id"]
+                if trigger in sent_at:
+                    latencies.append((time.perf_counter() - sent_at.pop(trigger)) * 1000)
+                if waiting.get(user) == trigger:
+                    del waiting[user]
+                    out.append(render(snap, titles, previous=previous))
+                    print(out[-1], flush=True)
+    return snapshots
 
 
 async def _publish_catalog(settings: Settings) -> None:
