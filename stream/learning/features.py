@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stream.learning.catalog import Catalog, CatalogMatrices, freshness
+from stream.learning.catalog import Catalog, CatalogMatrices
 from stream.learning.profile import Profile, context_keys, daypart
 
 if TYPE_CHECKING:
@@ -63,11 +63,13 @@ __all__ = [
     "Scan",
     "ViewerTerms",
     "bucket_rows",
+    "cohort_part",
     "context_lift",
     "features",
     "pair_parts",
     "scan",
     "title_parts",
+    "title_rows",
     "unit",
     "weight_vector",
 ]
@@ -81,6 +83,8 @@ FRESH_DAYS = 30.0
 CONTEXT_PRIOR_MASS = 2.0
 
 _GENRE, _TAG, _CONTEXT, _COHORT = range(4)
+#: Up to this many titles, per-title look-ups beat building a whole-catalog array.
+FEW = 8
 
 
 def weight_vector(weights: dict[str, float]) -> np.ndarray:
@@ -205,18 +209,15 @@ class ViewerTerms:
 
 
 def title_parts(model: PartitionModel, catalog: Catalog, now_ms: int, rows: np.ndarray | None = None) -> np.ndarray:
-    """(titles, 3): the popularity, trending and freshness features of ``rows`` (None: every title)."""
-    mats = catalog.matrices()
-    if rows is None:
-        return np.column_stack(
-            [model.popularity(catalog.ids), model.trending.array(catalog.ids), catalog.freshness(now_ms, FRESH_DAYS)]
-        ).astype(np.float32)
-    ids = [catalog.ids[i] for i in rows.tolist()]
-    out = np.empty((len(ids), 3), dtype=np.float32)
-    out[:, 0] = [model.popularity_of(i) for i in ids]
-    out[:, 1] = [model.trending.of(i) for i in ids]
-    out[:, 2] = freshness(mats.release_ts[rows], now_ms, FRESH_DAYS)
-    return out
+    """(titles, 3): the popularity, trending and freshness features of ``rows`` (None: every title).
+
+    Read from the model's and the catalog's per-title arrays (each cached while it holds:
+    popularity for half a second, trending until new counts, freshness for the minute).
+    """
+    columns = [model.popularity(catalog.ids), model.trending.array(catalog.ids), catalog.freshness(now_ms, FRESH_DAYS)]
+    if rows is not None:
+        columns = [c[rows] for c in columns]
+    return np.column_stack(columns).astype(np.float32, copy=False)
 
 
 def bucket_rows(viewer: ViewerTerms, catalog: Catalog) -> tuple[np.ndarray, np.ndarray]:
@@ -228,7 +229,8 @@ def bucket_rows(viewer: ViewerTerms, catalog: Catalog) -> tuple[np.ndarray, np.n
     return np.asarray([r for r, _ in found], dtype=np.int64), np.asarray([v for _, v in found], dtype=np.float32)
 
 
-def _cohort_part(viewer: ViewerTerms, catalog: Catalog, rows: np.ndarray | None) -> np.ndarray:
+def cohort_part(viewer: ViewerTerms, catalog: Catalog, rows: np.ndarray | None) -> np.ndarray:
+    """The cohort feature of the viewer's pairs with ``rows`` (None: every title)."""
     if rows is None:
         out = np.zeros(len(catalog.ids), dtype=np.float32)
         hit, shares = bucket_rows(viewer, catalog)
@@ -236,33 +238,48 @@ def _cohort_part(viewer: ViewerTerms, catalog: Catalog, rows: np.ndarray | None)
         return out
     if viewer.bucket is None:
         return np.zeros(len(rows), dtype=np.float32)
+    if len(rows) > FEW:
+        return cohort_part(viewer, catalog, None)[rows]
     share, bucket, names, unit_now = viewer.model.cohorts.share, viewer.bucket, catalog.ids, viewer.model.unit
     return np.asarray([share(bucket, names[i], unit_now) for i in rows.tolist()], dtype=np.float32)
 
 
-def pair_parts(viewer: ViewerTerms, catalog: Catalog, rows: np.ndarray | None = None) -> np.ndarray:
+def title_rows(catalog: Catalog, rows: np.ndarray) -> tuple[np.ndarray, Any]:
+    """The unit genre and tag rows of the catalog ``rows`` (for callers that score the same titles often)."""
+    mats = catalog.matrices()
+    return mats.genres_dense[rows], _tag_rows(mats, rows)
+
+
+def pair_parts(
+    viewer: ViewerTerms,
+    catalog: Catalog,
+    rows: np.ndarray | None = None,
+    gathered: tuple[np.ndarray, Any] | None = None,
+    cohort: np.ndarray | None = None,
+) -> np.ndarray:
     """(titles, 7): every feature of the pairs (viewer, title) for the catalog ``rows`` (None: every title).
 
     The one definition of the features, in :data:`FEATURES` order; ``parts @ weight_vector(w)``
-    is the score.
+    is the score. ``gathered`` (:func:`title_rows` of ``rows``) and ``cohort`` (the cohort
+    column, the same for every viewer of a bucket): what the caller computed before, if any.
     """
     mats = catalog.matrices()
     if rows is None:
         title_genres, title_tags = mats.genres, mats.tags
     else:
-        title_genres, title_tags = mats.genres_dense[rows], _tag_rows(mats, rows)
+        title_genres, title_tags = gathered if gathered is not None else title_rows(catalog, rows)
     # each title's unit genre (tag) row dotted with the viewer's: :func:`scan` makes the same products
     parts = np.empty((title_genres.shape[0], len(FEATURES)), dtype=np.float32)
     parts[:, _GENRE] = np.asarray(title_genres @ viewer.genres).ravel()
     parts[:, _TAG] = np.asarray(title_tags @ viewer.tags).ravel()
     parts[:, _CONTEXT] = np.asarray(title_genres @ viewer.context).ravel()
-    parts[:, _COHORT] = _cohort_part(viewer, catalog, rows)
+    parts[:, _COHORT] = cohort_part(viewer, catalog, rows) if cohort is None else cohort
     parts[:, len(VIEWER_FEATURES) :] = title_parts(viewer.model, catalog, viewer.now_ms, rows)
     return parts
 
 
 def _tag_rows(mats: CatalogMatrices, rows: np.ndarray) -> Any:
-    if len(rows) <= 4:  # a learning step: slicing CSR by hand beats scipy's fancy indexing by far
+    if len(rows) <= FEW:  # a learning step: slicing CSR by hand beats scipy's fancy indexing by far
         tags = mats.tags
         dense = np.zeros((len(rows), tags.shape[1]), dtype=np.float32)
         for j, row in enumerate(rows.tolist()):
@@ -287,6 +304,7 @@ class Scan:
     tag: np.ndarray
     context: np.ndarray | None  # None: 0 for every viewer in the scan
     titles: dict[int, np.ndarray]  # per model (by id): (titles, 3) raw title features
+    cohorts: dict[tuple[int, str], np.ndarray]  # per (model, bucket): (titles,) the cohort feature
 
     def parts(self, r: int, rows: np.ndarray, viewer: ViewerTerms, catalog: Catalog) -> np.ndarray:
         """(len(rows), 7) raw features of viewer ``r``'s pairs with ``rows``, as :func:`pair_parts` gives them."""
@@ -295,7 +313,8 @@ class Scan:
         parts[:, _TAG] = self.tag[r, rows]
         if self.context is not None:
             parts[:, _CONTEXT] = self.context[r, rows]
-        parts[:, _COHORT] = _cohort_part(viewer, catalog, rows)
+        if viewer.bucket is not None:
+            parts[:, _COHORT] = self.cohorts[(id(viewer.model), viewer.bucket)][rows]
         parts[:, len(VIEWER_FEATURES) :] = self.titles[id(viewer.model)][rows]
         return parts
 
@@ -336,12 +355,11 @@ def scan(viewers: Sequence[ViewerTerms], catalog: Catalog) -> Scan:
         scores[sel] = w[_GENRE] * genre[sel] + w[_TAG] * tag[sel] + shared[None, :]
         if context is not None:
             scores[sel] += w[_CONTEXT] * context[sel]
-    buckets: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}  # viewers of a bucket share its rows
+    cohorts: dict[tuple[int, str], np.ndarray] = {}  # viewers of a bucket share its cohort feature
     for r, v in enumerate(viewers):
         if v.bucket is not None:
             key2 = (id(v.model), v.bucket)
-            if key2 not in buckets:
-                buckets[key2] = bucket_rows(v, catalog)
-            hit, shares = buckets[key2]
-            scores[r, hit] += v.model.weights["cohort"] * shares
-    return Scan(scores, genre, tag, context, titles)
+            if key2 not in cohorts:
+                cohorts[key2] = cohort_part(v, catalog, None)
+            scores[r] += v.model.weights["cohort"] * cohorts[key2]
+    return Scan(scores, genre, tag, context, titles, cohorts)

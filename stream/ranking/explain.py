@@ -8,13 +8,12 @@ the viewer's context lift for that genre is positive.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 from stream.contracts.validation import CatalogEntry
-from stream.learning.catalog import Catalog, CatalogMatrices
+from stream.learning.catalog import Catalog
 from stream.learning.cohorts import bucket_label
-from stream.learning.features import context_lift
+from stream.learning.features import FEATURES, context_lift
 from stream.learning.profile import DAYPARTS, Profile, daypart
 
 __all__ = [
@@ -22,9 +21,9 @@ __all__ = [
     "EXPLORING",
     "MAX_REASONS",
     "MIN_REASON",
+    "Explainer",
     "FinishedIndex",
     "context_label",
-    "explain",
 ]
 
 WEEK_MS = 7 * 86_400_000
@@ -44,101 +43,79 @@ def context_label(device: str | None, ts_ms: int) -> str:
     return f"on {_DEVICE_NAMES.get(device, device)} {when}" if device else when
 
 
-@dataclass(frozen=True, slots=True)
-class _Pick:
-    """What the reasons for one pick may name."""
+class Explainer:
+    """The reasons for one viewer's picks, with what they may name looked up once per viewer.
 
-    profile: Profile
-    entry: CatalogEntry
-    released: float
-    now_ms: int
-    finished: FinishedIndex
-    context: str  # the current context, in words
-    bucket: str | None  # the cohort bucket the viewer borrowed from
-    lift: dict[str, float]  # the viewer's context lift
-
-
-def _genre(pick: _Pick, said: list[str]) -> str | None:
-    genre = max(pick.entry.genres, key=lambda g: pick.profile.genres.get(g, 0.0))
-    because = pick.finished.by_genre(genre)
-    return f"because you finished {because}" if because else f"because you watch {genre}"
-
-
-def _tag(pick: _Pick, said: list[str]) -> str | None:
-    tag = max(pick.entry.tags, key=lambda t: pick.profile.tags.get(t, 0.0))
-    because = pick.finished.by_tag(tag)
-    return f"because you finished {because}" if because and not said else f"because you like {tag}"
-
-
-def _context(pick: _Pick, said: list[str]) -> str | None:
-    genre = max(pick.entry.genres, key=lambda g: pick.lift.get(g, 0.0))
-    if pick.lift.get(genre, 0.0) <= 0:  # true only when positive (a learned weight could turn a drop into a gain)
-        return None
-    return f"you watch more {genre} {pick.context}".rstrip()
-
-
-def _cohort(pick: _Pick, said: list[str]) -> str | None:
-    where = bucket_label(pick.bucket) if pick.bucket else ""
-    return f"popular with viewers like you {where}".rstrip()
-
-
-def _freshness(pick: _Pick, said: list[str]) -> str | None:
-    new = "new this week" if pick.now_ms - pick.released < WEEK_MS else "new release"
-    liked = [g for g in pick.entry.genres if pick.profile.genres.get(g, 0.0) > 0]
-    if liked:
-        genre = max(liked, key=lambda g: pick.profile.genres[g])
-        new = f"{new} in a genre you watch ({genre})"
-    return new
-
-
-#: How each feature of the score explains itself, given the reasons already said.
-_REASONS: dict[str, Callable[[_Pick, list[str]], str | None]] = {
-    "genre": _genre,
-    "tag": _tag,
-    "context": _context,
-    "cohort": _cohort,
-    "popularity": lambda pick, said: "popular right now",
-    "trending": lambda pick, said: "trending in the last hour",
-    "freshness": _freshness,
-}
-
-
-def explain(
-    profile: Profile,
-    catalog: Catalog,
-    idx: int,
-    parts: dict[str, float],
-    mats: CatalogMatrices,
-    now_ms: int,
-    finished: FinishedIndex | None = None,
-    labels: tuple[str, str | None, dict[str, float] | None] = ("", None, None),
-) -> list[str]:
-    """Readable reasons for one pick, strongest contribution first (at most ``MAX_REASONS``).
-
-    ``parts``: each feature's weighted part of the score; ``labels``: the current context in
-    words, the cohort bucket the viewer borrowed from, and its context lift (computed here
-    when not given).
+    ``context``: the viewer's current context in words; ``bucket``: the cohort bucket it
+    borrowed from; ``lift``: its context lift (computed here when not given).
     """
-    context, bucket, lift = labels
-    if lift is None:
-        lift = context_lift(profile, profile.device, profile.last_ts)
-    pick = _Pick(
-        profile,
-        catalog.entry(idx),
-        float(mats.release_ts[idx]),
-        now_ms,
-        finished or FinishedIndex(profile, catalog),
-        context,
-        bucket,
-        lift,
-    )
-    reasons: list[str] = []
-    strong = sorted((kv for kv in parts.items() if kv[1] >= MIN_REASON), key=lambda kv: -kv[1])
-    for feature, _ in strong[:MAX_REASONS]:
-        reason = _REASONS[feature](pick, reasons)
-        if reason is not None:
-            reasons.append(reason)
-    return reasons or [DIFFERENT]
+
+    def __init__(
+        self,
+        profile: Profile,
+        catalog: Catalog,
+        now_ms: int,
+        context: str = "",
+        bucket: str | None = None,
+        lift: dict[str, float] | None = None,
+    ) -> None:
+        self.profile = profile
+        self.catalog = catalog
+        self.release_ts = catalog.matrices().release_ts
+        self.now_ms = now_ms
+        self.finished = FinishedIndex(profile, catalog)
+        self.context = context
+        self.cohort = f"popular with viewers like you {bucket_label(bucket) if bucket else ''}".rstrip()
+        self.lift = lift if lift is not None else context_lift(profile, profile.device, profile.last_ts)
+        self._by_feature = [getattr(self, f"_{feature}") for feature in FEATURES]
+
+    def reasons(self, idx: int, parts: Sequence[float]) -> list[str]:
+        """Readable reasons for the pick at catalog row ``idx``, strongest part first (at most ``MAX_REASONS``).
+
+        ``parts``: each feature's weighted part of its score, in :data:`FEATURES` order.
+        """
+        strong = sorted((-part, f) for f, part in enumerate(parts) if part >= MIN_REASON)
+        entry = self.catalog.entry(idx)
+        said: list[str] = []
+        for _, feature in strong[:MAX_REASONS]:
+            reason = self._by_feature[feature](idx, entry, said)
+            if reason is not None:
+                said.append(reason)
+        return said or [DIFFERENT]
+
+    def _genre(self, idx: int, entry: CatalogEntry, said: list[str]) -> str | None:
+        genre = max(entry.genres, key=lambda g: self.profile.genres.get(g, 0.0))
+        because = self.finished.by_genre(genre)
+        return f"because you finished {because}" if because else f"because you watch {genre}"
+
+    def _tag(self, idx: int, entry: CatalogEntry, said: list[str]) -> str | None:
+        tag = max(entry.tags, key=lambda t: self.profile.tags.get(t, 0.0))
+        because = self.finished.by_tag(tag)
+        return f"because you finished {because}" if because and not said else f"because you like {tag}"
+
+    def _context(self, idx: int, entry: CatalogEntry, said: list[str]) -> str | None:
+        lift = self.lift
+        genre = max(entry.genres, key=lambda g: lift.get(g, 0.0))
+        if lift.get(genre, 0.0) <= 0:  # true only when positive (a learned weight could turn a drop into a gain)
+            return None
+        return f"you watch more {genre} {self.context}".rstrip()
+
+    def _cohort(self, idx: int, entry: CatalogEntry, said: list[str]) -> str | None:
+        return self.cohort
+
+    def _popularity(self, idx: int, entry: CatalogEntry, said: list[str]) -> str | None:
+        return "popular right now"
+
+    def _trending(self, idx: int, entry: CatalogEntry, said: list[str]) -> str | None:
+        return "trending in the last hour"
+
+    def _freshness(self, idx: int, entry: CatalogEntry, said: list[str]) -> str | None:
+        new = "new this week" if self.now_ms - self.release_ts[idx] < WEEK_MS else "new release"
+        liked = [g for g in entry.genres if self.profile.genres.get(g, 0.0) > 0]
+        if liked:
+            genre = max(liked, key=lambda g: self.profile.genres[g])
+            new = f"{new} in a genre you watch ({genre})"
+        return new
 
 
 class FinishedIndex:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -24,8 +25,8 @@ from stream.learning.features import FEATURES, ViewerTerms, bucket_rows, pair_pa
 from stream.learning.model import PartitionModel
 from stream.learning.profile import Profile
 from stream.ranking.candidates import CandidateIndex
-from stream.ranking.explain import DIFFERENT, EXPLORING, MAX_REASONS, FinishedIndex, context_label, explain
-from stream.ranking.rerank import OpenSlots, Picks, diversify, explore
+from stream.ranking.explain import DIFFERENT, EXPLORING, MAX_REASONS, Explainer, context_label
+from stream.ranking.rerank import NewReleases, OpenSlots, Picks, diversify, explore
 
 __all__ = ["LARGE_CATALOG", "POOL", "Memo", "Ranked", "RankedItem", "rank"]
 
@@ -66,14 +67,25 @@ class Ranked(list[RankedItem]):
 
 
 class Memo:
-    """What ranking passes may reuse: derived data only (candidate indexes per model), never state.
+    """What ranking passes may reuse: derived data only, never state.
 
-    Passing one memo to successive :func:`rank` calls saves rebuilding each model's
-    candidate index; the lists are the same with or without it.
+    Candidate indexes per model, and the catalog's new releases with their title rows.
+    Passing one memo to successive :func:`rank` calls saves rebuilding them; the lists are
+    the same with or without it.
     """
 
     def __init__(self) -> None:
         self._indexes: weakref.WeakKeyDictionary[PartitionModel, CandidateIndex] = weakref.WeakKeyDictionary()
+        self._new: tuple[tuple[int, int, int], NewReleases] | None = None
+        #: Per model, per cohort: the new releases with exploration budget left (see OpenSlots).
+        self.open_sets: weakref.WeakKeyDictionary[PartitionModel, dict[int, Any]] = weakref.WeakKeyDictionary()
+
+    def new_releases(self, catalog: Catalog, now_ms: int) -> NewReleases:
+        """The catalog's new releases, gathered once per catalog version and hour."""
+        stamp = (id(catalog), catalog.version, now_ms // 3_600_000)
+        if self._new is None or self._new[0] != stamp:
+            self._new = (stamp, NewReleases.of(catalog, now_ms))
+        return self._new[1]
 
     def candidates(self, model: PartitionModel) -> CandidateIndex:
         index = self._indexes.get(model)
@@ -113,13 +125,16 @@ def rank(
         ViewerTerms.current(p, m, catalog, now_ms, c) for p, m, c in zip(profiles, models, cohort_of, strict=True)
     ]
     k = min(top_k * POOL if diversity > 0 else top_k, n_titles)
+    memo = memo or Memo()
     if n_titles > LARGE_CATALOG:
-        picks = _best_candidates(viewers, catalog, k, memo or Memo())
+        picks = _best_candidates(viewers, catalog, k, memo)
     else:
         picks = _best_of_all(viewers, catalog, k)
     if diversity > 0:
         picks = diversify(picks, mats.genres_dense, min(top_k, n_titles), diversity)
-    slots = OpenSlots(catalog, now_ms, exploration) if exploration > 0 and cohorts is not None else None
+    slots = None
+    if exploration > 0 and cohorts is not None:
+        slots = OpenSlots(catalog, now_ms, exploration, memo.new_releases(catalog, now_ms), memo.open_sets)
     return [_listed(viewer, p, catalog, now_ms, top_k, slots) for viewer, p in zip(viewers, picks, strict=True)]
 
 
@@ -199,15 +214,11 @@ def _listed(
             ranked.spends = slots.count(viewer, explored)
     weighted = (picks.parts * weight_vector(viewer.model.weights)).tolist()
     profile = viewer.profile
-    finished = FinishedIndex(profile, catalog)
-    labels = (context_label(profile.device, profile.last_ts), viewer.bucket, viewer.lift)
-    mats = catalog.matrices()
-    rows = picks.rows.tolist()
-    for j, (idx, score, relevance) in enumerate(
-        zip(rows, picks.scores.tolist(), picks.relevance.tolist(), strict=True)
-    ):
-        contributions = dict(zip(FEATURES, weighted[j], strict=True))
-        reasons = explain(profile, catalog, idx, contributions, mats, now_ms, finished, labels)
+    where = context_label(profile.device, profile.last_ts)
+    explainer = Explainer(profile, catalog, now_ms, where, viewer.bucket, viewer.lift)
+    listed = zip(picks.rows.tolist(), picks.scores.tolist(), picks.relevance.tolist(), weighted, strict=True)
+    for j, (idx, score, relevance, parts) in enumerate(listed):
+        reasons = explainer.reasons(idx, parts)
         if idx == explored:
             reasons = [EXPLORING, *reasons[: MAX_REASONS - 1]] if reasons != [DIFFERENT] else [EXPLORING]
         ranked.append(RankedItem(catalog.ids[idx], j + 1, round(score, 4), round(relevance, 4), reasons))

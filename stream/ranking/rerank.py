@@ -13,15 +13,18 @@ pass would spend, and the caller applies them (``PartitionModel.spend_exploratio
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 
 from stream.learning.catalog import Catalog, CatalogMatrices
-from stream.learning.features import ViewerTerms, pair_parts, weight_vector
+from stream.learning.features import ViewerTerms, cohort_part, pair_parts, title_rows, weight_vector
+from stream.learning.model import PartitionModel
 from stream.learning.velocity import NEW_DAYS
 
-__all__ = ["EXPLORE_RANK", "OpenSlots", "Picks", "diversify", "explore"]
+__all__ = ["EXPLORE_RANK", "NewReleases", "OpenSlots", "Picks", "diversify", "explore"]
 
 #: The rank (1-based) of the exploration slot.
 EXPLORE_RANK = 3
@@ -91,29 +94,76 @@ def new_releases(mats: CatalogMatrices, now_ms: int) -> np.ndarray:
     return np.flatnonzero(new)
 
 
+@dataclass(frozen=True, slots=True)
+class NewReleases:
+    """The catalog's new releases and their title rows, gathered once (they change with the catalog and the hour)."""
+
+    rows: np.ndarray
+    genres: np.ndarray  # (new releases, genres) unit rows
+    tags: np.ndarray  # (new releases, tags), dense: a few hundred rows at most, sliced per cohort
+
+    @classmethod
+    def of(cls, catalog: Catalog, now_ms: int) -> NewReleases:
+        rows = new_releases(catalog.matrices(), now_ms // 3_600_000 * 3_600_000)  # "new" is judged to the hour
+        genres, tags = title_rows(catalog, rows)
+        return cls(rows, genres, np.asarray(tags.todense() if hasattr(tags, "todense") else tags))
+
+
+class _Open:
+    """One cohort's new releases with budget left: their rows and title rows."""
+
+    def __init__(self, new: NewReleases, keep: np.ndarray) -> None:
+        self.rows = new.rows[keep]
+        self.set = set(self.rows.tolist())
+        self.gathered = (new.genres[keep], new.tags[keep])
+
+    def close(self, row: int) -> None:
+        keep = self.rows != row
+        self.rows, self.gathered = self.rows[keep], (self.gathered[0][keep], self.gathered[1][keep])
+        self.set.discard(row)
+
+
 class OpenSlots:
     """The new releases with exploration budget left, per (model, cohort), for one ranking pass.
 
     Impressions this pass would spend are counted here (``pending``), so two viewers of one
     cohort in one pass cannot overspend a budget; the caller applies them to the models.
+    ``new``: the catalog's :class:`NewReleases` now (callers may keep it across passes).
     """
 
-    def __init__(self, catalog: Catalog, now_ms: int, budget: int) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        now_ms: int,
+        budget: int,
+        new: NewReleases | None = None,
+        kept: MutableMapping[PartitionModel, dict[int, tuple[Any, _Open]]] | None = None,
+    ) -> None:
         self.catalog = catalog
         self.budget = budget
-        self.new = new_releases(catalog.matrices(), now_ms)
+        self.new = new if new is not None else NewReleases.of(catalog, now_ms)
         self.pending: dict[tuple[int, int, str], int] = {}  # (model, cohort, title) -> impressions
-        self._open_rows: dict[tuple[int, int], np.ndarray] = {}  # (model, cohort) -> rows with budget left
+        #: Per model, per cohort: its open new releases. Kept across passes when the caller gives a
+        #: mapping (rows only ever close: a cached title found spent is closed when picked).
+        self._kept = kept if kept is not None else {}
+        self._cohort_parts: dict[tuple[int, int, int, str], np.ndarray] = {}  # this pass: per bucket
 
-    def _open(self, viewer: ViewerTerms) -> np.ndarray:
-        model, cohort, ids = viewer.model, viewer.cohort, self.catalog.ids
-        assert cohort is not None
-        rows = self._open_rows.get((id(model), cohort))
-        if rows is None:
+    def _open_for(self, viewer: ViewerTerms) -> _Open:
+        model, cohort, ids = viewer.model, cast(int, viewer.cohort), self.catalog.ids
+        stamp = (id(self.new), self.budget)
+        per_cohort = self._kept.setdefault(model, {})
+        kept = per_cohort.get(cohort)
+        if kept is None or kept[0] != stamp:
             left = model.exploration.left
-            rows = np.asarray([i for i in self.new.tolist() if left(cohort, ids[i], self.budget)], dtype=np.int64)
-            self._open_rows[(id(model), cohort)] = rows
-        return rows
+            keep = np.asarray([left(cohort, ids[i], self.budget) for i in self.new.rows.tolist()], dtype=bool)
+            kept = per_cohort[cohort] = (stamp, _Open(self.new, keep))
+        return kept[1]
+
+    def _left(self, viewer: ViewerTerms, row: int, pending: int = 0) -> bool:
+        cohort = cast(int, viewer.cohort)
+        item_id = self.catalog.ids[row]
+        pending += self.pending.get((id(viewer.model), cohort, item_id), 0)
+        return viewer.model.exploration.left(cohort, item_id, self.budget, pending)
 
     def best(self, viewer: ViewerTerms, listed: np.ndarray) -> tuple[int, float, np.ndarray] | None:
         """(row, relevance, raw parts) of the new release for this viewer's exploration slot, or None.
@@ -121,32 +171,40 @@ class OpenSlots:
         None when there is none, or the list already holds one (the slot is taken). Otherwise
         the one this viewer's score likes best, so exploration still follows taste.
         """
-        if viewer.cohort is None or not len(self.new):
+        if viewer.cohort is None or not len(self.new.rows):
             return None
-        rows = self._open(viewer)
-        if not len(rows) or np.isin(rows, listed).any():
+        slot = self._open_for(viewer)
+        if not slot.set or not slot.set.isdisjoint(listed.tolist()):
             return None
-        parts = pair_parts(viewer, self.catalog, rows)
+        rows = slot.rows
+        key = (id(viewer.model), cast(int, viewer.cohort), len(rows), cast(str, viewer.bucket))
+        cohort = self._cohort_parts.get(key)
+        if cohort is None:  # viewers of one bucket share its cohort parts in a pass
+            cohort = self._cohort_parts[key] = cohort_part(viewer, self.catalog, rows)
+        parts = pair_parts(viewer, self.catalog, rows, slot.gathered, cohort=cohort)
         scores = parts @ weight_vector(viewer.model.weights)
-        excluded = [i for i in map(self.catalog.index_of, viewer.profile.excluded) if i is not None]
+        excluded = set(viewer.profile.excluded)
         if excluded:
-            scores[np.isin(rows, excluded)] = -np.inf
-        best = int(np.argmax(scores))
-        if not np.isfinite(scores[best]):
-            return None
-        return int(rows[best]), float(scores[best]), parts[best]
+            ids = self.catalog.ids
+            scores[[j for j, row in enumerate(rows.tolist()) if ids[row] in excluded]] = -np.inf
+        while True:
+            best = int(np.argmax(scores))
+            if not np.isfinite(scores[best]):
+                return None
+            if self._left(viewer, int(rows[best])):
+                return int(rows[best]), float(scores[best]), parts[best]
+            scores[best] = -np.inf  # spent since it was kept open: closed from now on
+            slot.close(int(rows[best]))
 
     def count(self, viewer: ViewerTerms, row: int) -> bool:
         """Count the impression of showing ``row`` to this viewer; False if its last list showed it already."""
         item_id = self.catalog.ids[row]
         if item_id == viewer.profile.explored or viewer.cohort is None:
             return False  # shown again in consecutive lists: the same impression
-        model, cohort = viewer.model, viewer.cohort
-        key = (id(model), cohort, item_id)
-        pending = self.pending[key] = self.pending.get(key, 0) + 1
-        if not model.exploration.left(cohort, item_id, self.budget, pending):  # spent: closed for this pass
-            rows = self._open_rows[(id(model), cohort)]
-            self._open_rows[(id(model), cohort)] = rows[rows != row]
+        key = (id(viewer.model), viewer.cohort, item_id)
+        self.pending[key] = self.pending.get(key, 0) + 1
+        if not self._left(viewer, row):  # spent: closed
+            self._open_for(viewer).close(row)
         return True
 
 
