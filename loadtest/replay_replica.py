@@ -7,7 +7,7 @@ same :class:`~stream.processing.step.Processor`, one
 partitions by Kafka's default partitioner, as the producer does), and the same
 profiles, fed the same events in the same per-partition order. Before an
 interaction is applied, the model's score for that (viewer, title) is read
-with :func:`~stream.ranking.ranker.viewer_features`; a River linear regression maps
+from its features (:func:`~stream.learning.features.features`); a River linear regression maps
 it to the rating scale (predict, then learn) and River's MAE and RMSE score
 that prediction, beside the running mean of the ratings seen so far.
 """
