@@ -18,6 +18,7 @@ import orjson
 import pytest
 
 from stream.learning.artwork import ArtworkBandit
+from stream.learning.choice import Choice
 from stream.learning.cohorts import Cohorts
 from stream.learning.features import FEATURES
 from stream.learning.model import PartitionModel
@@ -46,6 +47,10 @@ def _trend(rng: random.Random) -> tuple[dict[str, Any], Any]:
     return {"item_id": rng.choice("abc"), "ts": 1_767_225_600_000 + rng.randrange(3_600_000)}, rng.choice([1.0, -3.0])
 
 
+def _pair(rng: random.Random) -> tuple[dict[str, Any], Any]:
+    return {f: rng.uniform(-1, 1) for f in FEATURES}, 1.0  # a chosen title's features less a passed one's
+
+
 def _impression(rng: random.Random) -> tuple[dict[str, Any], Any]:
     context = {"device": rng.choice(["tv", "mobile"]), "daypart": rng.randrange(4), "cohort": rng.randrange(3)}
     return {"item_id": rng.choice("ab"), "variant": rng.choice(["p1", "p2"]), **context}, float(rng.random() < 0.4)
@@ -60,6 +65,7 @@ CASES = {
     ),
     "Cohorts": Case(Cohorts, Cohorts.from_state, _taste, [{"drama": 1.0}, {"comedy": 0.8, "crime": -0.3}]),
     "Trending": Case(Trending, Trending.from_state, _trend, [{"item_id": "a"}, {"item_id": "z"}]),
+    "Choice": Case(Choice, Choice.from_state, _pair, [dict.fromkeys(FEATURES, 0.2), {"popularity": -0.5}]),
     "ArtworkBandit": Case(
         ArtworkBandit,
         ArtworkBandit.from_state,

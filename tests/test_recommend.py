@@ -404,3 +404,38 @@ def test_snapshots_carry_the_bandits_artwork_and_a_play_teaches_it() -> None:
     assert (plays, shows) == (1.0, 1.0), "the impression and its play, learned once"
     back = PartitionModel.from_state(orjson.loads(orjson.dumps(model.to_state())))
     assert back.artwork.counts("a1", art["a1"]) == (1.0, 1.0)
+
+
+# -- which titles get chosen ---------------------------------------------------------------
+
+
+def test_viewers_who_choose_the_popular_titles_teach_the_model_that_popularity_is_worth_more() -> None:
+    """How a chosen title goes says nothing about why it was chosen; what viewers finish over the
+    titles they passed does. Here every viewer finishes whatever is most started, whatever its
+    genre: the regression learns no reason to rank it higher, the choice learner does."""
+    cat, model = catalog(), PartitionModel()
+    processor, profiles = Processor(cat, top_k=5), {}
+    before = model.weights["popularity"]
+    docs = []
+    for v in range(60):
+        user = f"v{v}"
+        for n, item in enumerate(("c1", "d1", "m1")):  # the same three titles, every viewer
+            docs += [_doc(user, item, "play", EVENING + v * 10 + n), _doc(user, item, "complete", EVENING + v * 10 + n)]
+    _feed(processor, model, profiles, docs)
+    assert model.choice.learned > 0
+    assert model.weights["popularity"] > before + 0.2, (before, model.weights["popularity"])
+    assert model.choice.weights["popularity"] > 0
+
+
+def test_the_titles_listed_above_a_started_one_are_what_it_was_chosen_over() -> None:
+    cat, model = catalog(), PartitionModel()
+    processor, profiles = Processor(cat, top_k=6), {}
+    snapshot = _feed(processor, model, profiles, [_doc("u1", "d1", "complete", EVENING)])[0]
+    listed = [i["item_id"] for i in snapshot["items"]]
+    assert profiles["u1"].listed == listed
+    pick = listed[3]
+    _feed(processor, model, profiles, [_doc("u1", pick, "play", EVENING + 1)])
+    assert profiles["u1"].passed == listed[:3], "the three titles above it (at most MAX_PASSED)"
+    learned = model.choice.learned
+    _feed(processor, model, profiles, [_doc("u1", pick, "complete", EVENING + 2)])
+    assert model.choice.learned == learned + 3 + 3, "three passed over, three drawn from the catalog"

@@ -33,13 +33,14 @@ from river import linear_model, metrics, optim, utils
 
 from stream.contracts.validation import PlaybackEvent
 from stream.learning.artwork import ArtworkBandit, Context
+from stream.learning.choice import Choice
 from stream.learning.cohorts import Cohorts
 from stream.learning.features import FEATURES
 from stream.learning.profile import daypart
 from stream.learning.signals import Signal
 from stream.learning.velocity import Exploration, Trending
 
-__all__ = ["FEATURES", "PRIOR", "Learner", "PartitionModel"]
+__all__ = ["FEATURES", "PRIOR", "Learner", "PartitionModel", "liked"]
 
 #: What a title's features are worth before anything is learned.
 PRIOR = {
@@ -55,6 +56,11 @@ PRIOR = {
 POPULARITY_HALF_LIFE = 5000.0
 #: Longest a ranking pass reuses the scaled popularity array.
 POPULARITY_REFRESH_S = 0.5
+
+
+def liked(signal: Signal) -> bool:
+    """A finish, a thumbs up or an add to the list: what a viewer chose and was glad of."""
+    return signal.finished or signal.value >= 0.6
 
 
 class Learner(Protocol):
@@ -99,6 +105,8 @@ class PartitionModel:
         self.exploration = Exploration()
         #: Which artwork of each title to show, by context (see :mod:`stream.learning.artwork`).
         self.artwork = ArtworkBandit()
+        #: Which titles viewers choose over those they pass (see :mod:`stream.learning.choice`).
+        self.choice = Choice()
 
     # -- River protocol ------------------------------------------------------
 
@@ -116,9 +124,17 @@ class PartitionModel:
 
     @property
     def weights(self) -> dict[str, float]:
-        """The effective weight of each feature: prior plus what was learned."""
+        """The effective weight of each feature: prior, plus what the outcomes and the choices taught."""
+        learned, chosen = self.linear.weights, self.choice.weights
+        return {f: PRIOR[f] + float(learned.get(f, 0.0)) + chosen[f] for f in FEATURES}
+
+    def learn_choice(self, chosen: dict[str, float], passed: list[dict[str, float]]) -> None:
+        """A viewer finished or liked the title of ``chosen`` (its features), over titles it passed (theirs)."""
         learned = self.linear.weights
-        return {f: PRIOR[f] + float(learned.get(f, 0.0)) for f in FEATURES}
+        for other in passed:
+            x = {f: chosen[f] - other[f] for f in FEATURES}
+            offset = sum((PRIOR[f] + float(learned.get(f, 0.0))) * v for f, v in x.items())
+            self.choice.learn_one(x, 1.0, offset)
 
     @property
     def unit(self) -> float:
@@ -133,15 +149,20 @@ class PartitionModel:
         shown: list[list[str]],
         device: str | None,
         cohort: int | None,
+        passed: list[dict[str, float]] | None = None,
     ) -> None:
         """Learn from one playback event: everything a partition's model takes from it.
 
         ``x``: the pair's features before the event (:func:`stream.learning.features.features`),
         learned with the event's outcome when the signal teaches one (None otherwise); ``shown``:
-        the artwork impressions of the viewer's last list, which a ``play`` rewards or not.
+        the artwork impressions of the viewer's last list, which a ``play`` rewards or not;
+        ``passed``: the features of titles the viewer passed over for this one, which a finish or
+        a like teaches the choice learner to rank below it.
         """
         if x is not None and signal.learns:
             self.learn_one(x, signal.value)
+            if passed and liked(signal):
+                self.learn_choice(x, passed)
         part = daypart(event.ts)
         if event.type == "play":
             # the artwork bandit: which of the titles last shown was played, with which artwork
@@ -150,7 +171,7 @@ class PartitionModel:
             )
             self.record_start(event.item_id)
             self.trending.record(event.item_id, event.ts, 1.0)
-        if cohort is not None and (signal.finished or signal.value >= 0.6):  # finished, thumbs up, listed
+        if cohort is not None and liked(signal):
             self.record_liked(event.item_id, cohort, device, part)
         if signal.finished:
             self.trending.record(event.item_id, event.ts, 1.0)
@@ -252,6 +273,7 @@ class PartitionModel:
             "tr": self.trending.to_state(),
             "ex": self.exploration.to_state(),
             "aw": self.artwork.to_state(),
+            "ch": self.choice.to_state(),
         }
 
     @classmethod
@@ -273,4 +295,5 @@ class PartitionModel:
         model.exploration = Exploration.from_state(state.get("ex"))
         if "aw" in state:
             model.artwork = ArtworkBandit.from_state(state["aw"])
+        model.choice = Choice.from_state(state.get("ch"))  # none in checkpoints written before it
         return model

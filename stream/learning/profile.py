@@ -37,6 +37,9 @@ MAX_EXCLUDED = 48
 MAX_RECENT_IDS = 12
 #: Genres kept per context (device, daypart, weekday or weekend): the strongest, by magnitude.
 MAX_CONTEXT_GENRES = 4
+#: Titles of the newest list remembered (the top), and titles passed over for a chosen one.
+MAX_LISTED = 10
+MAX_PASSED = 3
 _ID_DIGEST = 6  # bytes of blake2b kept per recent event id: a false match is ~1 in 2**48
 #: Morning 5-12, afternoon 12-17, evening 17-22, night 22-5 (UTC hours: events carry no time zone).
 DAYPARTS = ("morning", "afternoon", "evening", "night")
@@ -125,6 +128,11 @@ class Profile:
     #: The new release in the newest snapshot's exploration slot: one impression however
     #: many consecutive snapshots show it.
     explored: str | None = None
+    #: The top titles of the newest snapshot, in rank order.
+    listed: list[str] = field(default_factory=list)
+    #: The titles listed above the one the viewer started last ("skip-above": passed over for it);
+    #: learned from as its competitors if the viewer finishes or likes it.
+    passed: list[str] = field(default_factory=list)
 
     def seen(self, event: PlaybackEvent, offset: int) -> bool:
         """Whether this event was applied already (redelivered, or published twice)."""
@@ -200,6 +208,8 @@ class Profile:
         """Starts (by device and daypart), finishes, early skips, and what is never shown again."""
         if event.type == "play":
             self.shown = []  # the last list's artwork impressions are learned from at this play: once
+            above = self.listed.index(event.item_id) if event.item_id in self.listed else 0
+            self.passed = self.listed[:above][:MAX_PASSED]
             self.starts += 1.0
             if event.device is not None:
                 self.devices[event.device] = self.devices.get(event.device, 0.0) + 1.0
@@ -227,14 +237,13 @@ class Profile:
         del self.recent_ids[:-MAX_RECENT_IDS]
         self.trigger = [event.event_id, event.type, event.ts]
 
-    def note_list(self, shown: list[list[str]], explored: str | None) -> int:
-        """A list was made for this viewer: count its version; remember its artwork impressions and explored title.
-
-        Returns the list's version.
-        """
+    def note_list(self, shown: list[list[str]], explored: str | None, listed: list[str] | None = None) -> int:
+        """A list was made for this viewer: count its version; remember its top titles, artwork impressions
+        and explored title. Returns the list's version."""
         self.version += 1
         self.shown = shown
         self.explored = explored
+        self.listed = (listed or [])[:MAX_LISTED]
         return self.version
 
     def finished_titles(self) -> list[str]:
@@ -267,6 +276,8 @@ class Profile:
                 "tr": self.trigger,
                 "sh": self.shown,
                 "xp": self.explored,
+                "l": self.listed,
+                "pa": self.passed,
             }
         )
 
@@ -297,6 +308,8 @@ class Profile:
             trigger=d["tr"],
             shown=d.get("sh", []),
             explored=d.get("xp"),
+            listed=d.get("l", []),  # rows written before these fields existed have none
+            passed=d.get("pa", []),
         )
 
 

@@ -26,14 +26,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
+import numpy as np
 import orjson
 
 from stream.contracts.deadletter import RawMessage, dead_letter
 from stream.contracts.validation import InvalidMessage, PlaybackEvent, decode_event
 from stream.learning.artwork import Context
 from stream.learning.catalog import Catalog
-from stream.learning.features import ViewerTerms, features
-from stream.learning.model import PartitionModel
+from stream.learning.choice import competitors
+from stream.learning.features import FEATURES, ViewerTerms, pair_parts
+from stream.learning.model import PartitionModel, liked
 from stream.learning.profile import Profile, daypart
 from stream.learning.signals import Signal, interpret
 from stream.ranking.ranker import Memo, Ranked, RankedItem, rank
@@ -211,13 +213,19 @@ class Processor:
         cohort: int | None,
     ) -> None:
         device = event.device or profile.device
-        x = None
+        x, passed = None, None
         if signal.learns:
             # Predict, then learn: the features are those the viewer had before this event, in
             # the event's context (for a redelivered event, those it has now: the one thing a
-            # crash can change).
-            x = features(ViewerTerms.of(profile, model, self.catalog, event.ts, device, cohort), self.catalog, idx)
-        model.learn_event(x, event, signal, profile.shown, device, cohort)
+            # crash can change). A title finished or liked is also learned against competitors.
+            viewer = ViewerTerms.of(profile, model, self.catalog, event.ts, device, cohort)
+            rows = [idx]
+            if liked(signal):
+                rows += competitors(self.catalog, idx, profile.passed, event.event_id)
+            parts = pair_parts(viewer, self.catalog, np.asarray(rows, dtype=np.int64)).tolist()
+            x, *others = (dict(zip(FEATURES, p, strict=True)) for p in parts)
+            passed = others
+        model.learn_event(x, event, signal, profile.shown, device, cohort, passed)
 
     def _learn_cohort(self, model: PartitionModel, profile: Profile) -> int | None:
         """The cohorts learn each changed taste once per batch; the list borrows from its cohort."""
@@ -267,7 +275,7 @@ class Processor:
                 "prefetch": prefetch_hint(profile, items, self.catalog),
             }
         )
-        profile.note_list(shown, items.explored)
+        profile.note_list(shown, items.explored, [item.item_id for item in items])
         if items.spends and items.explored is not None and cohort is not None:
             model.spend_exploration(cohort, items.explored)
         return snapshot
