@@ -7,8 +7,9 @@ interactions go out in order, the next only after the snapshot reflecting the
 previous one has come back; many viewers go at once, earliest time stamp first
 (:mod:`loadtest.replay_pacing`).
 
-Every positive interaction (rating 4 or more; for JSONL one with a
-``complete``, ``thumbs_up`` or ``add_to_list``) is judged, before its first
+Every positive interaction (a finish on its format's rating scale: 4 or more
+of 5, 8 or more of MovieTweetings' 10; for JSONL one with a ``complete``,
+``thumbs_up`` or ``add_to_list``) is judged, before its first
 event is published, against its viewer's newest snapshot: HR@10 and NDCG@10
 of the model's list, of the ten most popular titles so far and of ten random
 titles, both leaving out what the viewer already touched. A viewer's first
@@ -32,8 +33,8 @@ the replica's list for the same event holds too; popularity and trending are
 cached for half a second of wall time, and cohorts learn once per batch, whose
 bounds differ between the workers and the replica, so lists need not be equal),
 ``complete`` (every interaction replayed within ``--timeout``),
-``duration_s``, ``events_per_s``, ``log`` (its counts, format and time
-shift), ``settings``, ``series`` (the curves the plots draw) and ``replica_models``
+``duration_s``, ``events_per_s``, ``log`` (its counts, format, time
+shift and rating scale), ``settings``, ``series`` (the curves the plots draw) and ``replica_models``
 (what each partition's replica model learned: compare with the workers' ``models``
 changelog).
 """
@@ -301,6 +302,7 @@ class _ReplayState:
                 "has_ratings": log.has_ratings,
                 "skipped_lines": len(log.skipped),
                 "shift_ms": log.shift_ms,
+                "rating_scale": log.scale.name if log.scale is not None and log.has_ratings else None,
             },
             "series": _series(tallies, self.ratings),
             "replica_models": {
@@ -433,7 +435,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m loadtest.replay", description=__doc__.split("\n\n")[0])
     p.add_argument("log", nargs="?", type=Path, help="the interaction log to replay")
     p.add_argument("--format", choices=FORMATS, help="default: guessed from the file name")
-    p.add_argument("--items", type=Path, help="movielens: the u.item file (genres and titles)")
+    p.add_argument(
+        "--items",
+        type=Path,
+        help="movielens: the u.item file (genres and titles); movietweetings: movies.dat (default: beside ratings.dat)",
+    )
     p.add_argument("--columns", help="csv: e.g. user=uid,item=movie,rating=stars,ts=time[,genres=col][,title=col]")
     p.add_argument("--ts-unit", choices=("s", "ms"), default="s", help="csv: unit of the ts column (default s)")
     p.add_argument("--compress", type=float, default=1.0, help="divide the gaps between time stamps by this")

@@ -18,8 +18,11 @@ from aiokafka.partitioner import DefaultPartitioner
 from loadtest import replay_formats, replay_metrics, replay_pacing, replay_replica
 from loadtest.replay import ReplayConfig, replay, summary, write_report
 from loadtest.replay_formats import (
+    FIVE_STARS,
     MIN_TS,
+    TEN_POINTS,
     Interaction,
+    RatingScale,
     behaviour,
     guess_format,
     parse_columns,
@@ -27,6 +30,7 @@ from loadtest.replay_formats import (
     read_jsonl,
     read_log,
     read_movielens,
+    read_movietweetings,
 )
 from loadtest.replay_logs import write_movielens, write_population_log
 from loadtest.replay_metrics import (
@@ -94,6 +98,37 @@ def test_movielens_files_become_a_catalog_and_timed_interactions() -> None:
     assert [i.ts for i in log.interactions] == sorted(i.ts for i in log.interactions)
 
 
+def test_movietweetings_files_are_read_on_their_own_scale(tmp_path: Path) -> None:
+    log = read_log(DATA / "ratings.dat")  # the format from the name, movies.dat from beside it
+    _all_valid(log)
+    assert len(log.interactions) == 8 and log.viewers == 3 and log.has_ratings and log.scale == TEN_POINTS
+    assert [n for n, _ in log.skipped] == [7, 9], "a rating of 11 and a line without a rating are left out"
+    titles = {e["item_id"]: e for e in log.catalog}
+    assert titles["0002844"]["title"] == "Fantômas - À l'ombre de la guillotine", "UTF-8, the year dropped"
+    assert titles["0002844"]["genres"] == ["Crime", "Drama"]
+    assert titles["1022603"]["title"] == "(500) Days of Summer", "only the trailing year goes"
+    assert titles["0021283"]["genres"] == ["unknown"], "a movie without genres"
+    assert titles["9999999"]["genres"] == ["unknown"], "a movie movies.dat does not list gets a minimal entry"
+    assert not any("release_ts" in e for e in log.catalog), "a year is not a release date"
+    # 2013 is inside what the pipeline accepts: no shift; sorted by time (the file is sorted by user)
+    assert log.shift_ms == 0 and log.interactions[0].ts == 1362062307 * 1000
+    assert [i.ts for i in log.interactions] == sorted(i.ts for i in log.interactions)
+    # 8-10 finish (positive), 5-7 engaged then gave up, 0-4 an early skip
+    by_rating = {i.rating: (i.positive, [e["type"] for e in i.events][-1]) for i in log.interactions}
+    assert by_rating == {
+        10: (True, "complete"), 9: (True, "complete"), 8: (True, "complete"),
+        7: (False, "stop"), 5: (False, "stop"),
+        4: (False, "skip"), 3: (False, "skip"), 0: (False, "skip"),
+    }  # fmt: skip
+    assert log.events == 3 * 2 + 2 * 4 + 3 * 2
+    # --items names movies.dat explicitly when it is not beside ratings.dat; without it, minimal entries
+    (tmp_path / "ratings.dat").write_bytes((DATA / "ratings.dat").read_bytes())
+    named = read_movietweetings(tmp_path / "ratings.dat", DATA / "movies.dat")
+    assert named.catalog == log.catalog
+    bare = read_log(tmp_path / "ratings.dat")
+    assert {e["genres"][0] for e in bare.catalog} == {"unknown"} and len(bare.interactions) == 8
+
+
 def test_a_csv_file_is_read_through_its_column_mapping() -> None:
     columns = parse_columns("user=uid,item=movie,rating=stars,ts=time,genres=tags")
     log = read_csv(DATA / "ratings.csv", columns, ts_unit="ms")
@@ -133,6 +168,7 @@ def test_compression_divides_the_gaps_and_formats_are_guessed() -> None:
     for a, b in zip(plain.interactions, fast.interactions, strict=True):
         assert b.ts == start + (a.ts - start) // 10
     assert guess_format(Path("x/u.data")) == "movielens"
+    assert guess_format(Path("movietweetings-100k/ratings.dat")) == "movietweetings"
     assert guess_format(Path("log.jsonl")) == "jsonl" and guess_format(Path("r.csv")) == "csv"
     with pytest.raises(ValueError, match="--format"):
         guess_format(Path("ratings.txt"))
@@ -143,9 +179,9 @@ def test_compression_divides_the_gaps_and_formats_are_guessed() -> None:
 
 
 def test_ratings_map_to_behaviour_the_pipeline_reads_as_intended() -> None:
-    def signals(rating: float) -> list[str]:
+    def signals(rating: float, scale: RatingScale = FIVE_STARS) -> list[str]:
         log_events = []
-        for n, (kind, position) in enumerate(behaviour(rating, 3000.0)):
+        for n, (kind, position) in enumerate(behaviour(rating, 3000.0, scale)):
             log_events.append({"event_id": f"e{n}", "user_id": "u", "item_id": "t", "type": kind,
                                "ts": 1767225600000 + n, "position_s": position, "duration_s": 3000.0})  # fmt: skip
         _check_events(log_events)
@@ -159,6 +195,13 @@ def test_ratings_map_to_behaviour_the_pipeline_reads_as_intended() -> None:
     assert signals(5) == signals(4) == ["started", "completed"]
     assert signals(3) == ["started", "paused", "paused then resumed", "stopped midway"]
     assert signals(2) == signals(1) == ["started", "skipped early"]
+    # MovieTweetings' 0-10: 8 or more as 4-5 stars, 5-7 as 3, 0-4 as 1-2
+    ten = {r: signals(r, TEN_POINTS) for r in range(11)}
+    assert all(ten[r] == signals(5) for r in (8, 9, 10))
+    assert all(ten[r] == signals(3) for r in (5, 6, 7))
+    assert all(ten[r] == signals(1) for r in (0, 1, 2, 3, 4))
+    assert [r for r in range(11) if TEN_POINTS.is_positive(r)] == [8, 9, 10]
+    assert [r for r in range(1, 6) if FIVE_STARS.is_positive(r)] == [4, 5]
 
 
 # -- metrics -----------------------------------------------------------------------------
