@@ -7,21 +7,24 @@ interactions go out in order, the next only after the snapshot reflecting the
 previous one has come back; many viewers go at once, earliest time stamp first
 (:mod:`loadtest.replay_pacing`).
 
-Every positive interaction (rating 4 or more; for JSONL one with a
-``complete``, ``thumbs_up`` or ``add_to_list``) is judged, before its first
-event is published, against its viewer's newest snapshot: HR@10 and NDCG@10
-of the model's list, of the ten most popular titles so far and of ten random
-titles, both leaving out what the viewer already touched. A viewer's first
-interaction has no snapshot yet; first interactions are left out for all
-three lists alike (``first_interactions_excluded``). Beyond accuracy: catalog
+Every positive interaction (a finish on its format's rating scale: 4 or more
+of 5, 8 or more of MovieTweetings' 10; for JSONL one with a ``complete``,
+``thumbs_up`` or ``add_to_list``) is judged, before its first event is
+published, against its viewer's newest snapshot: HR@10 and NDCG@10 of the
+model's list and of three baselines made from the positives before it: the ten
+most popular titles so far, the ten trending titles (positives decayed with a
+half-life of ``--trending-half-life`` positives, 1,000) and ten random titles,
+all leaving out what the viewer already touched. A viewer's first interaction
+has no snapshot yet; first interactions are left out for all four lists alike
+(``first_interactions_excluded``). Beyond accuracy: catalog
 coverage, intra-list genre diversity and novelty of the judged lists. With
 ratings, a replica of the workers' state predicts each rating before the
 interaction (:mod:`loadtest.replay_replica`): progressive MAE and RMSE, beside
 those of the running mean rating.
 
 Report (``--report``, JSON; top level): ``hr_at_10`` and ``ndcg_at_10`` (each
-``model``, ``popularity``, ``random``), ``coverage``, ``diversity`` and
-``novelty`` (of the model's lists; ``beyond_accuracy`` has all three kinds),
+``model``, ``popularity``, ``trending``, ``random``), ``coverage``, ``diversity`` and
+``novelty`` (of the model's lists; ``beyond_accuracy`` has all four kinds),
 ``mae`` and ``rmse`` (null without ratings), ``mean_rating`` (the mean
 predictor's MAE and RMSE), ``events`` (published), ``events_applied`` (as the
 snapshots report them), ``viewers``, ``interactions``, ``positives``,
@@ -32,8 +35,8 @@ the replica's list for the same event holds too; popularity and trending are
 cached for half a second of wall time, and cohorts learn once per batch, whose
 bounds differ between the workers and the replica, so lists need not be equal),
 ``complete`` (every interaction replayed within ``--timeout``),
-``duration_s``, ``events_per_s``, ``log`` (its counts, format and time
-shift), ``settings``, ``series`` (the curves the plots draw) and ``replica_models``
+``duration_s``, ``events_per_s``, ``log`` (its counts, format, time
+shift and rating scale), ``settings``, ``series`` (the curves the plots draw) and ``replica_models``
 (what each partition's replica model learned: compare with the workers' ``models``
 changelog).
 """
@@ -67,7 +70,7 @@ from .extras import MissingExtra, pyplot, require
 from .harness import _tail
 from .replay_formats import FORMATS, ReplayLog, guess_format, read_log
 from .replay_logs import write_movielens, write_population_log
-from .replay_metrics import KINDS, Popularity, Tally, random_list
+from .replay_metrics import KINDS, TRENDING_HALF_LIFE, Popularity, Tally, Trending, random_list
 from .replay_pacing import Pacer, Release
 from .replay_replica import RatingScore, Replica
 
@@ -89,6 +92,8 @@ class ReplayConfig:
     bootstrap: str | None = None
     #: Seconds the workers keep running after the replay, e.g. so that they checkpoint their models.
     settle_s: float = 0.0
+    #: Positives after which a positive counts half for the trending baseline.
+    trending_half_life: float = TRENDING_HALF_LIFE
 
 
 def replay(log: ReplayLog, cfg: ReplayConfig, progress: Progress | None = None) -> dict[str, Any]:
@@ -133,6 +138,7 @@ def replay(log: ReplayLog, cfg: ReplayConfig, progress: Progress | None = None) 
         "timeout_s": cfg.timeout_s,
         "wait_s": cfg.wait_s,
         "seed": cfg.seed,
+        "trending_half_life": cfg.trending_half_life,
         "topic_prefix": settings.topic_prefix,
         "top_k": settings.top_k,
         "diversity": settings.diversity,
@@ -200,6 +206,7 @@ class _ReplayState:
         self.pacer = Pacer(log.interactions, cfg.parallel, cfg.wait_s)
         self.replica = Replica(log.catalog, settings)
         self.popularity = Popularity(self.catalog_ids)
+        self.trending = Trending(self.catalog_ids, cfg.trending_half_life)
         self.rng = random.Random(cfg.seed)
         self.tallies = {kind: Tally() for kind in KINDS}
         rated = [i.rating for i in log.interactions if i.rating is not None]
@@ -222,12 +229,14 @@ class _ReplayState:
         seen = self.touched.setdefault(it.user_id, set())
         if it.positive:
             self._judge(it.item_id, release.items, seen)
+        # the baselines learn the interaction only once it is judged: they never see what they are judged on
         self.popularity.record(it.item_id, it.positive)
+        self.trending.record(it.item_id, it.positive)
         seen.add(it.item_id)
         self.replica_lists[it.user_id] = (it.events[-1]["event_id"], self.replica.apply(it.user_id, it.events))
 
     def _judge(self, item_id: str, items: list[str] | None, seen: set[str]) -> None:
-        """A positive interaction: the model's list (None for a first interaction) and both baselines."""
+        """A positive interaction: the model's list (None for a first interaction) and the baselines."""
         self.counts["positives"] += 1
         if items is None:
             self.counts["first"] += 1
@@ -235,6 +244,7 @@ class _ReplayState:
         lists = {
             "model": items,
             "popularity": self.popularity.top(seen),
+            "trending": self.trending.top(seen),
             "random": random_list(self.rng, self.catalog_ids, seen),
         }
         for kind, listed in lists.items():
@@ -301,6 +311,7 @@ class _ReplayState:
                 "has_ratings": log.has_ratings,
                 "skipped_lines": len(log.skipped),
                 "shift_ms": log.shift_ms,
+                "rating_scale": log.scale.name if log.scale is not None and log.has_ratings else None,
             },
             "series": _series(tallies, self.ratings),
             "replica_models": {
@@ -357,8 +368,8 @@ def summary(report: dict[str, Any]) -> str:
     hr, ndcg = report["hr_at_10"], report["ndcg_at_10"]
     lines = [
         "stream replay",
-        f"  HR@10      model {_f(hr['model'])}  popularity {_f(hr['popularity'])}  random {_f(hr['random'])}",
-        f"  NDCG@10    model {_f(ndcg['model'])}  popularity {_f(ndcg['popularity'])}  random {_f(ndcg['random'])}",
+        "  HR@10      " + "  ".join(f"{kind} {_f(hr.get(kind))}" for kind in KINDS),
+        "  NDCG@10    " + "  ".join(f"{kind} {_f(ndcg.get(kind))}" for kind in KINDS),
         f"  lists      coverage {_f(report['coverage'])}  diversity {_f(report['diversity'])}"
         f"  novelty {_f(report['novelty'], 2)} bits",
     ]
@@ -394,7 +405,7 @@ def plots(report: dict[str, Any], out: Path, stem: str) -> list[Path]:
     series = report["series"]
     written = []
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    colours = {"model": "C0", "popularity": "C1", "random": "C2"}
+    colours = {"model": "C0", "popularity": "C1", "random": "C2", "trending": "C3"}
     for ax, name, label in ((axes[0], "hr", "HR@10"), (axes[1], "ndcg", "NDCG@10")):
         for kind in KINDS:
             ax.plot(series["judged"], series[f"{name}_{kind}"], color=colours[kind], label=f"{kind} (cumulative)")
@@ -433,7 +444,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m loadtest.replay", description=__doc__.split("\n\n")[0])
     p.add_argument("log", nargs="?", type=Path, help="the interaction log to replay")
     p.add_argument("--format", choices=FORMATS, help="default: guessed from the file name")
-    p.add_argument("--items", type=Path, help="movielens: the u.item file (genres and titles)")
+    p.add_argument(
+        "--items",
+        type=Path,
+        help="movielens: the u.item file (genres and titles); movietweetings: movies.dat (default: beside ratings.dat)",
+    )
     p.add_argument("--columns", help="csv: e.g. user=uid,item=movie,rating=stars,ts=time[,genres=col][,title=col]")
     p.add_argument("--ts-unit", choices=("s", "ms"), default="s", help="csv: unit of the ts column (default s)")
     p.add_argument("--compress", type=float, default=1.0, help="divide the gaps between time stamps by this")
@@ -444,6 +459,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=600.0, help="seconds for the whole run, start-up included")
     p.add_argument("--wait", type=float, default=30.0, help="most seconds a viewer waits for its snapshot")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--trending-half-life",
+        type=float,
+        default=TRENDING_HALF_LIFE,
+        help=f"positives after which a positive counts half for the trending baseline (default {TRENDING_HALF_LIFE:g})",
+    )
     p.add_argument("--bootstrap", help="an existing cluster (default: an embedded broker started for the run)")
     p.add_argument("--report", type=Path, help="JSON report (default loadtest/results/replay-<time>.json)")
     p.add_argument("--plots", type=Path, help="directory for the PNG plots (default: next to the report)")
@@ -458,6 +479,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.log is None:
         p.error("a log to replay is required (or --write-population-log / --write-movielens)")
+    if not args.trending_half_life > 0:
+        p.error("--trending-half-life: expected a positive number of positives")
     try:
         require("matplotlib")  # for the plots: now, not after the replay
     except MissingExtra as exc:
@@ -487,6 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         wait_s=args.wait,
         seed=args.seed,
         bootstrap=args.bootstrap,
+        trending_half_life=args.trending_half_life,
     )
     print(
         f"replaying {len(log.interactions)} interactions of {log.viewers} viewers ({log.events} events,"

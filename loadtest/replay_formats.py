@@ -1,6 +1,6 @@
 """Interaction logs the replay evaluator reads, and how a rating becomes viewing.
 
-Three formats, each read into one :class:`ReplayLog` (a catalog and the
+Four formats, each read into one :class:`ReplayLog` (a catalog and the
 interactions in timestamp order, each already turned into playback events):
 
 - ``jsonl``: the project's own JSON lines, as ``stream produce`` reads them. A
@@ -11,27 +11,41 @@ interactions in timestamp order, each already turned into playback events):
 - ``movielens``: MovieLens-100k ``u.data`` (user, item, rating, unix seconds,
   whitespace-separated) with an optional ``u.item`` (pipe-separated, latin-1:
   id, title, release date, video release, url, then 19 genre flags).
+- ``movietweetings``: MovieTweetings' ``ratings.dat`` (``user::movie::rating::unix
+  seconds``, ratings 0-10) with ``movies.dat`` beside it (``movie::Title
+  (Year)::Genre|Genre``, UTF-8). Titles are kept without the year; a movie
+  without genres gets ``unknown``. The year is not made a ``release_ts``: a
+  year is not a date, and a 1 January date would tell freshness a release
+  months too early, so release dates are left out.
 - ``csv``: a header and a column mapping such as
   ``user=uid,item=movie,rating=stars,ts=time,genres=tags`` (``rating``,
   ``genres`` and ``title`` optional; ``genres`` split on ``|``). Without a
   rating column every row counts as a finish.
 
-A rating becomes behaviour deterministically (:func:`behaviour`):
+A rating becomes behaviour deterministically (:func:`behaviour`), on its
+format's own scale (:class:`RatingScale`; ``SCALES`` by format):
 
-- 4 or more: ``play``, then ``complete`` at the end (a finish, +1);
-- 3 up to 4: ``play``, ``pause`` at 25 %, ``resume``, ``stop`` at 50 % (engaged, then gave up);
-- under 3: ``play``, then ``skip`` at 3 % (an early skip, -1).
+============================  =========  ===========  ==================================================
+behaviour                     1-5 scale  0-10 scale   events
+============================  =========  ===========  ==================================================
+a finish (+1), *positive*     4 or more  8 or more    ``play``, then ``complete`` at the end
+engaged, then gave up         3 up to 4  5 up to 8    ``play``, ``pause`` at 25 %, ``resume``, ``stop`` at 50 %
+an early skip (-1)            under 3    under 5      ``play``, then ``skip`` at 3 %
+============================  =========  ===========  ==================================================
 
-An interaction is *positive* when its rating is 4 or more; for JSONL, when it
-holds a ``complete``, ``thumbs_up`` or ``add_to_list``. The events of one
-interaction are 1 ms apart from the log's time stamp (positions say how far
-the viewer got; event time is the log's). Titles the log does not describe get
-a minimal entry (genre ``unknown``, the events' duration or 90 minutes).
+MovieLens and CSV ratings are on the 1-5 scale; MovieTweetings' on 0-10
+(8-10 read as 4-5 stars, 5-7 as 3, 0-4 as 1-2). An interaction is *positive*
+when it is a finish on its scale; for JSONL, when it holds a ``complete``,
+``thumbs_up`` or ``add_to_list``. The events of one interaction are 1 ms apart
+from the log's time stamp (positions say how far the viewer got; event time is
+the log's). Titles the log does not describe get a minimal entry (genre
+``unknown``, the events' duration or 90 minutes).
 
 Time: ``compress`` divides every gap from the log's first time stamp. The
 pipeline accepts event times from 2000 to 2100, so a log that starts earlier
 (MovieLens-100k is 1997-98) is moved forward by whole days to start on
-2026-01-01, release dates with it; the shift is reported.
+2026-01-01, release dates with it; the shift is reported. MovieTweetings
+(2013) needs no shift.
 
 >>> [kind for kind, _ in behaviour(5, 3000.0)]
 ['play', 'complete']
@@ -39,6 +53,8 @@ pipeline accepts event times from 2000 to 2100, so a log that starts earlier
 ('stop', 1500.0)
 >>> behaviour(1, 3000.0)
 [('play', 0.0), ('skip', 90.0)]
+>>> [TEN_POINTS.kind(r) for r in (10, 8, 7, 5, 4, 0)]
+['finish', 'finish', 'gave up', 'gave up', 'skip', 'skip']
 """
 
 from __future__ import annotations
@@ -46,6 +62,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,21 +73,25 @@ import orjson
 from stream.contracts.validation import MAX_TS, MIN_TS, InvalidMessage, decode_catalog, decode_event
 
 __all__ = [
+    "FIVE_STARS",
     "FORMATS",
     "ML_GENRES",
+    "SCALES",
+    "TEN_POINTS",
     "Interaction",
+    "RatingScale",
     "ReplayLog",
     "behaviour",
     "guess_format",
-    "is_positive_rating",
     "parse_columns",
     "read_csv",
     "read_jsonl",
     "read_log",
     "read_movielens",
+    "read_movietweetings",
 ]
 
-FORMATS = ("jsonl", "movielens", "csv")
+FORMATS = ("jsonl", "movielens", "movietweetings", "csv")
 #: The 19 genre flags of MovieLens-100k's ``u.item``, in their column order.
 ML_GENRES = (
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
@@ -83,6 +104,33 @@ DEFAULT_DURATION_S = 5400.0
 START_MS = 1_767_225_600_000
 DAY_MS = 86_400_000
 POSITIVE_TYPES = frozenset(("complete", "thumbs_up", "add_to_list"))
+
+
+@dataclass(frozen=True)
+class RatingScale:
+    """How a format's ratings read as viewing: ``finish`` or more is a finish (the positive), ``engaged``
+    up to ``finish`` engaged then gave up, under ``engaged`` an early skip."""
+
+    name: str
+    finish: float
+    engaged: float
+
+    def kind(self, rating: float) -> str:
+        """``finish``, ``gave up`` or ``skip``."""
+        if rating >= self.finish:
+            return "finish"
+        return "gave up" if rating >= self.engaged else "skip"
+
+    def is_positive(self, rating: float) -> bool:
+        return rating >= self.finish
+
+
+#: MovieLens' and a CSV's stars: 4-5 a finish, 3 engaged then gave up, 1-2 an early skip.
+FIVE_STARS = RatingScale("1-5", finish=4.0, engaged=3.0)
+#: MovieTweetings' 0-10: 8-10 a finish (as 4-5 stars), 5-7 engaged then gave up (as 3), 0-4 an early skip (as 1-2).
+TEN_POINTS = RatingScale("0-10", finish=8.0, engaged=5.0)
+#: The scale of each format with ratings.
+SCALES = {"movielens": FIVE_STARS, "movietweetings": TEN_POINTS, "csv": FIVE_STARS}
 
 
 @dataclass
@@ -107,6 +155,8 @@ class ReplayLog:
     skipped: list[tuple[int, str]] = field(default_factory=list)
     #: Milliseconds added to every time stamp (0 unless the log started before 2000).
     shift_ms: int = 0
+    #: The scale its ratings were read on (None for JSONL, which has no ratings).
+    scale: RatingScale | None = None
 
     @property
     def viewers(self) -> int:
@@ -117,15 +167,12 @@ class ReplayLog:
         return sum(len(i.events) for i in self.interactions)
 
 
-def is_positive_rating(rating: float) -> bool:
-    return rating >= 4.0
-
-
-def behaviour(rating: float, duration_s: float) -> list[tuple[str, float]]:
-    """(event type, position in seconds) of what a viewer who gave ``rating`` did."""
-    if is_positive_rating(rating):
+def behaviour(rating: float, duration_s: float, scale: RatingScale = FIVE_STARS) -> list[tuple[str, float]]:
+    """(event type, position in seconds) of what a viewer who gave ``rating`` on ``scale`` did."""
+    kind = scale.kind(rating)
+    if kind == "finish":
         return [("play", 0.0), ("complete", duration_s)]
-    if rating >= 3.0:
+    if kind == "gave up":
         quarter = round(0.25 * duration_s, 1)
         return [("play", 0.0), ("pause", quarter), ("resume", quarter), ("stop", round(0.5 * duration_s, 1))]
     return [("play", 0.0), ("skip", round(0.03 * duration_s, 1))]
@@ -140,6 +187,8 @@ def guess_format(path: Path) -> str:
         return "csv"
     if name == "u.data" or name.endswith((".data", ".tsv")):
         return "movielens"
+    if name.endswith(".dat"):  # MovieTweetings' ratings.dat
+        return "movietweetings"
     raise ValueError(f"--format: expected one of {', '.join(FORMATS)} (the name {path.name!r} does not say which)")
 
 
@@ -199,7 +248,11 @@ def _check_range(interactions: Sequence[Interaction]) -> None:
 
 
 def _from_rows(
-    rows: list[_Row], catalog: dict[str, dict[str, Any]], compress: float, skipped: list[tuple[int, str]]
+    rows: list[_Row],
+    catalog: dict[str, dict[str, Any]],
+    compress: float,
+    skipped: list[tuple[int, str]],
+    scale: RatingScale = FIVE_STARS,
 ) -> ReplayLog:
     """Order rows by time (the file's order breaks ties), map time, and turn ratings into events."""
     rows = sorted(rows, key=lambda r: r.ts)
@@ -217,9 +270,9 @@ def _from_rows(
         entry = catalog.setdefault(row.item_id, _minimal_entry(row.item_id))
         duration = float(entry["duration_s"])
         ts = _retime(row.ts, mapping)
-        rating = row.rating if row.rating is not None else 4.0  # a log without ratings: each row is a finish
+        rating = row.rating if row.rating is not None else scale.finish  # a log without ratings: each row a finish
         events = []
-        for k, (kind, position) in enumerate(behaviour(rating, duration)):
+        for k, (kind, position) in enumerate(behaviour(rating, duration, scale)):
             events.append(
                 {
                     "event_id": f"r{n}.{k}",
@@ -232,12 +285,10 @@ def _from_rows(
                     "session_id": f"r{n}",
                 }
             )
-        interactions.append(
-            Interaction(n, row.user_id, row.item_id, ts, events, row.rating, is_positive_rating(rating))
-        )
+        interactions.append(Interaction(n, row.user_id, row.item_id, ts, events, row.rating, scale.is_positive(rating)))
     _check_range(interactions)
     has_ratings = any(r.rating is not None for r in rows)
-    return ReplayLog(_valid_catalog(catalog, skipped), interactions, has_ratings, skipped, shift)
+    return ReplayLog(_valid_catalog(catalog, skipped), interactions, has_ratings, skipped, shift, scale)
 
 
 def _valid_catalog(catalog: dict[str, dict[str, Any]], skipped: list[tuple[int, str]]) -> list[dict[str, Any]]:
@@ -275,7 +326,7 @@ def read_movielens(data: Path, items: Path | None = None, compress: float = 1.0)
                 rows.append(_Row(user, item, int(float(seconds) * 1000), float(rating)))
             except ValueError:
                 skipped.append((number, f"expected user, item, rating and unix seconds; got {line.strip()[:60]!r}"))
-    return _from_rows(rows, catalog, compress, skipped)
+    return _from_rows(rows, catalog, compress, skipped, SCALES["movielens"])
 
 
 def _ml_item(line: str) -> dict[str, Any] | None:
@@ -298,6 +349,67 @@ def _ml_item(line: str) -> dict[str, Any] | None:
         except ValueError:
             pass  # an unreadable release date is left out, as it is optional
     return entry
+
+
+def read_movietweetings(data: Path, items: Path | None = None, compress: float = 1.0) -> ReplayLog:
+    """``ratings.dat`` and ``movies.dat`` (MovieTweetings layout; ``movies.dat`` beside it unless ``items``)."""
+    if items is None and (data.parent / "movies.dat").is_file():
+        items = data.parent / "movies.dat"
+    skipped: list[tuple[int, str]] = []
+    catalog: dict[str, dict[str, Any]] = {}
+    if items is not None:
+        with items.open(encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                entry = _mt_movie(line.rstrip("\r\n"))
+                if entry is None:
+                    if line.strip():
+                        skipped.append((number, f"{items.name}: expected movie::Title (Year)::Genre|Genre"))
+                    continue
+                catalog[entry["item_id"]] = entry
+    rows: list[_Row] = []
+    with data.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            row = _mt_rating(line.strip())
+            if isinstance(row, str):
+                skipped.append((number, row))
+            elif row is not None:
+                rows.append(row)
+    return _from_rows(rows, catalog, compress, skipped, SCALES["movietweetings"])
+
+
+#: A title's trailing year in ``movies.dat``: ``Title (2013)``.
+_YEAR = re.compile(r"\s*\((\d{4})\)$")
+
+
+def _mt_movie(line: str) -> dict[str, Any] | None:
+    parts = line.split("::")
+    if len(parts) != 3 or not parts[0].strip():
+        return None
+    item_id, full_title, genre_field = (p.strip() for p in parts)
+    title = _YEAR.sub("", full_title).strip() or full_title or item_id  # the year is not a release date
+    genres = list(dict.fromkeys(g.strip() for g in genre_field.split("|") if g.strip()))
+    return {
+        "item_id": item_id,
+        "title": title[:512],
+        "genres": genres[:16] or ["unknown"],
+        "duration_s": DEFAULT_DURATION_S,
+    }
+
+
+def _mt_rating(line: str) -> _Row | str | None:
+    """One ``ratings.dat`` line as a row, or why it is left out (None for a blank line)."""
+    if not line:
+        return None
+    parts = line.split("::")
+    try:
+        user, item, rating, seconds = (p.strip() for p in parts)
+        value = float(rating)
+        row = _Row(user, item, int(float(seconds) * 1000), value)
+    except ValueError:
+        return f"expected user::movie::rating::unix seconds; got {line[:60]!r}"
+    if not 0.0 <= value <= 10.0 or not user or not item:
+        return f"expected a user, a movie and a rating from 0 to 10; got {line[:60]!r}"
+    return row
 
 
 def read_csv(path: Path, columns: dict[str, str], ts_unit: str = "s", compress: float = 1.0) -> ReplayLog:
@@ -334,7 +446,7 @@ def read_csv(path: Path, columns: dict[str, str], ts_unit: str = "s", compress: 
                     "genres": genres[:16] or ["unknown"],
                     "duration_s": DEFAULT_DURATION_S,
                 }
-    return _from_rows(rows, catalog, compress, skipped)
+    return _from_rows(rows, catalog, compress, skipped, SCALES["csv"])
 
 
 def read_jsonl(path: Path, compress: float = 1.0) -> ReplayLog:
@@ -434,6 +546,8 @@ def read_log(
         return read_jsonl(path, compress)
     if fmt == "movielens":
         return read_movielens(path, items, compress)
+    if fmt == "movietweetings":
+        return read_movietweetings(path, items, compress)
     if fmt == "csv":
         if not columns:
             raise ValueError("--columns: expected a mapping such as user=uid,item=movie,rating=stars,ts=time for csv")

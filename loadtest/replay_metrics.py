@@ -1,8 +1,10 @@
 """What the replay measures, as plain functions and small running tallies.
 
 A judged interaction has one held-out title (the one the viewer went on to
-enjoy) and three lists made before it was published: the model's snapshot, the
-popularity baseline and the random baseline.
+enjoy) and four lists made before it was published: the model's snapshot, the
+popularity baseline (most positives so far), the trending baseline (most
+positives lately: counts that halve every ``TRENDING_HALF_LIFE`` positives) and
+the random baseline.
 
 >>> hit_and_ndcg(["a", "b", "c"], "b")
 (1.0, 0.6309297535714575)
@@ -14,6 +16,7 @@ popularity baseline and the random baseline.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import random
@@ -24,8 +27,10 @@ from typing import Any
 
 __all__ = [
     "KINDS",
+    "TRENDING_HALF_LIFE",
     "Popularity",
     "Tally",
+    "Trending",
     "hit_and_ndcg",
     "intra_list_diversity",
     "jaccard_distance",
@@ -34,7 +39,9 @@ __all__ = [
 ]
 
 K = 10
-KINDS = ("model", "popularity", "random")
+KINDS = ("model", "popularity", "trending", "random")
+#: Positive interactions (of all viewers) after which a positive counts half for the trending baseline.
+TRENDING_HALF_LIFE = 1000.0
 
 
 def hit_and_ndcg(items: Sequence[str], target: str, k: int = K) -> tuple[float, float]:
@@ -105,6 +112,73 @@ class Popularity:
         return out
 
 
+class Trending:
+    """The titles with most positive interactions lately: each positive multiplies the older counts by
+    ``2 ** (-1 / half_life)`` (ties: catalog order; titles with none follow in catalog order).
+
+    The counts fade by a growing unit (as :meth:`stream.learning.model.PartitionModel.record_start`
+    does): a positive adds the unit, and the unit grows by ``2 ** (1 / half_life)``, so a
+    positive is O(log n) and every count still compares as its decayed value. Titles stay
+    sorted by stored count, so a top-k reads from the front, skipping what the viewer touched:
+    O(k + excluded), not O(catalog).
+
+    >>> t = Trending(["a", "b", "c"], half_life=1.0)
+    >>> for item in ["a", "a", "b"]:
+    ...     t.record(item, positive=True)
+    >>> t.count("a"), t.count("b")  # a: 1/4 + 1/2; b: 1
+    (0.75, 1.0)
+    >>> t.top(exclude=set(), k=3)
+    ['b', 'a', 'c']
+    """
+
+    def __init__(self, catalog_ids: Sequence[str], half_life: float = TRENDING_HALF_LIFE) -> None:
+        if not half_life > 0:
+            raise ValueError(f"--trending-half-life: expected a positive number of positives; got {half_life}")
+        self.order = {item: n for n, item in enumerate(catalog_ids)}
+        self.growth = 2.0 ** (1.0 / half_life)
+        self.unit = 1.0
+        #: Stored count per title with a positive: its decayed count times ``unit``.
+        self.stored: dict[str, float] = {}
+        #: (-stored, catalog position, id) of every title with a positive, best first.
+        self.ranked: list[tuple[float, int, str]] = []
+
+    def _key(self, item_id: str) -> tuple[float, int, str]:
+        return (-self.stored[item_id], self.order.get(item_id, len(self.order)), item_id)
+
+    def record(self, item_id: str, positive: bool) -> None:
+        """Count one interaction; only a positive one moves the counts."""
+        if not positive:
+            return
+        if item_id in self.stored:
+            del self.ranked[bisect.bisect_left(self.ranked, self._key(item_id))]
+        self.unit *= self.growth
+        self.stored[item_id] = self.stored.get(item_id, 0.0) + self.unit
+        bisect.insort(self.ranked, self._key(item_id))
+        if self.unit > 1e12:  # scaling every count alike keeps their order: the list stays sorted
+            self.stored = {k: v / self.unit for k, v in self.stored.items()}
+            self.ranked = sorted((-self.stored[i], n, i) for _, n, i in self.ranked)  # rounding may tie two
+            self.unit = 1.0
+
+    def count(self, item_id: str) -> float:
+        """The decayed count of positives of ``item_id`` now (1 for a positive just recorded)."""
+        return self.stored.get(item_id, 0.0) / self.unit
+
+    def top(self, exclude: set[str], k: int = K) -> list[str]:
+        """The ``k`` trending titles not in ``exclude``; titles never positive follow in catalog order."""
+        out: list[str] = []
+        for _, _, item in self.ranked:
+            if len(out) == k:
+                return out
+            if item not in exclude:
+                out.append(item)
+        for item in self.order:
+            if len(out) == k:
+                break
+            if item not in exclude and item not in self.stored:
+                out.append(item)
+        return out
+
+
 def random_list(rng: random.Random, catalog_ids: Sequence[str], exclude: set[str], k: int = K) -> list[str]:
     """``k`` titles drawn without replacement from those not in ``exclude``."""
     if len(exclude) * 2 < len(catalog_ids):  # draw and reject: cheap while most titles are allowed
@@ -123,7 +197,7 @@ def random_list(rng: random.Random, catalog_ids: Sequence[str], exclude: set[str
 
 @dataclass
 class Tally:
-    """Running sums for one kind of list (model, popularity or random)."""
+    """Running sums for one kind of list (model, popularity, trending or random)."""
 
     judged: int = 0
     hits: float = 0.0

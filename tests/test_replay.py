@@ -16,10 +16,13 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 
 from loadtest import replay_formats, replay_metrics, replay_pacing, replay_replica
-from loadtest.replay import ReplayConfig, replay, summary, write_report
+from loadtest.replay import ReplayConfig, _ReplayState, replay, summary, write_report
 from loadtest.replay_formats import (
+    FIVE_STARS,
     MIN_TS,
+    TEN_POINTS,
     Interaction,
+    RatingScale,
     behaviour,
     guess_format,
     parse_columns,
@@ -27,18 +30,21 @@ from loadtest.replay_formats import (
     read_jsonl,
     read_log,
     read_movielens,
+    read_movietweetings,
 )
 from loadtest.replay_logs import write_movielens, write_population_log
 from loadtest.replay_metrics import (
+    TRENDING_HALF_LIFE,
     Popularity,
     Tally,
+    Trending,
     hit_and_ndcg,
     intra_list_diversity,
     jaccard_distance,
     novelty,
     random_list,
 )
-from loadtest.replay_pacing import Pacer, reflects
+from loadtest.replay_pacing import Pacer, Release, reflects
 from loadtest.replay_replica import RatingScore, Replica
 from stream.contracts.validation import decode_catalog, decode_event
 from stream.learning.profile import Profile
@@ -94,6 +100,37 @@ def test_movielens_files_become_a_catalog_and_timed_interactions() -> None:
     assert [i.ts for i in log.interactions] == sorted(i.ts for i in log.interactions)
 
 
+def test_movietweetings_files_are_read_on_their_own_scale(tmp_path: Path) -> None:
+    log = read_log(DATA / "ratings.dat")  # the format from the name, movies.dat from beside it
+    _all_valid(log)
+    assert len(log.interactions) == 8 and log.viewers == 3 and log.has_ratings and log.scale == TEN_POINTS
+    assert [n for n, _ in log.skipped] == [7, 9], "a rating of 11 and a line without a rating are left out"
+    titles = {e["item_id"]: e for e in log.catalog}
+    assert titles["0002844"]["title"] == "Fantômas - À l'ombre de la guillotine", "UTF-8, the year dropped"
+    assert titles["0002844"]["genres"] == ["Crime", "Drama"]
+    assert titles["1022603"]["title"] == "(500) Days of Summer", "only the trailing year goes"
+    assert titles["0021283"]["genres"] == ["unknown"], "a movie without genres"
+    assert titles["9999999"]["genres"] == ["unknown"], "a movie movies.dat does not list gets a minimal entry"
+    assert not any("release_ts" in e for e in log.catalog), "a year is not a release date"
+    # 2013 is inside what the pipeline accepts: no shift; sorted by time (the file is sorted by user)
+    assert log.shift_ms == 0 and log.interactions[0].ts == 1362062307 * 1000
+    assert [i.ts for i in log.interactions] == sorted(i.ts for i in log.interactions)
+    # 8-10 finish (positive), 5-7 engaged then gave up, 0-4 an early skip
+    by_rating = {i.rating: (i.positive, [e["type"] for e in i.events][-1]) for i in log.interactions}
+    assert by_rating == {
+        10: (True, "complete"), 9: (True, "complete"), 8: (True, "complete"),
+        7: (False, "stop"), 5: (False, "stop"),
+        4: (False, "skip"), 3: (False, "skip"), 0: (False, "skip"),
+    }  # fmt: skip
+    assert log.events == 3 * 2 + 2 * 4 + 3 * 2
+    # --items names movies.dat explicitly when it is not beside ratings.dat; without it, minimal entries
+    (tmp_path / "ratings.dat").write_bytes((DATA / "ratings.dat").read_bytes())
+    named = read_movietweetings(tmp_path / "ratings.dat", DATA / "movies.dat")
+    assert named.catalog == log.catalog
+    bare = read_log(tmp_path / "ratings.dat")
+    assert {e["genres"][0] for e in bare.catalog} == {"unknown"} and len(bare.interactions) == 8
+
+
 def test_a_csv_file_is_read_through_its_column_mapping() -> None:
     columns = parse_columns("user=uid,item=movie,rating=stars,ts=time,genres=tags")
     log = read_csv(DATA / "ratings.csv", columns, ts_unit="ms")
@@ -133,6 +170,7 @@ def test_compression_divides_the_gaps_and_formats_are_guessed() -> None:
     for a, b in zip(plain.interactions, fast.interactions, strict=True):
         assert b.ts == start + (a.ts - start) // 10
     assert guess_format(Path("x/u.data")) == "movielens"
+    assert guess_format(Path("movietweetings-100k/ratings.dat")) == "movietweetings"
     assert guess_format(Path("log.jsonl")) == "jsonl" and guess_format(Path("r.csv")) == "csv"
     with pytest.raises(ValueError, match="--format"):
         guess_format(Path("ratings.txt"))
@@ -143,9 +181,9 @@ def test_compression_divides_the_gaps_and_formats_are_guessed() -> None:
 
 
 def test_ratings_map_to_behaviour_the_pipeline_reads_as_intended() -> None:
-    def signals(rating: float) -> list[str]:
+    def signals(rating: float, scale: RatingScale = FIVE_STARS) -> list[str]:
         log_events = []
-        for n, (kind, position) in enumerate(behaviour(rating, 3000.0)):
+        for n, (kind, position) in enumerate(behaviour(rating, 3000.0, scale)):
             log_events.append({"event_id": f"e{n}", "user_id": "u", "item_id": "t", "type": kind,
                                "ts": 1767225600000 + n, "position_s": position, "duration_s": 3000.0})  # fmt: skip
         _check_events(log_events)
@@ -159,6 +197,13 @@ def test_ratings_map_to_behaviour_the_pipeline_reads_as_intended() -> None:
     assert signals(5) == signals(4) == ["started", "completed"]
     assert signals(3) == ["started", "paused", "paused then resumed", "stopped midway"]
     assert signals(2) == signals(1) == ["started", "skipped early"]
+    # MovieTweetings' 0-10: 8 or more as 4-5 stars, 5-7 as 3, 0-4 as 1-2
+    ten = {r: signals(r, TEN_POINTS) for r in range(11)}
+    assert all(ten[r] == signals(5) for r in (8, 9, 10))
+    assert all(ten[r] == signals(3) for r in (5, 6, 7))
+    assert all(ten[r] == signals(1) for r in (0, 1, 2, 3, 4))
+    assert [r for r in range(11) if TEN_POINTS.is_positive(r)] == [8, 9, 10]
+    assert [r for r in range(1, 6) if FIVE_STARS.is_positive(r)] == [4, 5]
 
 
 # -- metrics -----------------------------------------------------------------------------
@@ -202,6 +247,77 @@ def test_popularity_and_random_baselines_leave_out_what_the_viewer_touched() -> 
     assert a == random_list(rng_b, ids, seen), "seeded"
     assert len(a) == 10 and not set(a) & seen and len(set(a)) == 10
     assert len(random_list(random.Random(2), ids, set(ids[:25]))) == 5
+
+
+def test_trending_counts_positives_decayed_by_count_on_hand_computed_cases() -> None:
+    ids = [f"t{i}" for i in range(6)]
+    trend = Trending(ids, half_life=1.0)  # each positive halves every older count
+    for item, positive in [("t1", True), ("t2", True), ("t1", False), ("t3", True), ("t3", True), ("t4", False)]:
+        trend.record(item, positive)
+    # t1: 1/2^3 (three positives after it); t2: 1/2^2; t3: 1/2 + 1; the others never positive
+    assert (trend.count("t1"), trend.count("t2"), trend.count("t3"), trend.count("t4")) == (0.125, 0.25, 1.5, 0.0)
+    assert trend.top(exclude={"t2"}, k=4) == ["t3", "t1", "t0", "t4"], "decayed counts, then catalog order"
+    assert trend.top(exclude=set(), k=2) == ["t3", "t2"]
+    # the default: a positive counts half after 1,000 later positives
+    trend = Trending(ids)
+    assert TRENDING_HALF_LIFE == 1000
+    trend.record("t0", True)
+    for _ in range(1000):
+        trend.record("t5", True)
+    assert trend.count("t0") == pytest.approx(0.5)
+    assert trend.count("t5") == pytest.approx(0.5 / (1 - 2 ** (-1 / 1000)))  # the geometric sum 1 + d + ... + d^999
+    # a title popular a while ago falls behind one with two recent positives; popularity keeps it first
+    trend, pop = Trending(ids, half_life=1.0), Popularity(ids)
+    for item in ["t0"] * 5 + ["t1"] * 8 + ["t2"] * 2:
+        trend.record(item, True)
+        pop.record(item, True)
+    # t2: 1 + 1/2; t1: (1/4)(1 + 1/2 + ... + 1/2^7) = (1/4)(2 - 1/2^7); t0: (1/2^10)(2 - 1/2^4)
+    assert trend.count("t2") == 1.5 and trend.count("t1") == (2 - 2**-7) / 4
+    assert trend.count("t0") == (2 - 2**-4) / 2**10
+    assert trend.top(set(), k=3) == ["t2", "t1", "t0"] and pop.top(set(), k=3) == ["t1", "t0", "t2"]
+    with pytest.raises(ValueError, match="half-life"):
+        Trending(ids, half_life=0)
+
+
+def test_trending_matches_a_brute_force_decay_across_rescales() -> None:
+    rng = random.Random(3)
+    ids = [f"t{i}" for i in range(40)]
+    for half_life in (0.5, 2.0, 1000.0):  # 0.5: the unit passes 1e12 every 20 positives and is rescaled
+        trend, counts = Trending(ids, half_life), dict.fromkeys(ids, 0.0)
+        for _ in range(300):
+            item, positive = ids[min(rng.randrange(40), rng.randrange(40))], rng.random() < 0.7
+            trend.record(item, positive)
+            if positive:
+                counts = {i: c * 2 ** (-1 / half_life) for i, c in counts.items()}
+                counts[item] += 1
+            exclude = set(rng.sample(ids, 5))
+            want = sorted((i for i in ids if i not in exclude), key=lambda i: (-counts[i], ids.index(i)))[:10]
+            assert trend.top(exclude) == want
+            assert trend.count(item) == pytest.approx(counts[item], rel=1e-9)
+        assert trend.unit < 1e12
+
+
+def test_the_baselines_never_see_the_interaction_they_are_judged_on(tmp_path: Path) -> None:
+    # 25 titles, each skipped once by its own viewer (not positive); then x finishes a0 (its first
+    # interaction, not judged), and v1 finishes a20, never positive before: judged against
+    # trending [a0, a2, ..., a10] and popularity alike. Had a baseline counted a20 before judging
+    # it, a20 would be first on both lists.
+    rows = ["uid,movie,stars,time"] + [f"v{n},a{n},1,{1767225600 + n}" for n in range(25)]
+    rows += ["x,a0,5,1767226000", "v1,a20,5,1767226100"]
+    (tmp_path / "log.csv").write_text("\n".join(rows) + "\n")
+    log = read_log(tmp_path / "log.csv", columns="user=uid,item=movie,rating=stars,ts=time")
+    state = _ReplayState(Settings(partitions=2), log, ReplayConfig(seed=1))
+    judged = []
+    for it in log.interactions:
+        first = it.user_id not in state.touched
+        state.before_publishing(Release(it, None if first else ["zz"], 0 if first else 2))
+        if it.positive and not first:
+            judged.append(it.item_id)
+            assert state.trending.count("a20") == pytest.approx(1.0), "counted once judged"
+    assert judged == ["a20"]
+    assert state.tallies["trending"].judged == state.tallies["popularity"].judged == 1
+    assert state.tallies["trending"].hits == state.tallies["popularity"].hits == 0.0
+    assert state.trending.top({"a1"}) == ["a20", "a0", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "a9"]
 
 
 def test_rating_errors_match_a_batch_recomputation() -> None:
@@ -352,7 +468,7 @@ def test_a_replay_through_a_real_worker_accounts_for_every_event(broker: Embedde
     report = replay(log, cfg)
     for key in ("hr_at_10", "ndcg_at_10", "coverage", "diversity", "novelty", "mae", "rmse", "events", "viewers"):
         assert key in report, key
-    assert set(report["hr_at_10"]) == set(report["ndcg_at_10"]) == {"model", "popularity", "random"}
+    assert set(report["hr_at_10"]) == set(report["ndcg_at_10"]) == {"model", "popularity", "trending", "random"}
     assert report["complete"] and report["waits_timed_out"] == 0 and report["leaks_refused"] == 0
     assert report["events"] == report["events_applied"] == log.events
     assert report["viewers"] == 20 and report["interactions"] == 160
@@ -364,7 +480,7 @@ def test_a_replay_through_a_real_worker_accounts_for_every_event(broker: Embedde
     assert report["hr_at_10"]["model"] >= report["hr_at_10"]["random"]
     written = write_report(report, tmp_path / "report.json")
     assert [p.name for p in written] == ["report.json", "report-quality.png", "report-ratings.png"]
-    assert "HR@10" in summary(report)
+    assert "HR@10" in summary(report) and "trending" in summary(report)
 
     # The replica that predicts ratings learned from exactly the events the workers' partition
     # models learned from. Its weights agree closely, not exactly: cohorts learn once per batch
