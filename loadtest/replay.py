@@ -147,6 +147,47 @@ def replay(log: ReplayLog, cfg: ReplayConfig, progress: Progress | None = None) 
     return report
 
 
+def replay_offline(log: ReplayLog, cfg: ReplayConfig, progress: Progress | None = None) -> dict[str, Any]:
+    """The same protocol without Kafka: each interaction is judged against the replica's list.
+
+    The replica (:mod:`loadtest.replay_replica`) runs the workers' own batch step in process,
+    one interaction at a time in time-stamp order, with ``cfg.partitions`` partition models;
+    the list a viewer is judged on is the one the replica made after its previous interaction.
+    It differs from a replay through workers in what timing changes (batches, half-second
+    caches; see ``replica_overlap``), and takes seconds where the workers take minutes: a tool
+    for tuning, whose figures a replay through the workers confirms.
+    """
+    say = progress or (lambda _: None)
+    settings = Settings(partitions=cfg.partitions)
+    state = _ReplayState(settings, log, cfg)
+    last: dict[str, list[str]] = {}
+    sent: dict[str, int] = {}
+    started = shown = time.monotonic()
+    for it in log.interactions:
+        state.before_publishing(Release(it, last.get(it.user_id), sent.get(it.user_id, 0)))
+        sent[it.user_id] = sent.get(it.user_id, 0) + len(it.events)
+        state.counts["published"] += len(it.events)
+        state.pacer.released += 1
+        listed = state.replica_lists[it.user_id][1]
+        if listed:
+            last[it.user_id] = listed
+        if time.monotonic() - shown > 5:
+            shown = time.monotonic()
+            say(state.progress())
+    report = state.report(log, time.monotonic() - started)
+    report["complete"] = True
+    report["events_applied"] = report["events"]  # what the replica applied, as the workers would
+    report["settings"] = {
+        "offline": True,
+        "partitions": cfg.partitions,
+        "seed": cfg.seed,
+        "trending_half_life": cfg.trending_half_life,
+        "top_k": settings.top_k,
+        "diversity": settings.diversity,
+    }
+    return report
+
+
 async def _prepare(settings: Settings, catalog: Sequence[dict[str, Any]]) -> None:
     await create_topics(settings)
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=20)
@@ -466,6 +507,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"positives after which a positive counts half for the trending baseline (default {TRENDING_HALF_LIFE:g})",
     )
     p.add_argument("--bootstrap", help="an existing cluster (default: an embedded broker started for the run)")
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="judge the in-process replica's lists instead of the workers' (no broker; seconds, for tuning)",
+    )
     p.add_argument("--report", type=Path, help="JSON report (default loadtest/results/replay-<time>.json)")
     p.add_argument("--plots", type=Path, help="directory for the PNG plots (default: next to the report)")
     p.add_argument("--write-population-log", type=Path, metavar="PATH", help="write a harness-population JSONL log")
@@ -517,7 +563,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" {len(log.catalog)} titles)",
         file=sys.stderr,
     )
-    report = replay(log, cfg, lambda line: print(line, file=sys.stderr, flush=True))
+    run = replay_offline if args.offline else replay
+    report = run(log, cfg, lambda line: print(line, file=sys.stderr, flush=True))
     report["log"]["path"] = str(args.log)
     report["log"]["format"] = args.format or guess_format(args.log)
     path = args.report or Path("loadtest/results") / f"replay-{time.strftime('%Y%m%d-%H%M%S')}.json"

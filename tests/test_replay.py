@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 
 from loadtest import replay_formats, replay_metrics, replay_pacing, replay_replica
-from loadtest.replay import ReplayConfig, _ReplayState, replay, summary, write_report
+from loadtest.replay import ReplayConfig, _ReplayState, replay, replay_offline, summary, write_report
 from loadtest.replay_formats import (
     FIVE_STARS,
     MIN_TS,
@@ -518,3 +518,24 @@ async def _read_all(bootstrap: str, topic: str, timeout_s: float = 10.0, quiet_s
         return records
     finally:
         await consumer.stop()
+
+
+def test_the_offline_replay_judges_the_replicas_lists_by_the_same_rules() -> None:
+    log = read_log(DATA / "log.jsonl")
+    report = replay_offline(log, ReplayConfig(partitions=2))
+    positives = sum(1 for i in log.interactions if i.positive)
+    firsts = report["first_interactions_excluded"]
+    assert report["positives"] == positives and report["interactions_judged"] == positives - firsts
+    assert report["complete"] and report["events_applied"] == log.events and report["settings"]["offline"]
+    assert set(report["hr_at_10"]) == {"model", "popularity", "trending", "random"}
+    # judged against the replica's list after the viewer's previous interaction: the same as building it by hand
+    replica = replay_replica.Replica(log.catalog, Settings(partitions=2))
+    last: dict[str, list[str]] = {}
+    hits = 0
+    for it in log.interactions:
+        if it.positive and it.user_id in last:
+            hits += it.item_id in last[it.user_id][:10]
+        listed = replica.apply(it.user_id, it.events)
+        if listed:
+            last[it.user_id] = listed
+    assert report["hr_at_10"]["model"] == pytest.approx(hits / report["interactions_judged"])
