@@ -32,6 +32,8 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from stream.learning.catalog import Catalog
 from stream.learning.features import FEATURES
 
@@ -85,21 +87,29 @@ class Choice:
 
     def __init__(self, learning_rate: float = 0.05) -> None:
         self.learning_rate = learning_rate
-        self.weights: dict[str, float] = dict.fromkeys(FEATURES, 0.0)
+        self.w = np.zeros(len(FEATURES), dtype=np.float64)  # in FEATURES order
         self.learned = 0
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return dict(zip(FEATURES, self.w.tolist(), strict=True))
+
+    def _vector(self, x: dict[str, float]) -> np.ndarray:
+        return np.asarray([x.get(f, 0.0) for f in FEATURES], dtype=np.float64)
 
     def predict_one(self, x: dict[str, float], offset: float = 0.0) -> float:
         """The probability that the first title of the pair is chosen over the second."""
-        w = self.weights
-        return _sigmoid(offset + sum(w[f] * v for f, v in x.items() if f in w))
+        return _sigmoid(offset + float(self.w @ self._vector(x)))
 
     def learn_one(self, x: dict[str, float], y: float = 1.0, offset: float = 0.0) -> None:
-        step = self.learning_rate * (y - self.predict_one(x, offset))
-        w = self.weights
-        for f, v in x.items():
-            if f in w:
-                w[f] += step * v
-        self.learned += 1
+        self.learn_many(self._vector(x)[None, :], np.asarray([offset]), y)
+
+    def learn_many(self, diffs: np.ndarray, offsets: np.ndarray, y: float = 1.0) -> None:
+        """:meth:`learn_one` for each row of ``diffs`` ((pairs, features), FEATURES order), in order."""
+        w, rate = self.w, self.learning_rate
+        for diff, offset in zip(diffs, offsets.tolist(), strict=True):
+            w += rate * (y - _sigmoid(offset + float(w @ diff))) * diff
+        self.learned += len(diffs)
 
     def to_state(self) -> dict[str, Any]:
         return {"lr": self.learning_rate, "w": {f: round(v, 6) for f, v in self.weights.items()}, "n": self.learned}
@@ -109,6 +119,6 @@ class Choice:
         choice = cls()
         if state:
             choice = cls(state["lr"])
-            choice.weights.update(state["w"])
+            choice.w = np.asarray([state["w"].get(f, 0.0) for f in FEATURES], dtype=np.float64)
             choice.learned = state["n"]
         return choice

@@ -125,16 +125,16 @@ class PartitionModel:
     @property
     def weights(self) -> dict[str, float]:
         """The effective weight of each feature: prior, plus what the outcomes and the choices taught."""
-        learned, chosen = self.linear.weights, self.choice.weights
-        return {f: PRIOR[f] + float(learned.get(f, 0.0)) + chosen[f] for f in FEATURES}
+        learned, chosen = self.linear.weights, self.choice.w
+        return {f: PRIOR[f] + float(learned.get(f, 0.0)) + c for f, c in zip(FEATURES, chosen.tolist(), strict=True)}
 
-    def learn_choice(self, chosen: dict[str, float], passed: list[dict[str, float]]) -> None:
-        """A viewer finished or liked the title of ``chosen`` (its features), over titles it passed (theirs)."""
+    def learn_choice(self, chosen: np.ndarray, passed: np.ndarray) -> None:
+        """A viewer finished or liked a title (``chosen``: its features) over titles it passed (``passed``:
+        theirs, a row each; FEATURES order)."""
         learned = self.linear.weights
-        for other in passed:
-            x = {f: chosen[f] - other[f] for f in FEATURES}
-            offset = sum((PRIOR[f] + float(learned.get(f, 0.0))) * v for f, v in x.items())
-            self.choice.learn_one(x, 1.0, offset)
+        rest = np.asarray([PRIOR[f] + float(learned.get(f, 0.0)) for f in FEATURES])  # the score's other weights
+        diffs = chosen[None, :] - passed
+        self.choice.learn_many(diffs, diffs @ rest)
 
     @property
     def unit(self) -> float:
@@ -149,7 +149,7 @@ class PartitionModel:
         shown: list[list[str]],
         device: str | None,
         cohort: int | None,
-        passed: list[dict[str, float]] | None = None,
+        passed: np.ndarray | None = None,
     ) -> None:
         """Learn from one playback event: everything a partition's model takes from it.
 
@@ -161,8 +161,8 @@ class PartitionModel:
         """
         if x is not None and signal.learns:
             self.learn_one(x, signal.value)
-            if passed and liked(signal):
-                self.learn_choice(x, passed)
+            if passed is not None and len(passed) and liked(signal):
+                self.learn_choice(np.asarray([x[f] for f in FEATURES]), passed)
         part = daypart(event.ts)
         if event.type == "play":
             # the artwork bandit: which of the titles last shown was played, with which artwork

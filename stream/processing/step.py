@@ -222,9 +222,9 @@ class Processor:
             rows = [idx]
             if liked(signal):
                 rows += competitors(self.catalog, idx, profile.passed, event.event_id)
-            parts = pair_parts(viewer, self.catalog, np.asarray(rows, dtype=np.int64)).tolist()
-            x, *others = (dict(zip(FEATURES, p, strict=True)) for p in parts)
-            passed = others
+            parts = pair_parts(viewer, self.catalog, np.asarray(rows, dtype=np.int64))
+            x = dict(zip(FEATURES, parts[0].tolist(), strict=True))
+            passed = parts[1:].astype(np.float64)
         model.learn_event(x, event, signal, profile.shown, device, cohort, passed)
 
     def _learn_cohort(self, model: PartitionModel, profile: Profile) -> int | None:
