@@ -63,8 +63,9 @@ T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC: event times are fixed so the off
 CONVERGE_S = 60.0
 CHANGELOG_S = 20.0
 #: Profile fields that depend on offsets, batching or rankings (the artwork shown, the title
-#: explored), not on the events alone: left out of the comparison.
-UNDETERMINED = ("o", "v", "dx", "sh", "xp")
+#: explored, the titles listed and those passed over for a started one), not on the events alone:
+#: left out of the comparison.
+UNDETERMINED = ("o", "v", "dx", "sh", "xp", "l", "pa")
 #: Profiles are rounded to 4 decimals each time they are stored, and the worker stores them once per
 #: batch where the replay stores nothing: affinities may differ by a few rounding steps.
 TOLERANCE = 2e-3
