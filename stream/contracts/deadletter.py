@@ -18,6 +18,8 @@ class RawMessage:
     topic: str
     partition: int
     offset: int
+    #: The record's timestamp, epoch milliseconds (None when not known).
+    timestamp_ms: int | None = None
 
 
 def _text(raw: bytes | None) -> tuple[str | None, str]:

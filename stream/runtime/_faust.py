@@ -62,6 +62,7 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.exceptions import ConsumerNotStarted
 from faust.tables import recovery
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as driver
@@ -73,6 +74,7 @@ __all__ = [
     "UntestedVersion",
     "check_versions",
     "install",
+    "lag",
     "positions",
     "refresh_metadata",
     "seek_known_offsets",
@@ -396,6 +398,24 @@ def positions(app: faust.App, topic: str) -> str:
         f"/{consumer._committed_offset.get(tp)}{'' if tp in active else ' paused'}"
         for tp in held
     )
+
+
+def lag(app: faust.App, topic: str) -> dict[int, int]:
+    """Records of ``topic`` not yet read, per held partition (the fetches' high watermark less the read offset)."""
+    consumer: Any = app.consumer
+    out: dict[int, int] = {}
+    try:
+        held = consumer.assignment()
+    except ConsumerNotStarted:  # scraped before the worker joined its group
+        return out
+    for tp in held:
+        if tp.topic != topic:
+            continue
+        high = consumer.highwater(tp)
+        read = consumer._read_offset.get(tp)
+        if high is not None:
+            out[tp.partition] = max(0, high - (read + 1 if read is not None else 0))
+    return out
 
 
 async def refresh_metadata(consumer: AIOKafkaConsumer) -> None:

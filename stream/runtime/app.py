@@ -40,6 +40,7 @@ from stream.learning.model import PartitionModel
 from stream.processing.step import Processor, RawMessage, dead_letter
 from stream.runtime import _faust
 from stream.runtime.kafka import partitions_of
+from stream.runtime.metrics import CONTENT_TYPE, Metrics, gauge
 from stream.settings import Settings
 
 __all__ = ["StreamApp", "create_app"]
@@ -106,6 +107,8 @@ class StreamApp:
         self._checkpointed: dict[int, float] = {}
         # Per partition: resolved when a model checkpoint covering the batches applied so far is delivered.
         self._checkpoint_waiters: dict[int, asyncio.Future[None]] = {}
+        self.metrics = metrics = Metrics()
+        metrics.watch(self._gauges)
         self.counters = {
             "applied": 0,
             "duplicates": 0,
@@ -132,7 +135,13 @@ class StreamApp:
 
         @app.page("/health")
         async def health(web: Any, request: Any) -> Any:
+            metrics.http.labels(route="/health", status="200").inc()
             return web.json(self.health())
+
+        @app.page("/metrics")
+        async def exposition(web: Any, request: Any) -> Any:
+            metrics.http.labels(route="/metrics", status="200").inc()
+            return web.bytes(metrics.exposition(), content_type=CONTENT_TYPE)
 
     # -- the event agent -----------------------------------------------------------
 
@@ -162,7 +171,7 @@ class StreamApp:
         await self.catalog_ready.wait()
         size = self.settings.batch_max
         chunks = [
-            (tp.partition, [RawMessage(m.key, m.value, m.topic, m.partition, m.offset) for m in ms[i : i + size]])
+            (tp.partition, [_raw(m) for m in ms[i : i + size]])
             for tp, ms in fetched.items()
             for i in range(0, len(ms), size)
         ]
@@ -201,13 +210,20 @@ class StreamApp:
         rows = {user_id: stored.get(user_id.encode()) for user_id in plan.viewers}
         models = {partition: self._model_for(partition) for partition, _ in group}
         results = self.processor.step(plan, rows, models)
+        m = self.metrics
+        m.batch_events.observe(sum(len(messages) for _, messages in group))
+        newest = {msg.key: msg.timestamp_ms for _, messages in group for msg in messages}  # in offset order
         for (partition, _), result in zip(group, results, strict=True):
             for user_id, profile in result.profiles.items():
                 pending.append(await self._write(self.profiles, partition, user_id.encode(), profile.dumps()))
             for user_id, snapshot in result.snapshots:
                 pending.append(await self._send(self.recommendations_name, user_id.encode(), snapshot))
+                stamp = newest.get(user_id.encode())
+                if stamp is not None:
+                    m.latency.observe(max(0.0, time.time() - stamp / 1000))
             for key, record in result.dead_letters:
                 pending.append(await self._send(s.topic(EVENTS) + "-dlq", key, record))
+                m.dead_letter(s.topic(EVENTS), orjson.loads(record)["error"])
             c = self.counters
             c["applied"] += result.applied
             c["duplicates"] += result.duplicates
@@ -215,6 +231,11 @@ class StreamApp:
             c["snapshots"] += len(result.snapshots)
             c["failed"] += result.failed
             c["unranked"] += result.unranked
+            m.applied.inc(result.applied)
+            m.duplicates.inc(result.duplicates)
+            m.snapshots.inc(len(result.snapshots))
+            m.failed.inc(result.failed)
+            m.unranked.inc(result.unranked)
         self.counters["batches"] += 1
         # Let the producer send these snapshots now: the next group would hold the loop.
         await asyncio.sleep(0)
@@ -328,6 +349,7 @@ class StreamApp:
         deadline = time.monotonic() + wait_ms / 1000
         catalog = self.catalog
         self.counters["catalog_waits"] += 1
+        self.metrics.catalog_waits.inc()
         while self._catalog_synced_ms < asked and any(catalog.index_of(t) is None for t in titles):
             remaining = deadline - time.monotonic()
             try:
@@ -358,18 +380,42 @@ class StreamApp:
     async def _check_commands(self, stream: faust.StreamT) -> None:
         async for event in stream.events():
             try:
-                decode_command(event.message.key, event.message.value)
+                command = decode_command(event.message.key, event.message.value)
             except InvalidMessage as exc:
                 await self._reject(event, str(exc))
+            else:
+                self.metrics.commands.labels(kind=command.command).inc()
 
     async def _reject(self, event: faust.EventT, error: str) -> None:
         m = event.message
         raw = RawMessage(m.key, m.value, m.topic, m.partition, m.offset)
         await self.app.producer.send(m.topic + "-dlq", m.key, dead_letter(raw, error), None, None, None)
         self.counters["dead_letters"] += 1
+        self.metrics.dead_letter(m.topic, error)
+
+    def _gauges(self) -> list[Any]:
+        """Read at each scrape: the consumer's lag per held partition, and what each partition model learned."""
+        lag = _faust.lag(self.app, self.events.get_topic_name())
+        models = sorted(self._partition_models.items())
+        return [
+            gauge("stream_consumer_lag", "Playback events not yet read, per held partition", ["partition"],
+                  [([str(p)], float(n)) for p, n in sorted(lag.items())]),
+            gauge("stream_model_learned", "Events each partition's model learned from (regression)", ["partition"],
+                  [([str(p)], float(model.learned)) for p, model in models]),
+            gauge("stream_model_choices_learned", "Pairs each partition's choice learner learned", ["partition"],
+                  [([str(p)], float(model.choice.learned)) for p, model in models]),
+        ]  # fmt: skip
 
     def health(self) -> dict[str, Any]:
         return {"catalog_titles": len(self.catalog), "catalog_ready": self.catalog_ready.is_set(), **self.counters}
+
+
+def _raw(message: Any) -> RawMessage:
+    stamp = getattr(message, "timestamp", None)  # seconds, as Faust gives it
+    return RawMessage(
+        message.key, message.value, message.topic, message.partition, message.offset,
+        int(stamp * 1000) if stamp else None,
+    )  # fmt: skip
 
 
 def _settle(waiter: asyncio.Future[None], delivered: asyncio.Future[Any]) -> None:
