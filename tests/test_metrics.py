@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -96,3 +97,18 @@ async def test_the_metrics_count_what_the_worker_did_and_name_no_viewer_or_title
     labels = {v for f in families.values() for s in f.samples for v in s.labels.values()}
     assert not labels & private, labels & private
     assert not any(name in text for name in viewers)
+
+
+def test_fausts_built_in_views_serve_no_table_and_no_partition_map(settings: Settings, workers: Workers) -> None:
+    workers.start()
+    cfg = workers.configs[0]
+    base = f"http://{cfg.web_host}:{cfg.web_port}"
+    for path in ("/router/", "/router/profiles/", "/table/", "/table/profiles/", "/table/profiles/u1/", "/graph/",
+                 "/stats/", "/performance/", "/assignment/", "/signal/"):  # fmt: skip
+        try:
+            with urllib.request.urlopen(base + path, timeout=5) as response:
+                raise AssertionError(f"{path} answered {response.status}: {response.read()[:200]!r}")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 404, (path, exc.code)
+    with urllib.request.urlopen(base + "/", timeout=5) as response:
+        assert orjson.loads(response.read()) == {"status": "OK"}  # Faust's index: nothing about anyone

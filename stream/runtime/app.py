@@ -75,6 +75,13 @@ class StreamApp:
             web_host=s.web_host,
             web_port=s.web_port or 6066,
             web_bind=s.web_host,
+            # Faust's built-in views would serve the partition map and the tables' rows (viewers'
+            # profiles) to anyone who asks: off. Only "/" remains, a bare {"status": "OK"}.
+            web_router_enabled=False,
+            web_tables_enabled=False,
+            web_graph_enabled=False,
+            web_stats_enabled=False,
+            web_metrics_enabled=False,
             broker_session_timeout=s.session_timeout_s,
             broker_heartbeat_interval=s.heartbeat_s,
             broker_rebalance_timeout=s.session_timeout_s,
