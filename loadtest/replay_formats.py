@@ -63,7 +63,7 @@ import csv
 import datetime as dt
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -305,16 +305,7 @@ def _valid_catalog(catalog: dict[str, dict[str, Any]], skipped: list[tuple[int, 
 def read_movielens(data: Path, items: Path | None = None, compress: float = 1.0) -> ReplayLog:
     """``u.data`` and optionally ``u.item`` (MovieLens-100k layout)."""
     skipped: list[tuple[int, str]] = []
-    catalog: dict[str, dict[str, Any]] = {}
-    if items is not None:
-        with items.open(encoding="latin-1") as f:
-            for number, line in enumerate(f, 1):
-                entry = _ml_item(line.rstrip("\r\n"))
-                if entry is None:
-                    if line.strip():
-                        skipped.append((number, f"{items.name}: expected id|title|date|video|url|19 flags"))
-                    continue
-                catalog[entry["item_id"]] = entry
+    catalog = _read_items(items, "latin-1", _ml_item, "id|title|date|video|url|19 flags", skipped)
     rows: list[_Row] = []
     with data.open(encoding="latin-1") as f:
         for number, line in enumerate(f, 1):
@@ -327,6 +318,28 @@ def read_movielens(data: Path, items: Path | None = None, compress: float = 1.0)
             except ValueError:
                 skipped.append((number, f"expected user, item, rating and unix seconds; got {line.strip()[:60]!r}"))
     return _from_rows(rows, catalog, compress, skipped, SCALES["movielens"])
+
+
+def _read_items(
+    path: Path | None,
+    encoding: str,
+    parse: Callable[[str], dict[str, Any] | None],
+    expected: str,
+    skipped: list[tuple[int, str]],
+) -> dict[str, dict[str, Any]]:
+    """A titles file, one title a line (``parse`` gives its catalog entry, or None for a bad line)."""
+    catalog: dict[str, dict[str, Any]] = {}
+    if path is None:
+        return catalog
+    with path.open(encoding=encoding) as f:
+        for number, line in enumerate(f, 1):
+            entry = parse(line.rstrip("\r\n"))
+            if entry is None:
+                if line.strip():
+                    skipped.append((number, f"{path.name}: expected {expected}"))
+                continue
+            catalog[entry["item_id"]] = entry
+    return catalog
 
 
 def _ml_item(line: str) -> dict[str, Any] | None:
@@ -356,16 +369,7 @@ def read_movietweetings(data: Path, items: Path | None = None, compress: float =
     if items is None and (data.parent / "movies.dat").is_file():
         items = data.parent / "movies.dat"
     skipped: list[tuple[int, str]] = []
-    catalog: dict[str, dict[str, Any]] = {}
-    if items is not None:
-        with items.open(encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                entry = _mt_movie(line.rstrip("\r\n"))
-                if entry is None:
-                    if line.strip():
-                        skipped.append((number, f"{items.name}: expected movie::Title (Year)::Genre|Genre"))
-                    continue
-                catalog[entry["item_id"]] = entry
+    catalog = _read_items(items, "utf-8", _mt_movie, "movie::Title (Year)::Genre|Genre", skipped)
     rows: list[_Row] = []
     with data.open(encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
