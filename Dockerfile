@@ -13,7 +13,7 @@ COPY stream/ stream/
 COPY topics/ topics/
 COPY loadtest/ loadtest/
 
-# Editable install: stream.topics.TOPICS_DIR resolves to /app/topics, next to the
+# Editable install: stream.contracts.topics.TOPICS_DIR resolves to /app/topics, next to the
 # package, which is where the topic specs and their schemas are.
 RUN pip install --no-cache-dir -e . \
     && useradd --system --create-home --uid 10001 --user-group stream \
