@@ -76,16 +76,15 @@ class Memo:
 
     def __init__(self) -> None:
         self._indexes: weakref.WeakKeyDictionary[PartitionModel, CandidateIndex] = weakref.WeakKeyDictionary()
-        self._new: tuple[tuple[int, int, int], NewReleases] | None = None
+        self._new: NewReleases | None = None
         #: Per model, per cohort: the new releases with exploration budget left (see OpenSlots).
         self.open_sets: weakref.WeakKeyDictionary[PartitionModel, dict[int, Any]] = weakref.WeakKeyDictionary()
 
     def new_releases(self, catalog: Catalog, now_ms: int) -> NewReleases:
         """The catalog's new releases, gathered once per catalog version and hour."""
-        stamp = (id(catalog), catalog.version, now_ms // 3_600_000)
-        if self._new is None or self._new[0] != stamp:
-            self._new = (stamp, NewReleases.of(catalog, now_ms))
-        return self._new[1]
+        if self._new is None or self._new.stamp != NewReleases.stamp_of(catalog, now_ms):
+            self._new = NewReleases.of(catalog, now_ms)
+        return self._new
 
     def candidates(self, model: PartitionModel) -> CandidateIndex:
         index = self._indexes.get(model)

@@ -98,15 +98,22 @@ def new_releases(mats: CatalogMatrices, now_ms: int) -> np.ndarray:
 class NewReleases:
     """The catalog's new releases and their title rows, gathered once (they change with the catalog and the hour)."""
 
+    #: (catalog, its version, the hour) it was gathered for: what it stands for, as long as it holds.
+    stamp: tuple[int, int, int]
     rows: np.ndarray
     genres: np.ndarray  # (new releases, genres) unit rows
     tags: np.ndarray  # (new releases, tags), dense: a few hundred rows at most, sliced per cohort
+
+    @staticmethod
+    def stamp_of(catalog: Catalog, now_ms: int) -> tuple[int, int, int]:
+        return (id(catalog), catalog.version, now_ms // 3_600_000)
 
     @classmethod
     def of(cls, catalog: Catalog, now_ms: int) -> NewReleases:
         rows = new_releases(catalog.matrices(), now_ms // 3_600_000 * 3_600_000)  # "new" is judged to the hour
         genres, tags = title_rows(catalog, rows)
-        return cls(rows, genres, np.asarray(tags.todense() if hasattr(tags, "todense") else tags))
+        dense = np.asarray(tags.todense() if hasattr(tags, "todense") else tags)
+        return cls(cls.stamp_of(catalog, now_ms), rows, genres, dense)
 
 
 class _Open:
@@ -150,7 +157,7 @@ class OpenSlots:
 
     def _open_for(self, viewer: ViewerTerms) -> _Open:
         model, cohort, ids = viewer.model, cast(int, viewer.cohort), self.catalog.ids
-        stamp = (id(self.new), self.budget)
+        stamp = (self.new.stamp, self.budget)
         per_cohort = self._kept.setdefault(model, {})
         kept = per_cohort.get(cohort)
         if kept is None or kept[0] != stamp:
