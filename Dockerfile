@@ -17,8 +17,8 @@ COPY loadtest/ loadtest/
 # package, which is where the topic specs and their schemas are.
 RUN pip install --no-cache-dir -e . \
     && useradd --system --create-home --uid 10001 --user-group stream \
-    && mkdir -p /data \
-    && chown stream:stream /data
+    && mkdir -p /data /tokens \
+    && chown stream:stream /data /tokens
 
 USER stream
 

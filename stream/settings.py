@@ -70,6 +70,11 @@ class Settings:
     progress_s: float = 10.0
     #: STREAM_LOG_LEVEL: worker log level (debug, info, warn, error).
     log_level: str = "info"
+    #: STREAM_API_TOKENS_FILE: the API tokens (salted hashes, names, scopes) that ``stream tokens``
+    #: manages and the workers' HTTP routes accept; re-read when it changes.
+    api_tokens_file: Path = Path("./.stream-tokens.json")
+    #: STREAM_MAX_BODY_BYTES: largest HTTP request body the workers accept (413 beyond).
+    max_body_bytes: int = 16384
 
     def topic(self, name: str) -> str:
         """The full name of a topic of ``topics/`` under this run's prefix."""
@@ -108,7 +113,7 @@ class Settings:
         return settings
 
     def check(self) -> None:
-        positive = ("partitions", "replication", "top_k", "batch_max", "max_event_bytes")
+        positive = ("partitions", "replication", "top_k", "batch_max", "max_event_bytes", "max_body_bytes")
         for name in positive:
             if getattr(self, name) < 1:
                 raise SettingsError(f"{VARIABLES[name]} must be at least 1, got {getattr(self, name)}")

@@ -112,6 +112,33 @@ def _cmd_group(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_tokens(args: argparse.Namespace, settings: Settings) -> int:
+    import datetime as dt
+
+    from stream.runtime.tokens import TokenError, TokenStore
+
+    store = TokenStore(settings.api_tokens_file)
+    try:
+        if args.action == "add":
+            token = store.add(args.name or "", (args.scopes or "").split(","))
+            print(f"token {args.name!r} with scopes {args.scopes} stored in {store.path} (as a salted hash)")
+            print("it is shown this once; keep it where its users can read it:")
+            print(token)
+        elif args.action == "revoke":
+            if not store.revoke(args.name or ""):
+                print(f"stream tokens: no token named {args.name!r}", file=sys.stderr)
+                return 1
+            print(f"revoked {args.name!r}; workers stop accepting it at their next request")
+        else:
+            for info in store.list():
+                made = dt.datetime.fromtimestamp(info.created_ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+                print(f"{info.name}\t{','.join(info.scopes)}\t{made}")
+    except TokenError as exc:
+        print(f"stream tokens: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from stream.cli.demo import run_demo
 
@@ -148,6 +175,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("users", nargs="+", help="the viewers' user ids")
     p.add_argument("--top", type=int, default=10, help="titles in the list (default 10)")
     p.set_defaults(func=_cmd_group)
+
+    p = sub.add_parser("tokens", help="API tokens of the workers' HTTP routes (STREAM_API_TOKENS_FILE)")
+    p.add_argument("action", choices=["add", "list", "revoke"])
+    p.add_argument("name", nargs="?", help="add, revoke: the token's name (letters, digits, '-', '_')")
+    p.add_argument("--scopes", help="add: comma-separated, of read, profile, commands, admin")
+    p.set_defaults(func=_cmd_tokens)
 
     p = sub.add_parser("demo", help="broker, topics, worker and simulated viewers in one command")
     p.add_argument("--duration", type=float, default=60.0, help="seconds of simulated viewing (default 60)")

@@ -41,11 +41,15 @@ from stream.processing.step import Processor, RawMessage, dead_letter
 from stream.runtime import _faust
 from stream.runtime.kafka import partitions_of
 from stream.runtime.metrics import CONTENT_TYPE, Metrics, gauge
+from stream.runtime.tokens import TokenStore
 from stream.settings import Settings
 
 __all__ = ["StreamApp", "create_app"]
 
 log = logging.getLogger("stream")
+
+#: An HTTP reply: status, JSON body, extra headers.
+Reply = tuple[int, dict[str, Any], dict[str, str] | None]
 
 
 def raw() -> faust.Schema:
@@ -149,6 +153,19 @@ class StreamApp:
         async def exposition(web: Any, request: Any) -> Any:
             metrics.http.labels(route="/metrics", status="200").inc()
             return web.bytes(metrics.exposition(), content_type=CONTENT_TYPE)
+
+        self.tokens = TokenStore(s.api_tokens_file)
+        stream_app = self
+
+        class Commands(faust.web.View):
+            """``POST /viewers/{viewer}/commands``: publish a command, for a privacy centre without Kafka."""
+
+            async def post(self, request: Any, viewer: str) -> Any:
+                status, body, headers = await stream_app.post_command(request, viewer)
+                metrics.http.labels(route="/viewers/{viewer}/commands", status=str(status)).inc()
+                return self.json(body, status=status, headers=headers)
+
+        app.page("/viewers/{viewer}/commands")(Commands)
 
     # -- the event agent -----------------------------------------------------------
 
@@ -399,6 +416,41 @@ class StreamApp:
         await self.app.producer.send(m.topic + "-dlq", m.key, dead_letter(raw, error), None, None, None)
         self.counters["dead_letters"] += 1
         self.metrics.dead_letter(m.topic, error)
+
+    # -- HTTP -------------------------------------------------------------------------------
+
+    def authorize(self, header: str | None, scope: str) -> Reply | None:
+        """None when ``header`` holds a bearer token with ``scope`` (or ``admin``); else the 401 or 403."""
+        challenge = {"WWW-Authenticate": 'Bearer realm="stream"'}
+        scheme, _, token = (header or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return 401, {"error": "Authorization: expected 'Bearer <token>' (see stream tokens add)"}, challenge
+        scopes = self.tokens.scopes_of(token.strip())
+        if scopes is None:
+            return 401, {"error": "Authorization: the token is unknown or was revoked"}, challenge
+        if scope not in scopes and "admin" not in scopes:
+            return 403, {"error": f"Authorization: the token lacks the {scope!r} scope"}, None
+        return None
+
+    async def post_command(self, request: Any, viewer: str) -> Reply:
+        """Validate a command for ``viewer`` as the topic's consumers do, and publish it (202), or say why not."""
+        refused = self.authorize(request.headers.get("Authorization"), "commands")
+        if refused is not None:
+            return refused
+        limit = self.settings.max_body_bytes
+        if (request.content_length or 0) > limit:
+            return 413, {"error": f"body: expected at most {limit} bytes; got {request.content_length}"}, None
+        body = await request.content.read(limit + 1)
+        if len(body) > limit:
+            return 413, {"error": f"body: expected at most {limit} bytes; got more"}, None
+        try:
+            decode_command(viewer.encode(), body, self.settings.max_event_bytes)
+        except InvalidMessage as exc:
+            expected = "a user-commands message (topics/schemas/user-command.json) for this viewer"
+            return 400, {"error": str(exc), "expected": expected}, None
+        topic = self.settings.topic(COMMANDS)
+        sent = await (await self.app.producer.send(topic, viewer.encode(), body, None, None, None))
+        return 202, {"published": {"topic": topic, "partition": sent.partition, "offset": sent.offset}}, None
 
     def _gauges(self) -> list[Any]:
         """Read at each scrape: the consumer's lag per held partition, and what each partition model learned."""
