@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from river import linear_model, metrics, optim, utils
@@ -40,7 +40,7 @@ from stream.learning.profile import daypart
 from stream.learning.signals import Signal
 from stream.learning.velocity import Exploration, Trending
 
-__all__ = ["FEATURES", "PRIOR", "Learner", "PartitionModel", "liked"]
+__all__ = ["FEATURES", "PRIOR", "PartitionModel", "liked"]
 
 #: What a title's features are worth before anything is learned.
 PRIOR = {
@@ -61,16 +61,6 @@ POPULARITY_REFRESH_S = 0.5
 def liked(signal: Signal) -> bool:
     """A finish, a thumbs up or an add to the list: what a viewer chose and was glad of."""
     return signal.finished or signal.value >= 0.6
-
-
-class Learner(Protocol):
-    """River's protocol, which every learner here follows: learn in place, predict purely, round-trip its state."""
-
-    def learn_one(self, x: dict[str, float], y: float) -> None: ...
-
-    def predict_one(self, x: dict[str, float]) -> float: ...
-
-    def to_state(self) -> dict[str, Any]: ...
 
 
 class PartitionModel:

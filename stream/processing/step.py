@@ -125,7 +125,7 @@ class Processor:
         self.exploration = exploration
         self.max_event_bytes = max_event_bytes
         self.half_life_ms = half_life_days * 86_400_000
-        #: Derived data ranking passes reuse (candidate indexes); never state.
+        #: Derived data ranking passes reuse (candidate indexes, new releases, open exploration sets); never state.
         self.memo = Memo()
 
     def plan(self, batches: Sequence[tuple[int, Sequence[RawMessage]]]) -> Plan:
