@@ -16,6 +16,7 @@ masked out of every list.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,6 +152,14 @@ class Catalog:
         fresh = freshness(self.matrices().release_ts, now_ms, half_life_days)
         self._fresh = (self.version, minute, fresh)
         return fresh
+
+    def rows_with_genres(self, names: Iterable[str]) -> np.ndarray:
+        """Rows of the titles having any of the genres ``names`` (compared in lower case), ascending."""
+        wanted = {name.lower() for name in names}
+        columns = [j for name, j in self.genre_ids.items() if name.lower() in wanted]
+        if not columns:
+            return np.zeros(0, dtype=np.int64)
+        return np.unique(self.matrices().genres[:, columns].nonzero()[0]).astype(np.int64)
 
     def matrices(self) -> CatalogMatrices:
         """The catalog's feature matrices, rebuilt only after a change."""

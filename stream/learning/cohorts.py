@@ -165,6 +165,10 @@ class Cohorts:
             return known[0]
         return self.assign(self.taste(genres)) if genres else None
 
+    def forget(self, user_id: str) -> None:
+        """Forget which cohort the viewer was in (the centres and counts it moved identify nobody)."""
+        self.recent.pop(user_id, None)
+
     def learn_viewer(self, user_id: str, genres: dict[str, float], applied: int) -> int | None:
         """:meth:`learn` a viewer's taste (every ``LEARN_EVERY`` of its events) and remember its cohort.
 

@@ -176,6 +176,10 @@ class PartitionModel:
         """The cohorts learn a changed taste (see :meth:`Cohorts.learn_viewer`); returns the viewer's cohort."""
         return self.cohorts.learn_viewer(user_id, genres, applied)
 
+    def forget_viewer(self, user_id: str) -> None:
+        """Drop what is held about one viewer (its remembered cohort); the aggregates it fed stay."""
+        self.cohorts.forget(user_id)
+
     def spend_exploration(self, cohort: int, item_id: str) -> None:
         """One exploration impression of a new release in a cohort (a list showed it)."""
         self.exploration.spend(cohort, item_id)

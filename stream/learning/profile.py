@@ -4,7 +4,7 @@ Profiles are the per-viewer state kept in the changelog-backed ``profiles``
 table, so they are small (well under 2 KB serialised) and plain data.
 
 >>> from stream.learning.signals import interpret
->>> from stream.contracts.validation import CatalogEntry, PlaybackEvent
+>>> from stream.contracts.validation import CatalogEntry, PlaybackEvent, UserCommand
 >>> title = CatalogEntry("t1", "Night Shift", ("drama",), ("hospital",), 3000.0)
 >>> p = Profile("u1")
 >>> e = PlaybackEvent("e1", "u1", "t1", "complete", 1767225600000, position_s=3000, duration_s=3000, device="tv")
@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from stream.contracts.validation import CatalogEntry, PlaybackEvent
+from stream.contracts.validation import CatalogEntry, PlaybackEvent, UserCommand
 from stream.learning.signals import Signal
 
 __all__ = ["DAYPARTS", "Profile", "context_keys", "daypart", "weekend"]
@@ -40,6 +40,8 @@ MAX_CONTEXT_GENRES = 4
 #: Titles of the newest list remembered (the top), and titles passed over for a chosen one.
 MAX_LISTED = 10
 MAX_PASSED = 3
+#: Void offset ranges kept (opted-out periods): older ones are behind every commit.
+MAX_VOID = 4
 _ID_DIGEST = 6  # bytes of blake2b kept per recent event id: a false match is ~1 in 2**48
 #: Morning 5-12, afternoon 12-17, evening 17-22, night 22-5 (UTC hours: events carry no time zone).
 DAYPARTS = ("morning", "afternoon", "evening", "night")
@@ -133,6 +135,67 @@ class Profile:
     #: The titles listed above the one the viewer started last ("skip-above": passed over for it);
     #: learned from as its competitors if the viewer finishes or likes it.
     passed: list[str] = field(default_factory=list)
+    #: Personalisation is off (``opt_out``) for this viewer's events after this offset; None: on.
+    opted_out: int | None = None
+    #: Offset ranges ``[after, through]`` of events never to apply (an opted-out period, or events
+    #: from before a ``forget``), newest last: a redelivery of one changes nothing.
+    void: list[list[int]] = field(default_factory=list)
+    #: Genres the viewer asked to see more of, and never to see (``set_preferences``; lower case).
+    likes: list[str] = field(default_factory=list)
+    dislikes: list[str] = field(default_factory=list)
+    #: Offset of the newest command applied (in ``user-commands``, this viewer's partition).
+    commands: int = -1
+
+    @classmethod
+    def after_forget(cls, user_id: str, events_through: int, command_offset: int) -> Profile:
+        """The fresh profile of a viewer forgotten when its partition's events were read through
+        ``events_through``: those events, redelivered, are void; so are commands up to ``command_offset``."""
+        return cls(user_id, void=[[-1, events_through]], commands=command_offset)
+
+    def voided(self, offset: int) -> bool:
+        """Whether the event at ``offset`` must change nothing: personalisation was off, or it was forgotten.
+
+        >>> p = Profile("u1", opted_out=20, void=[[4, 9]])
+        >>> p.voided(4), p.voided(9), p.voided(15), p.voided(21)
+        (False, True, False, True)
+        """
+        if self.opted_out is not None and offset > self.opted_out:
+            return True
+        return any(after < offset <= through for after, through in self.void)
+
+    def command(self, command: UserCommand, offset: int, events_through: int) -> bool:
+        """Apply ``opt_out``, ``opt_in`` or ``set_preferences`` (at ``offset`` in the commands topic), taking
+        effect between the events read through ``events_through`` and the next; False if applied before.
+
+        ``forget`` replaces the profile (:meth:`after_forget`) and is not applied here.
+        """
+        if offset <= self.commands:
+            return False
+        self.commands = offset
+        if command.command == "opt_out" and self.opted_out is None:
+            self.opted_out = events_through
+        elif command.command == "opt_in" and self.opted_out is not None:
+            if events_through > self.opted_out:
+                self.void.append([self.opted_out, events_through])
+                del self.void[:-MAX_VOID]
+            self.opted_out = None
+        elif command.command == "set_preferences":
+            self.likes = _genres(command.likes)
+            self.dislikes = _genres(command.dislikes)
+        return True
+
+    @property
+    def personalised(self) -> bool:
+        return self.opted_out is None
+
+    def impersonal(self, trigger: list[Any] | None) -> Profile:
+        """What a list may use of a viewer whose personalisation is off: its stated preferences, and the
+        moment (``trigger``: the newest event [id, type, ts]), nothing learned from its events."""
+        ts = trigger[2] if trigger and trigger[2] is not None else self.last_ts
+        return Profile(
+            self.user_id, self.version, self.applied, last_ts=ts, trigger=trigger, opted_out=self.opted_out,
+            likes=list(self.likes), dislikes=list(self.dislikes),
+        )  # fmt: skip
 
     def seen(self, event: PlaybackEvent, offset: int) -> bool:
         """Whether this event was applied already (redelivered, or published twice)."""
@@ -278,6 +341,11 @@ class Profile:
                 "xp": self.explored,
                 "l": self.listed,
                 "pa": self.passed,
+                "oo": self.opted_out,
+                "vd": self.void,
+                "pl": self.likes,
+                "pd": self.dislikes,
+                "co": self.commands,
             }
         )
 
@@ -310,7 +378,17 @@ class Profile:
             explored=d.get("xp"),
             listed=d.get("l", []),  # rows written before these fields existed have none
             passed=d.get("pa", []),
+            opted_out=d.get("oo"),  # rows written before commands were acted on have none
+            void=d.get("vd", []),
+            likes=d.get("pl", []),
+            dislikes=d.get("pd", []),
+            commands=d.get("co", -1),
         )
+
+
+def _genres(names: tuple[str, ...] | list[str] | None) -> list[str]:
+    """Genre names as preferences keep them: lower case, each once, in the order given."""
+    return list(dict.fromkeys(name.strip().lower() for name in names or () if name.strip()))
 
 
 def _round(value: float) -> float:

@@ -20,17 +20,18 @@ No Kafka, no Faust, no callbacks: the whole pipeline is tested without a broker.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import orjson
 
 from stream.contracts.deadletter import RawMessage, dead_letter
-from stream.contracts.validation import InvalidMessage, PlaybackEvent, decode_event
+from stream.contracts.validation import InvalidMessage, PlaybackEvent, UserCommand, decode_command, decode_event
 from stream.learning.artwork import Context
 from stream.learning.catalog import Catalog
 from stream.learning.choice import competitors
@@ -40,12 +41,12 @@ from stream.learning.profile import Profile, daypart
 from stream.learning.signals import Signal, interpret
 from stream.ranking.ranker import Memo, Ranked, RankedItem, rank
 
-__all__ = ["BatchResult", "Decoded", "Plan", "Processor", "RawMessage", "dead_letter", "prefetch_hint"]
+__all__ = ["BatchResult", "Decoded", "Plan", "Processor", "RawMessage", "dead_letter", "in_order", "prefetch_hint"]
 
 log = logging.getLogger(__name__)
 
-#: A message as decoded: a valid event, or why it is not one.
-Decoded = PlaybackEvent | InvalidMessage
+#: A message as decoded: a valid event or command, or why it is not one.
+Decoded = PlaybackEvent | UserCommand | InvalidMessage
 
 #: What one valid event did to its viewer's profile (:meth:`Processor._step`).
 APPLIED, COPY, SEEN = 0, 1, 2
@@ -55,18 +56,29 @@ SHOWN_ARTWORK = 3
 
 #: Stored profile rows by viewer id, as the runtime prefetched them (None or absent: a new viewer).
 Rows = Mapping[str, bytes | None]
+#: A viewer to list: (its partition's result, its profile, what the list is made from, model, cohort).
+Listing = tuple["BatchResult", Profile, Profile, PartitionModel, int | None]
 
 
 @dataclass
 class BatchResult:
     #: Profiles the batch changed or noted a duplicate in, by viewer id: each is written once.
     profiles: dict[str, Profile] = field(default_factory=dict)
+    #: Viewers forgotten (``forget``), each with (its partition's events read through, the command's
+    #: offset): their profile and snapshot get tombstones, written before this result's rows and snapshots.
+    erased: dict[str, tuple[int, int]] = field(default_factory=dict)
     #: (viewer id, snapshot JSON): one per viewer whose state changed.
     snapshots: list[tuple[str, bytes]] = field(default_factory=list)
     #: (original key, dead-letter JSON) for each rejected message.
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     applied: int = 0
     duplicates: int = 0
+    #: Events that changed nothing because personalisation was off, or their viewer was forgotten since.
+    ignored: int = 0
+    #: Commands applied, by kind.
+    commands: dict[str, int] = field(default_factory=dict)
+    #: The newest offset of the partition's events the model learned from (-1: none).
+    learned_through: int = -1
     #: Valid events whose processing raised (a defect of the worker): dead-lettered, state as before.
     failed: int = 0
     #: Viewers whose state changed but whose snapshot could not be made (a defect of ranking).
@@ -82,7 +94,9 @@ class Plan:
     @property
     def viewers(self) -> set[str]:
         """The viewers whose stored profiles the step reads."""
-        return {e.user_id for _, _, events in self.batches for e in events if isinstance(e, PlaybackEvent)}
+        return {
+            e.user_id for _, _, items in self.batches for e in items if isinstance(e, (PlaybackEvent, UserCommand))
+        }
 
     def unknown_titles(self, catalog: Catalog) -> set[str]:
         """Titles valid events name that the catalog has not (yet) published; retired ones excluded."""
@@ -92,6 +106,20 @@ class Plan:
             for e in events
             if isinstance(e, PlaybackEvent) and catalog.index_of(e.item_id) is None and not catalog.retired(e.item_id)
         }
+
+
+def in_order(*partitions: Sequence[RawMessage]) -> list[RawMessage]:
+    """Co-partitioned topics' messages of one partition (each in offset order) merged in the order they
+    were published: by record timestamp, each topic's own order kept, the earlier-listed topic first on
+    a tie.
+
+    >>> e = [RawMessage(b"u", b"", "events", 0, o, ts) for o, ts in [(0, 10), (1, 30)]]
+    >>> c = [RawMessage(b"u", b"", "commands", 0, 0, 20)]
+    >>> [(m.topic, m.offset) for m in in_order(e, c)]
+    [('events', 0), ('commands', 0), ('events', 1)]
+    """
+    keyed = [[((m.timestamp_ms or 0), rank, m) for m in messages] for rank, messages in enumerate(partitions)]
+    return [m for _, _, m in heapq.merge(*keyed, key=lambda x: (x[0], x[1]))]
 
 
 def prefetch_hint(profile: Profile, items: Sequence[RankedItem], catalog: Catalog) -> dict[str, str] | None:
@@ -118,8 +146,11 @@ class Processor:
         half_life_days: float = 14.0,
         diversity: float = 0.0,
         exploration: int = 0,
+        commands_topic: str = "user-commands",
     ):
         self.catalog = catalog
+        #: Messages of this topic are viewers' commands; every other message is a playback event.
+        self.commands_topic = commands_topic
         self.top_k = top_k
         self.diversity = diversity
         self.exploration = exploration
@@ -133,11 +164,12 @@ class Processor:
         return Plan([(partition, messages, self.decode(messages)) for partition, messages in batches])
 
     def decode(self, messages: Sequence[RawMessage]) -> list[Decoded]:
-        """Each message as a valid event, or why it is not one."""
+        """Each message as a valid event or command, or why it is not one."""
         out: list[Decoded] = []
         for message in messages:
+            decode = decode_command if message.topic == self.commands_topic else decode_event
             try:
-                out.append(decode_event(message.key, message.value, self.max_event_bytes))
+                out.append(decode(message.key, message.value, self.max_event_bytes))
             except InvalidMessage as exc:
                 out.append(exc)
         return out
@@ -148,10 +180,11 @@ class Processor:
         rows: Rows,
         model: PartitionModel,
         now_ms: int | None = None,
+        forgotten: Mapping[str, tuple[int, int]] | None = None,
     ) -> BatchResult:
-        """One partition's batch, in offset order: :meth:`plan`, then :meth:`step`."""
+        """One partition's batch (events and commands merged in order): :meth:`plan`, then :meth:`step`."""
         partition = messages[0].partition if messages else 0
-        return self.step(self.plan([(partition, messages)]), rows, {partition: model}, now_ms)[0]
+        return self.step(self.plan([(partition, messages)]), rows, {partition: model}, now_ms, None, forgotten)[0]
 
     def step(
         self,
@@ -159,43 +192,62 @@ class Processor:
         rows: Rows,
         models: Mapping[int, PartitionModel],
         now_ms: int | None = None,
+        positions: Mapping[int, int] | None = None,
+        forgotten: Mapping[str, tuple[int, int]] | None = None,
     ) -> list[BatchResult]:
         """Apply a planned fetch: per partition its state changes, then one ranking pass for all its viewers.
 
         ``rows``: the stored profile rows of ``plan.viewers`` (absent or None: a new viewer);
-        ``models``: each partition's model, which learns in place. Returns one result per
-        partition of the plan, in its order.
+        ``models``: each partition's model, which learns in place; ``positions``: per partition,
+        the newest offset of its events processed before this plan, when known (default: just
+        before the plan's first event of the partition); ``forgotten``: for viewers without a row that were forgotten,
+        (events read through, command offset) when they were. Returns one result per partition
+        of the plan, in its order.
         """
         results: list[BatchResult] = []
-        changed: list[tuple[BatchResult, Profile, PartitionModel, int | None]] = []
-        for partition, messages, events in plan.batches:
+        listings: list[Listing] = []
+        for partition, messages, items in plan.batches:
             model = models[partition]
             result = BatchResult()
             results.append(result)
-            for profile in self._apply(messages, events, rows, model, result):
-                changed.append((result, profile, model, self._learn_cohort(model, profile)))
-        if changed:
-            self._list(changed, now_ms if now_ms is not None else int(time.time() * 1000))
+            viewers = _Viewers(rows, forgotten or {})
+            self._apply(messages, items, viewers, model, result, self._position(partition, messages, positions))
+            result.profiles.update(viewers.written())
+            result.erased.update(viewers.erased)
+            for profile, trigger in viewers.listed():
+                if trigger is None:
+                    listings.append((result, profile, profile, model, self._learn_cohort(model, profile)))
+                else:
+                    listings.append((result, profile, profile.impersonal(trigger), model, None))
+        if listings:
+            self._list(listings, now_ms if now_ms is not None else int(time.time() * 1000))
         return results
 
-    def _list(self, changed: list[tuple[BatchResult, Profile, PartitionModel, int | None]], generated_at: int) -> None:
-        """Rank every changed viewer in one pass; each list becomes a snapshot and is noted in its profile."""
-        profiles = [profile for _, profile, _, _ in changed]
-        models = [model for _, _, model, _ in changed]
-        cohorts = [cohort for _, _, _, cohort in changed]
-        settings = (self.top_k, max(p.last_ts for p in profiles), self.diversity)
+    def _position(self, partition: int, messages: Sequence[RawMessage], given: Mapping[int, int] | None) -> int | None:
+        if given is not None and partition in given:
+            return given[partition]
+        events = [m.offset for m in messages if m.topic != self.commands_topic]
+        return events[0] - 1 if events else None
+
+    def _list(self, listings: list[Listing], generated_at: int) -> None:
+        """Rank every listed viewer in one pass; each list becomes a snapshot (a personalised one is noted
+        in its profile)."""
+        views = [view for _, _, view, _, _ in listings]
+        models = [model for _, _, _, model, _ in listings]
+        cohorts = [cohort for _, _, _, _, cohort in listings]
+        settings = (self.top_k, max(p.last_ts for p in views) or generated_at, self.diversity)
         lists: list[Ranked | None]
         try:
-            lists = list(rank(profiles, self.catalog, models, *settings, cohorts, self.exploration, self.memo))
+            lists = list(rank(views, self.catalog, models, *settings, cohorts, self.exploration, self.memo))
         except Exception:  # a defect of ranking: it costs only the viewers it strikes their snapshot
-            log.exception("ranking %d viewers together failed; ranking each alone", len(profiles))
-            lists = [self._rank_alone(p, m, c, settings) for p, m, c in zip(profiles, models, cohorts, strict=True)]
+            log.exception("ranking %d viewers together failed; ranking each alone", len(views))
+            lists = [self._rank_alone(p, m, c, settings) for p, m, c in zip(views, models, cohorts, strict=True)]
         best_art: dict[tuple[int, str, tuple[str, ...]], str | None] = {}  # (model, title, context) -> artwork
-        for (result, profile, model, cohort), items in zip(changed, lists, strict=True):
+        for (result, profile, view, model, cohort), items in zip(listings, lists, strict=True):
             snapshot = None
             if items is not None:
                 try:
-                    snapshot = self._snapshot(profile, items, model, cohort, best_art, generated_at)
+                    snapshot = self._snapshot(profile, view, items, model, cohort, best_art, generated_at)
                 except Exception:
                     log.exception("no snapshot for %r: it failed", profile.user_id)
             if snapshot is None:
@@ -251,6 +303,7 @@ class Processor:
     def _snapshot(
         self,
         profile: Profile,
+        view: Profile,
         items: Ranked,
         model: PartitionModel,
         cohort: int | None,
@@ -259,25 +312,30 @@ class Processor:
     ) -> bytes:
         """The viewer's next snapshot (schema: ``recommendation-snapshot.json``).
 
-        Once it is made, the profile notes the list (version, artwork impressions, explored
-        title) and the model spends what showing it costs.
+        ``view``: what the list was made from (the profile, or what of it an impersonal list may
+        use). A personalised list, once made, is noted in the profile (version, artwork
+        impressions, explored title) and the model spends what showing it costs; a list made
+        while personalisation is off changes nothing.
         """
-        trigger = profile.trigger or [None, None, None]
-        artwork, shown = self._artwork(profile, items, model, cohort, best_art)
+        personal = view is profile
+        trigger = view.trigger or [None, None, None]
+        artwork, shown = self._artwork(view, items, model, cohort, best_art)
         snapshot = orjson.dumps(
             {
                 "user_id": profile.user_id,
                 "version": profile.version + 1,
                 "generated_at": generated_at,
                 "events_applied": profile.applied,
+                "personalised": personal,
                 "trigger": {"event_id": trigger[0], "type": trigger[1], "ts": trigger[2]},
                 "items": [item.as_dict() | {"artwork_id": art} for item, art in zip(items, artwork, strict=True)],
-                "prefetch": prefetch_hint(profile, items, self.catalog),
+                "prefetch": prefetch_hint(view, items, self.catalog),
             }
         )
-        profile.note_list(shown, items.explored, [item.item_id for item in items])
-        if items.spends and items.explored is not None and cohort is not None:
-            model.spend_exploration(cohort, items.explored)
+        if personal:
+            profile.note_list(shown, items.explored, [item.item_id for item in items])
+            if items.spends and items.explored is not None and cohort is not None:
+                model.spend_exploration(cohort, items.explored)
         return snapshot
 
     def _artwork(
@@ -316,64 +374,112 @@ class Processor:
         self,
         messages: Sequence[RawMessage],
         decoded: Sequence[Decoded],
-        rows: Rows,
+        viewers: _Viewers,
         model: PartitionModel,
         result: BatchResult,
-    ) -> list[Profile]:
-        """Validate, learn and update profiles; returns the profiles whose state changed."""
-        touched = result.profiles  # changed: written, and a snapshot each
-        quiet: dict[str, Profile] = {}  # only a producer's copy noted: written, no snapshot
+        through: int | None,
+    ) -> None:
+        """Validate, then apply each event and command in turn (events: learned and folded into profiles).
+
+        ``through``: the newest offset of the partition's events processed before these (None: not known).
+        """
         catalog = self.catalog
         learned_to = model.offset  # events at or below it are in the model already
-        cohort_of: dict[str, int | None] = {}  # each viewer's cohort as the batch found it
-        done: dict[str, list[tuple[PlaybackEvent, int, int]]] = {}  # each viewer's events so far, to restore
-        for message, decoded_event in zip(messages, decoded, strict=True):
-            rejected = self._rejection(decoded_event)
+        done: dict[str, list[tuple[Decoded, int, int, int | None]]] = {}  # each viewer's items so far, to restore
+        for message, item in zip(messages, decoded, strict=True):
+            if message.topic != self.commands_topic:
+                through = message.offset
+            rejected = self._rejection(item)
             if rejected is not None:
                 result.dead_letters.append((message.key, dead_letter(message, rejected)))
                 continue
-            event = cast(PlaybackEvent, decoded_event)
-            idx = cast(int, catalog.index_of(event.item_id))
-            user_id = event.user_id
+            valid = cast(PlaybackEvent | UserCommand, item)
+            idx = catalog.index_of(valid.item_id) if isinstance(valid, PlaybackEvent) else -1
             try:
-                profile = touched.get(user_id) or quiet.get(user_id)
-                if profile is None:
-                    profile = _stored(rows, user_id)
-                if user_id in cohort_of:
-                    cohort = cohort_of[user_id]
-                else:
-                    cohort = cohort_of[user_id] = model.cohorts.of_viewer(user_id, profile.genres)
-                outcome = self._step(profile, event, idx, message.offset, result, model, cohort, learned_to)
-            except Exception as exc:  # a defect, not a malformed message: one event fails, not the worker
+                self._item(viewers, valid, cast(int, idx), message.offset, through, result, model, learned_to)
+            except Exception as exc:  # a defect, not a malformed message: one item fails, not the worker
                 log.exception("processing failed: %s[%d]@%d", message.topic, message.partition, message.offset)
                 error = (
                     f"processing failed: {type(exc).__name__}: {exc} (a defect of the worker, not of the "
-                    "message; the viewer's state is as it was before this event)"
+                    "message; the viewer's state is as it was before it)"
                 )
                 result.dead_letters.append((message.key, dead_letter(message, error)))
                 result.failed += 1
-                self._restore(user_id, done.get(user_id, []), rows, touched, quiet)
+                self._restore(viewers, valid.user_id, done.get(valid.user_id, []))
                 continue
-            done.setdefault(user_id, []).append((event, idx, message.offset))
-            if outcome == APPLIED:
-                touched[user_id] = profile
-            elif outcome == COPY:
-                quiet[user_id] = profile  # written, so a re-read knows it for a copy
-        if messages:
-            model.learned_through(messages[-1].offset)
-        profiles = list(touched.values())
-        for user_id, profile in quiet.items():
-            touched.setdefault(user_id, profile)
-        return profiles
+            done.setdefault(valid.user_id, []).append((valid, cast(int, idx), message.offset, through))
+        if result.learned_through >= 0:
+            model.learned_through(result.learned_through)
 
-    def _rejection(self, event: Decoded) -> str | None:
-        """Why an event goes to the dead-letter topic (None: it is applied)."""
-        if isinstance(event, InvalidMessage):
-            return str(event)
+    def _item(
+        self,
+        viewers: _Viewers,
+        item: PlaybackEvent | UserCommand,
+        idx: int,
+        offset: int,
+        through: int | None,
+        result: BatchResult,
+        model: PartitionModel | None,
+        learned_to: int = -1,
+    ) -> None:
+        """One valid event or command, applied to its viewer (learned by ``model`` unless None)."""
+        user_id = item.user_id
+        profile = viewers.get(user_id)
+        if isinstance(item, UserCommand):
+            self._command(viewers, profile, item, offset, through, result, model)
+            return
+        if profile.voided(offset):
+            result.ignored += 1  # personalisation is off, or the viewer was forgotten after it
+            if not profile.personalised and offset > cast(int, profile.opted_out):
+                viewers.list_impersonal(user_id, item)
+            return
+        cohort = viewers.cohort(user_id, model) if model is not None else None
+        outcome = self._step(profile, item, idx, offset, result, model, cohort, learned_to)
+        if outcome == APPLIED:
+            viewers.change(user_id)
+        elif outcome == COPY:
+            viewers.keep(user_id)  # written, so a re-read knows it for a copy
+
+    def _command(
+        self,
+        viewers: _Viewers,
+        profile: Profile,
+        command: UserCommand,
+        offset: int,
+        through: int | None,
+        result: BatchResult,
+        model: PartitionModel | None,
+    ) -> None:
+        """A viewer's command, between the events read through ``through`` and the next.
+
+        When where the partition's events stand is not known (a partition just assigned, and no
+        event before the command in this batch), the viewer's own newest event marks the spot:
+        every event of its applied before the command is at or below it, every later one above.
+        """
+        if offset <= profile.commands:
+            result.duplicates += 1
+            return
+        if through is None:
+            through = profile.offset
+        if command.command == "forget":
+            viewers.forget(command.user_id, through, offset)
+            if model is not None:
+                model.forget_viewer(command.user_id)
+        else:
+            profile.command(command, offset, through)
+            viewers.change(command.user_id)
+        result.commands[command.command] = result.commands.get(command.command, 0) + 1
+
+    def _rejection(self, item: Decoded) -> str | None:
+        """Why a message goes to the dead-letter topic (None: it is applied)."""
+        if isinstance(item, InvalidMessage):
+            return str(item)
+        if isinstance(item, UserCommand):
+            return None
         catalog = self.catalog
-        if catalog.index_of(event.item_id) is None:
-            why = "retired" if catalog.retired(event.item_id) else "unknown"
-            return f"item_id: expected a title published on the catalog topic; got {event.item_id!r} ({why})"
+        if catalog.index_of(item.item_id) is None:
+            why = "retired" if catalog.retired(item.item_id) else "unknown"
+            return f"item_id: expected a title published on the catalog topic; got {item.item_id!r} ({why})"
         return None
 
     def _step(
@@ -398,41 +504,100 @@ class Processor:
             if model is not None and offset > learned_to:
                 # Read again after a crash: the profile kept it, the model's checkpoint did not.
                 self._learn(model, profile, idx, event, interpret(event, profile.paused), cohort)
+                result.learned_through = max(result.learned_through, offset)
             return SEEN
         signal = interpret(event, profile.paused)
         if model is not None:
             self._learn(model, profile, idx, event, signal, cohort)
+            result.learned_through = max(result.learned_through, offset)
         profile.apply(event, signal, self.catalog.entry(idx), offset, self.half_life_ms)
         result.applied += 1
         return APPLIED
 
-    def _restore(
-        self,
-        user_id: str,
-        done: Sequence[tuple[PlaybackEvent, int, int]],
-        rows: Rows,
-        touched: dict[str, Profile],
-        quiet: dict[str, Profile],
-    ) -> None:
-        """Put a viewer's profile back as it was before a failed event: as stored, plus the batch's
-        events before it (replayed without learning: the model learned them already)."""
-        touched.pop(user_id, None)
-        quiet.pop(user_id, None)
-        if not done:
-            return
+    def _restore(self, viewers: _Viewers, user_id: str, done: Sequence[tuple[Decoded, int, int, int | None]]) -> None:
+        """Put a viewer back as it was before a failed item: as stored, plus the batch's items before it
+        (replayed without learning: the model learned them already)."""
+        viewers.reset(user_id)
         try:
-            profile = _stored(rows, user_id)
-            outcomes = {self._step(profile, event, idx, offset, BatchResult()) for event, idx, offset in done}
+            for item, idx, offset, through in done:
+                self._item(viewers, cast(PlaybackEvent | UserCommand, item), idx, offset, through, BatchResult(), None)
         except Exception:  # it succeeded once; if it cannot again, the stored row is what is left
             log.exception("could not restore %r; its stored profile stands", user_id)
-            return
-        if APPLIED in outcomes:
-            touched[user_id] = profile
-        elif COPY in outcomes:
-            quiet[user_id] = profile
+            viewers.reset(user_id)
 
 
-def _stored(rows: Rows, user_id: str) -> Profile:
-    """The viewer's profile as stored (a fresh copy each call), or a new one."""
-    raw = rows.get(user_id)
-    return Profile.loads(raw) if raw else Profile(user_id)
+class _Viewers:
+    """One batch's viewers: each profile loaded once, changed in place; what to write, list and erase.
+
+    ``changed``: written, and listed; ``kept``: written only (a producer's copy noted);
+    ``impersonal``: listed without personal data (personalisation is off), not written;
+    ``erased``: forgotten, as (events through, command offset).
+    """
+
+    def __init__(self, rows: Rows, forgotten: Mapping[str, tuple[int, int]]) -> None:
+        self.rows = rows
+        self.forgotten = forgotten
+        self.current: dict[str, Profile] = {}
+        self.changed: dict[str, None] = {}  # ordered sets
+        self.kept: dict[str, None] = {}
+        self.impersonal: dict[str, list[Any]] = {}  # viewer -> its newest event [id, type, ts]
+        self.erased: dict[str, tuple[int, int]] = {}
+        self._cohorts: dict[str, int | None] = {}  # each viewer's cohort as the batch found it
+
+    def get(self, user_id: str) -> Profile:
+        profile = self.current.get(user_id)
+        if profile is None:
+            profile = self.current[user_id] = self._stored(user_id)
+        return profile
+
+    def _stored(self, user_id: str) -> Profile:
+        """The viewer's profile as stored (a fresh copy each call); else, if it was forgotten, the profile
+        that ignores its events from before; else a new one."""
+        raw = self.rows.get(user_id)
+        if raw:
+            return Profile.loads(raw)
+        mark = self.forgotten.get(user_id)
+        return Profile.after_forget(user_id, *mark) if mark is not None else Profile(user_id)
+
+    def cohort(self, user_id: str, model: PartitionModel) -> int | None:
+        if user_id not in self._cohorts:
+            self._cohorts[user_id] = model.cohorts.of_viewer(user_id, self.get(user_id).genres)
+        return self._cohorts[user_id]
+
+    def change(self, user_id: str) -> None:
+        self.changed[user_id] = None
+
+    def keep(self, user_id: str) -> None:
+        self.kept[user_id] = None
+
+    def list_impersonal(self, user_id: str, event: PlaybackEvent) -> None:
+        self.impersonal[user_id] = [event.event_id, event.type, event.ts]
+
+    def forget(self, user_id: str, through: int, command_offset: int) -> None:
+        self._drop(user_id)
+        self.current[user_id] = Profile.after_forget(user_id, through, command_offset)
+        self.erased[user_id] = (through, command_offset)
+
+    def reset(self, user_id: str) -> None:
+        self._drop(user_id)
+        self.erased.pop(user_id, None)
+
+    def _drop(self, user_id: str) -> None:
+        for held in (self.current, self.changed, self.kept, self.impersonal, self._cohorts):
+            held.pop(user_id, None)
+
+    def written(self) -> dict[str, Profile]:
+        """Profiles to write, by viewer."""
+        return {u: self.current[u] for u in (*self.changed, *self.kept)}
+
+    def listed(self) -> list[tuple[Profile, list[Any] | None]]:
+        """Profiles to list, each with the newest event a list made without personal data reflects
+        (None: a personalised list)."""
+        out: list[tuple[Profile, list[Any] | None]] = []
+        for user_id in dict.fromkeys((*self.changed, *self.impersonal)):
+            profile = self.current[user_id]
+            if profile.personalised:
+                out.append((profile, None))
+            else:
+                out.append((profile, self.impersonal.get(user_id) or profile.trigger))
+        return out

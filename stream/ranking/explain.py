@@ -21,6 +21,7 @@ __all__ = [
     "EXPLORING",
     "MAX_REASONS",
     "MIN_REASON",
+    "PERSONALISATION_OFF",
     "Explainer",
     "FinishedIndex",
     "context_label",
@@ -33,6 +34,8 @@ MIN_REASON = 0.05
 MAX_REASONS = 3
 EXPLORING = "exploring: new release"
 DIFFERENT = "something different to try"
+#: The first reason of every pick for a viewer who opted out: the list is made without its data.
+PERSONALISATION_OFF = "personalisation is off: popular and new titles"
 _DEVICE_NAMES = {"tv": "TV", "mobile": "mobile", "tablet": "tablet", "web": "the web", "other": "other devices"}
 
 

@@ -2,8 +2,9 @@
 
 Every member's taste scores every title as in their own list (:mod:`stream.ranking.ranker`).
 The group's score of a title is the members' mean, and a title any member strongly
-dislikes (their taste part below ``-dislike``) or has already put away (finished,
-skipped early, thumbs down) is left out: "least misery" first, then the average.
+dislikes (their taste part below ``-dislike``), has already put away (finished,
+skipped early, thumbs down) or is of a genre a member said never to show is left out:
+"least misery" first, then the average.
 Reasons name who the pick is for.
 
 >>> from stream.learning.catalog import Catalog
@@ -60,6 +61,8 @@ def rank_group(
     for member in members:
         put_away = [i for i in map(catalog.index_of, member.excluded) if i is not None]
         group[put_away] = -np.inf
+        if member.dislikes:  # a genre any member said never to show: a hard filter
+            group[catalog.rows_with_genres(member.dislikes)] = -np.inf
     k = min(top_k, len(group))
     top = np.argpartition(group, -k)[-k:]
     top = top[np.argsort(-group[top], kind="stable")]

@@ -25,15 +25,25 @@ from stream.learning.features import FEATURES, ViewerTerms, bucket_rows, pair_pa
 from stream.learning.model import PartitionModel
 from stream.learning.profile import Profile
 from stream.ranking.candidates import CandidateIndex
-from stream.ranking.explain import DIFFERENT, EXPLORING, MAX_REASONS, Explainer, context_label
+from stream.ranking.explain import (
+    DIFFERENT,
+    EXPLORING,
+    MAX_REASONS,
+    PERSONALISATION_OFF,
+    Explainer,
+    context_label,
+)
 from stream.ranking.rerank import NewReleases, OpenSlots, Picks, diversify, explore
 
-__all__ = ["LARGE_CATALOG", "POOL", "Memo", "Ranked", "RankedItem", "rank"]
+__all__ = ["LARGE_CATALOG", "LIKE_BOOST", "POOL", "Memo", "Ranked", "RankedItem", "asked_for", "rank"]
 
 #: Above this many titles, only each viewer's candidates are scored (see stream.ranking.candidates).
 LARGE_CATALOG = 20_000
 #: With diversity on, each list is chosen from this many times ``top_k`` best-scored titles.
 POOL = 4
+#: Added to the score of a title of a genre the viewer asked for (``set_preferences`` likes):
+#: half of what a title squarely in the viewer's taste gets from its genre feature.
+LIKE_BOOST = 0.5
 
 
 @dataclass(slots=True)
@@ -138,7 +148,22 @@ def rank(
 
 
 def _excluded(profile: Profile, catalog: Catalog) -> list[int]:
-    return [i for i in map(catalog.index_of, profile.excluded) if i is not None]
+    """Rows never to show this viewer: what it put away, and every title of a genre it said it dislikes."""
+    rows = [i for i in map(catalog.index_of, profile.excluded) if i is not None]
+    if profile.dislikes:
+        rows.extend(catalog.rows_with_genres(profile.dislikes).tolist())
+    return rows
+
+
+def _boost(profile: Profile, catalog: Catalog, scores: np.ndarray, rows: np.ndarray | None = None) -> None:
+    """Raise, in place, the scores of titles of a genre the viewer asked for (``rows``: what ``scores`` index)."""
+    if not profile.likes:
+        return
+    liked = catalog.rows_with_genres(profile.likes)
+    if rows is None:
+        scores[liked] += LIKE_BOOST
+    else:
+        scores[np.isin(rows, liked)] += LIKE_BOOST
 
 
 def _top(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -154,6 +179,7 @@ def _best_of_all(viewers: Sequence[ViewerTerms], catalog: Catalog, k: int) -> li
     result = scan(viewers, catalog)
     scores = result.scores
     for r, viewer in enumerate(viewers):
+        _boost(viewer.profile, catalog, scores[r])
         excluded = _excluded(viewer.profile, catalog)
         if excluded:
             scores[r, excluded] = -np.inf
@@ -185,9 +211,13 @@ def _best_candidates(viewers: Sequence[ViewerTerms], catalog: Catalog, k: int, m
             memo.candidates(model).refresh(mats, base)
         rows = memo.candidates(model).for_viewer(viewer.profile, catalog.genre_ids, catalog.tag_ids)
         rows = np.union1d(rows, bucket_rows(viewer, catalog)[0])  # what its cohort liked, too
+        if viewer.profile.likes:  # the best few of the genres it asked for
+            liked = catalog.rows_with_genres(viewer.profile.likes)
+            rows = np.union1d(rows, liked[np.argsort(-shared[id(model)][liked], kind="stable")[:k]])
         rows = rows[mats.active[rows]]
         parts = pair_parts(viewer, catalog, rows)
         scores = parts @ weight_vector(model.weights)
+        _boost(viewer.profile, catalog, scores, rows)
         excluded = _excluded(viewer.profile, catalog)
         if excluded:
             scores[np.isin(rows, excluded)] = -np.inf
@@ -206,6 +236,8 @@ def _listed(
     explored: int | None = None
     if slots is not None:
         slot = slots.best(viewer, picks.rows)
+        if slot is not None and slot[0] in _excluded(viewer.profile, catalog):
+            slot = None  # a new release of a genre the viewer dislikes is never shown, even to explore
         if slot is not None:
             explored = slot[0]
             picks = explore(picks, slot, top_k)
@@ -219,6 +251,22 @@ def _listed(
     for j, (idx, score, relevance, parts) in enumerate(listed):
         reasons = explainer.reasons(idx, parts)
         if idx == explored:
-            reasons = [EXPLORING, *reasons[: MAX_REASONS - 1]] if reasons != [DIFFERENT] else [EXPLORING]
+            reasons = _first(EXPLORING, reasons)
+        asked = asked_for(profile, catalog.entry(idx).genres)
+        if asked is not None:
+            reasons = _first(f"you asked for more {asked}", reasons)
+        if not profile.personalised:
+            reasons = _first(PERSONALISATION_OFF, reasons)
         ranked.append(RankedItem(catalog.ids[idx], j + 1, round(score, 4), round(relevance, 4), reasons))
     return ranked
+
+
+def asked_for(profile: Profile, genres: Sequence[str]) -> str | None:
+    """The first of ``genres`` the viewer asked to see more of, as it asked for it (None: none)."""
+    lowered = {g.lower(): g for g in genres}
+    return next((like for like in profile.likes if like in lowered), None)
+
+
+def _first(reason: str, reasons: list[str]) -> list[str]:
+    """``reason`` first, then the others that fit (a pick's only 'something different' gives way)."""
+    return [reason] if reasons == [DIFFERENT] else [reason, *reasons[: MAX_REASONS - 1]]
