@@ -44,8 +44,12 @@ from module state, so several apps in one process (as in tests) keep their own.
    mid-recovery made recovery seek ``None`` and crash the worker (``Offset must be a
    positive integer``; seen once in the three-worker fault test). Such a partition is
    read from its start (:func:`seek_known_offsets`), as Faust does for an empty one.
+6. **No bare index page.** Faust serves ``/`` (``{"status": "OK"}``) to anyone in production
+   mode, and no setting turns it off (the other built-in views have one, and are off). Every
+   route but ``/health`` and ``/metrics`` needs a token, so the index is not served.
 
-Also here: the one write of a table row to a named partition (:func:`write_row`), the
+Also here: the one write (and delete) of a table row to a named partition (:func:`write_row`,
+:func:`delete_row`), the
 consumer's positions for the progress log (:func:`positions`), and a metadata refresh
 (:func:`refresh_metadata`).
 """
@@ -67,12 +71,14 @@ from faust.tables import recovery
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
+from faust.web import base as web_base
 
 __all__ = [
     "TESTED",
     "BatchHandler",
     "UntestedVersion",
     "check_versions",
+    "delete_row",
     "install",
     "lag",
     "positions",
@@ -136,7 +142,8 @@ def install(
     """Check the versions, patch Faust's classes once per process, and give ``app`` its settings.
 
     ``fetch_wait_ms``: the worker consumer's fetch wait (None: Faust's); ``handlers``: a
-    :data:`BatchHandler` per topic name, delivered whole fetches instead of Faust's events.
+    :data:`BatchHandler` per topic name, delivered whole fetches instead of Faust's events
+    (topics given the same handler are delivered together, in one call per fetch).
     An app that was not given settings keeps every upstream behaviour but the fixes 3-5.
     """
     check_versions()
@@ -236,16 +243,16 @@ class _FetchReader:
         if generation != self.generation:
             self.next_offset.clear()  # a rebalance may legitimately move a partition forward (its new commit)
             self.generation = generation
-        by_topic: dict[str, dict[TP, list[Any]]] = {}
+        by_handler: dict[BatchHandler, dict[TP, list[Any]]] = {}  # topics sharing a handler: one call
         assignment = c.assignment()
         for tp, messages in batches.items():
             self._check_continuity(tp, messages)
             if c.app.consumer_generation_id != generation or tp not in assignment:
                 log.info("dropped a stale batch of %d records of %s (rebalance)", len(messages), tp)
                 continue
-            by_topic.setdefault(tp.topic, {})[tp] = messages
-        for topic, fetched in by_topic.items():
-            delivered = asyncio.ensure_future(await asyncio.shield(self.handlers[topic](fetched)))
+            by_handler.setdefault(self.handlers[tp.topic], {})[tp] = messages
+        for handler, fetched in by_handler.items():
+            delivered = asyncio.ensure_future(await asyncio.shield(handler(fetched)))
             if c.app.consumer_generation_id == generation:  # a rebalance meanwhile seeks and sets its own
                 for tp, messages in fetched.items():
                     c._read_offset[tp] = messages[-1].offset  # after the records were handed over, as upstream
@@ -365,6 +372,7 @@ _UPSTREAM: dict[str, Any] = {
 def _patch_classes() -> None:
     if faust_consumer.Consumer._drain_messages is _drain_in_batches:
         return
+    web_base.Web.production_blueprints = []  # 6. no bare index page
     faust_consumer.Consumer._drain_messages = _drain_in_batches  # type: ignore[method-assign]
     _thread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
     _thread._highwaters = _confirmed_highwaters  # type: ignore[method-assign]
@@ -386,6 +394,14 @@ async def write_row(app: faust.App, table: Any, partition: int, key: bytes, valu
     topic = table.changelog_topic.get_topic_name()
     delivered: Any = await app.producer.send(topic, key, value, partition, None, None)
     return delivered  # a Future: Faust's stub says Awaitable
+
+
+async def delete_row(app: faust.App, table: Any, partition: int, key: bytes) -> asyncio.Future[Any]:
+    """Delete a table row: a tombstone on the named changelog partition; returns the delivery future."""
+    table.data.pop(key, None)
+    topic = table.changelog_topic.get_topic_name()
+    delivered: Any = await app.producer.send(topic, key, None, partition, None, None)
+    return delivered
 
 
 def positions(app: faust.App, topic: str) -> str:

@@ -24,6 +24,7 @@ their state, snapshots and dead letters are delivered to the broker.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from functools import partial
@@ -37,8 +38,8 @@ from stream.contracts.topics import CATALOG, COMMANDS, EVENTS, RECOMMENDATIONS, 
 from stream.contracts.validation import InvalidMessage, decode_catalog, decode_command
 from stream.learning.catalog import Catalog
 from stream.learning.model import PartitionModel
-from stream.processing.step import Processor, RawMessage, dead_letter
-from stream.runtime import _faust
+from stream.processing.step import BatchResult, Processor, RawMessage, dead_letter, in_order
+from stream.runtime import _faust, api
 from stream.runtime.kafka import partitions_of
 from stream.runtime.metrics import CONTENT_TYPE, Metrics, gauge
 from stream.runtime.tokens import TokenStore
@@ -104,6 +105,22 @@ class StreamApp:
         self.recommendations_name = s.topic(RECOMMENDATIONS)
         self.profiles = app.Table("profiles", default=None, key_type=bytes, value_type=bytes, partitions=s.partitions)
         self.models = app.Table("models", default=None, key_type=bytes, value_type=bytes, partitions=s.partitions)
+        # Each viewer's latest snapshot, for GET .../recommendations: the compacted recommendations
+        # topic is this table's changelog, so a snapshot is written once and a worker recovers the
+        # snapshots of the partitions it is given from the topic consumers read.
+        self.snapshots = app.Table(
+            "snapshots", default=None, key_type=bytes, value_type=bytes, partitions=s.partitions,
+            changelog_topic=app.topic(
+                self.recommendations_name, schema=raw(), partitions=specs[RECOMMENDATIONS].partitions
+            ),
+        )  # fmt: skip
+        # Viewers forgotten: a keyed hash of the id -> where its partition's events stood (see _erase).
+        self.forgotten = app.Table("forgotten", default=None, key_type=bytes, value_type=bytes, partitions=s.partitions)
+        self._forget_key = hashlib.blake2b(s.faust_id.encode(), digest_size=32).digest()
+        self._forget_ttl_ms = specs[EVENTS].retention_ms
+        # Per events partition: the newest offset processed (where a command without events before it
+        # in its batch stands); dropped when the partition goes.
+        self._events_through: dict[int, int] = {}
 
         self.catalog = Catalog()
         self.catalog_ready = asyncio.Event()
@@ -111,8 +128,9 @@ class StreamApp:
         self._catalog_synced_ms = 0.0
         self._catalog_round = asyncio.Event()  # set (and replaced) after each round of the catalog reader
         self.processor = Processor(
-            self.catalog, s.top_k, s.max_event_bytes, s.half_life_days, s.diversity, s.exploration
-        )
+            self.catalog, s.top_k, s.max_event_bytes, s.half_life_days, s.diversity, s.exploration,
+            commands_topic=s.topic(COMMANDS),
+        )  # fmt: skip
         # What each assigned partition has learned; the ``models`` table is its durable copy.
         self._partition_models: dict[int, PartitionModel] = {}
         self._checkpointed: dict[int, float] = {}
@@ -129,17 +147,21 @@ class StreamApp:
             "failed": 0,
             "unranked": 0,
             "catalog_waits": 0,
+            "commands": 0,
+            "ignored": 0,
+            "forgotten": 0,
         }
 
         self._batch_lock = asyncio.Lock()  # a revocation waits for the batch being applied
         self._in_flight: set[asyncio.Future[Any]] = set()  # batches applied, not yet delivered
         app.topics.add(self.events)
-        _faust.install(
-            app, fetch_wait_ms=s.fetch_wait_ms, handlers={self.events.get_topic_name(): self._process_events}
-        )
+        app.topics.add(self.commands)
+        # a viewer's commands and events are applied together, in the order they were published
+        handlers = {topic.get_topic_name(): self._process_fetch for topic in (self.events, self.commands)}
+        _faust.install(app, fetch_wait_ms=s.fetch_wait_ms, handlers=handlers)
         app.agent(self.catalog_topic, name="check-catalog")(self._check_catalog)
-        app.agent(self.commands, name="check-commands")(self._check_commands)
         app.task(self._follow_catalog)
+        app.timer(interval=3600.0)(self._expire_forget_marks)
         app.task(self._checkpoint_idle_partitions)
         app.task(self._report_progress)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]  # faust's stub misses async receivers
@@ -155,17 +177,7 @@ class StreamApp:
             return web.bytes(metrics.exposition(), content_type=CONTENT_TYPE)
 
         self.tokens = TokenStore(s.api_tokens_file)
-        stream_app = self
-
-        class Commands(faust.web.View):
-            """``POST /viewers/{viewer}/commands``: publish a command, for a privacy centre without Kafka."""
-
-            async def post(self, request: Any, viewer: str) -> Any:
-                status, body, headers = await stream_app.post_command(request, viewer)
-                metrics.http.labels(route="/viewers/{viewer}/commands", status=str(status)).inc()
-                return self.json(body, status=status, headers=headers)
-
-        app.page("/viewers/{viewer}/commands")(Commands)
+        api.register(self)
 
     # -- the event agent -----------------------------------------------------------
 
@@ -185,20 +197,22 @@ class StreamApp:
     async def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> Any:
         return await self.app.producer.send(topic, key, value, partition, None, None)
 
-    async def _process_events(self, fetched: dict[Any, list[Any]]) -> asyncio.Future[Any]:
-        """The ``process-events`` handler: apply one fetch's records, by partition.
+    async def _process_fetch(self, fetched: dict[Any, list[Any]]) -> asyncio.Future[Any]:
+        """The ``process-events`` handler: apply one fetch's events and commands, by partition.
 
-        Partitions' batches are processed together (one ranking pass) up to
-        ``STREAM_BATCH_MAX`` events at a time. Returns a future that completes when all
+        A partition's commands and events are merged in the order they were published
+        (:func:`in_order`). Partitions' batches are processed together (one ranking pass) up
+        to ``STREAM_BATCH_MAX`` messages at a time. Returns a future that completes when all
         they produced is delivered, and the model checkpoints covering them too.
         """
         await self.catalog_ready.wait()
         size = self.settings.batch_max
-        chunks = [
-            (tp.partition, [_raw(m) for m in ms[i : i + size]])
-            for tp, ms in fetched.items()
-            for i in range(0, len(ms), size)
-        ]
+        events_topic = self.events.get_topic_name()
+        by_partition: dict[int, list[list[RawMessage]]] = {}
+        for tp, ms in sorted(fetched.items(), key=lambda kv: kv[0].topic != events_topic):  # events first on a tie
+            by_partition.setdefault(tp.partition, []).append([_raw(m) for m in ms])
+        merged = {p: in_order(*lists) for p, lists in by_partition.items()}
+        chunks = [(p, ms[i : i + size]) for p, ms in merged.items() for i in range(0, len(ms), size)]
         pending: list[Any] = []
         async with self._batch_lock:
             group: list[tuple[int, list[RawMessage]]] = []
@@ -213,56 +227,111 @@ class StreamApp:
                     group = []
             if group:
                 await self._process_group(group, pending)
-            for tp in fetched:
+            for partition in merged:
                 # The model is state too: offsets are committable once a checkpoint reflecting them is delivered.
-                pending.append(self._covered_by_checkpoint(tp.partition))
-                if time.monotonic() - self._checkpointed.get(tp.partition, 0.0) >= self.settings.checkpoint_s:
-                    await self._checkpoint(tp.partition)
+                pending.append(self._covered_by_checkpoint(partition))
+                if time.monotonic() - self._checkpointed.get(partition, 0.0) >= self.settings.checkpoint_s:
+                    await self._checkpoint(partition)
         delivered = asyncio.gather(*pending)
         self._in_flight.add(delivered)
         delivered.add_done_callback(self._in_flight.discard)
         return delivered
 
     async def _process_group(self, group: list[tuple[int, list[RawMessage]]], pending: list[Any]) -> None:
-        """Plan, prefetch (stored profiles; titles the catalog reader has yet to read), step, write."""
-        s = self.settings
+        """Plan, prefetch (stored profiles, forget marks; titles the catalog reader has yet to read), step, write."""
         plan = self.processor.plan(group)
         missing = plan.unknown_titles(self.catalog)
         if missing:
             await self._await_catalog(missing)
         stored = self.profiles.data
         rows = {user_id: stored.get(user_id.encode()) for user_id in plan.viewers}
+        forgotten: dict[str, tuple[int, int]] = {}
+        for user_id in (u for u, row in rows.items() if row is None):
+            mark = self.forgotten.data.get(self._pseudonym(user_id))
+            if mark is not None:
+                through, command = orjson.loads(mark)[:2]
+                forgotten[user_id] = (through, command)
         models = {partition: self._model_for(partition) for partition, _ in group}
-        results = self.processor.step(plan, rows, models)
-        m = self.metrics
-        m.batch_events.observe(sum(len(messages) for _, messages in group))
+        positions = {p: self._events_through[p] for p, _ in group if p in self._events_through}
+        results = self.processor.step(plan, rows, models, None, positions, forgotten)
+        for partition, messages in group:
+            events = [m.offset for m in messages if m.topic == self.events.get_topic_name()]
+            if events:
+                self._events_through[partition] = max(events[-1], self._events_through.get(partition, -1))
         newest = {msg.key: msg.timestamp_ms for _, messages in group for msg in messages}  # in offset order
+        self.metrics.batch_events.observe(sum(len(messages) for _, messages in group))
         for (partition, _), result in zip(group, results, strict=True):
-            for user_id, profile in result.profiles.items():
-                pending.append(await self._write(self.profiles, partition, user_id.encode(), profile.dumps()))
-            for user_id, snapshot in result.snapshots:
-                pending.append(await self._send(self.recommendations_name, user_id.encode(), snapshot))
-                stamp = newest.get(user_id.encode())
-                if stamp is not None:
-                    m.latency.observe(max(0.0, time.time() - stamp / 1000))
-            for key, record in result.dead_letters:
-                pending.append(await self._send(s.topic(EVENTS) + "-dlq", key, record))
-                m.dead_letter(s.topic(EVENTS), orjson.loads(record)["error"])
-            c = self.counters
-            c["applied"] += result.applied
-            c["duplicates"] += result.duplicates
-            c["dead_letters"] += len(result.dead_letters)
-            c["snapshots"] += len(result.snapshots)
-            c["failed"] += result.failed
-            c["unranked"] += result.unranked
-            m.applied.inc(result.applied)
-            m.duplicates.inc(result.duplicates)
-            m.snapshots.inc(len(result.snapshots))
-            m.failed.inc(result.failed)
-            m.unranked.inc(result.unranked)
+            await self._write_result(partition, result, newest, pending)
         self.counters["batches"] += 1
         # Let the producer send these snapshots now: the next group would hold the loop.
         await asyncio.sleep(0)
+
+    async def _write_result(
+        self, partition: int, result: BatchResult, newest: dict[bytes | None, int | None], pending: list[Any]
+    ) -> None:
+        """Send what one partition's batch produced: erasures first, then rows, snapshots, dead letters."""
+        m = self.metrics
+        for user_id, (through, command) in result.erased.items():
+            pending.extend(await self._erase(partition, user_id, through, command))
+        for user_id, profile in result.profiles.items():
+            pending.append(await self._write(self.profiles, partition, user_id.encode(), profile.dumps()))
+        for user_id, snapshot in result.snapshots:
+            pending.append(await self._write(self.snapshots, partition, user_id.encode(), snapshot))
+            stamp = newest.get(user_id.encode())
+            if stamp is not None:
+                m.latency.observe(max(0.0, time.time() - stamp / 1000))
+        for key, record in result.dead_letters:
+            letter = orjson.loads(record)
+            pending.append(await self._send(letter["topic"] + "-dlq", key, record))
+            m.dead_letter(letter["topic"], letter["error"])
+        for kind, n in result.commands.items():
+            m.commands.labels(kind=kind).inc(n)
+        c = self.counters
+        c["applied"] += result.applied
+        c["duplicates"] += result.duplicates
+        c["dead_letters"] += len(result.dead_letters)
+        c["snapshots"] += len(result.snapshots)
+        c["failed"] += result.failed
+        c["unranked"] += result.unranked
+        c["commands"] += sum(result.commands.values())
+        c["ignored"] += result.ignored
+        c["forgotten"] += len(result.erased)
+        m.applied.inc(result.applied)
+        m.duplicates.inc(result.duplicates)
+        m.snapshots.inc(len(result.snapshots))
+        m.failed.inc(result.failed)
+        m.unranked.inc(result.unranked)
+        m.ignored.inc(result.ignored)
+
+    async def _erase(self, partition: int, user_id: str, through: int, command: int) -> list[Any]:
+        """Forget a viewer: tombstones for its profile and its snapshot, and a mark for its partition.
+
+        The mark, under a keyed hash of the id (not the id), holds only where the partition's
+        events and commands stood at the ``forget``: a redelivery or a replay of what the viewer
+        published before is recognised and ignored. It is dropped once the events topic's
+        retention has passed (:meth:`_expire_forget_marks`): nothing older can be read again.
+        """
+        key = user_id.encode()
+        mark = orjson.dumps([through, command, int(time.time() * 1000), partition])
+        return [
+            await _faust.delete_row(self.app, self.profiles, partition, key),
+            await _faust.delete_row(self.app, self.snapshots, partition, key),
+            await self._write(self.forgotten, partition, self._pseudonym(user_id), mark),
+        ]
+
+    def _pseudonym(self, user_id: str) -> bytes:
+        return hashlib.blake2b(user_id.encode(), key=self._forget_key, digest_size=16).digest()
+
+    async def _expire_forget_marks(self) -> None:
+        """Drop forget marks older than the events topic's retention (their events are gone from Kafka)."""
+        if self._forget_ttl_ms <= 0:
+            return  # events kept forever: so are the marks
+        oldest = time.time() * 1000 - self._forget_ttl_ms
+        async with self._batch_lock:
+            for key, raw in list(self.forgotten.data.items()):
+                _, _, at, partition = orjson.loads(raw)
+                if at < oldest:
+                    await _faust.delete_row(self.app, self.forgotten, partition, key)
 
     def _covered_by_checkpoint(self, partition: int) -> asyncio.Future[None]:
         waiter = self._checkpoint_waiters.get(partition)
@@ -317,6 +386,7 @@ class StreamApp:
             for tp in revoked:
                 if tp.topic == self.events.get_topic_name():
                     self._partition_models.pop(tp.partition, None)
+                    self._events_through.pop(tp.partition, None)
 
     # -- catalog: a global table every worker reads whole -------------------------
 
@@ -400,15 +470,6 @@ class StreamApp:
                 decode_catalog(event.message.key, event.message.value)
             except InvalidMessage as exc:
                 await self._reject(event, str(exc))
-
-    async def _check_commands(self, stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            try:
-                command = decode_command(event.message.key, event.message.value)
-            except InvalidMessage as exc:
-                await self._reject(event, str(exc))
-            else:
-                self.metrics.commands.labels(kind=command.command).inc()
 
     async def _reject(self, event: faust.EventT, error: str) -> None:
         m = event.message

@@ -85,7 +85,12 @@ class Metrics:
         self.dead_letters = Counter(
             "stream_dead_letters", "Messages sent to a dead-letter topic", ["topic", "reason"], registry=r
         )
-        self.commands = Counter("stream_commands", "Valid viewer commands read, by kind", ["kind"], registry=r)
+        self.commands = Counter("stream_commands", "Viewer commands applied, by kind", ["kind"], registry=r)
+        self.ignored = Counter(
+            "stream_events_ignored",
+            "Playback events that changed nothing: personalisation off, or from before a forget",
+            registry=r,
+        )
         self.snapshots = Counter("stream_snapshots", "Recommendation snapshots published", registry=r)
         self.failed = Counter(
             "stream_events_failed", "Valid events whose processing raised (dead-lettered)", registry=r

@@ -9,6 +9,10 @@ with ``hmac.compare_digest`` (constant time), without stopping at the first matc
 reads the file again when its modification time or size changes: adding or revoking a token
 takes effect without a restart.
 
+The file also holds the deployment's peer key (random, made with the first token): workers that
+read the same file prove to each other that a request comes from a peer (:meth:`TokenStore.peer_proof`),
+for what one worker asks another on a client's behalf (a group member's taste); clients never see it.
+
 >>> import tempfile, pathlib
 >>> store = TokenStore(pathlib.Path(tempfile.mkdtemp()) / "tokens.json")
 >>> token = store.add("home-page", ["read"])
@@ -62,22 +66,28 @@ class TokenStore:
         self.path = path
         self._stamp: tuple[int, int] | None = None
         self._entries: list[tuple[bytes, bytes, frozenset[str]]] = []  # (salt, digest, scopes)
+        self._peer: bytes | None = None
 
     # -- the file -----------------------------------------------------------------
 
-    def _read(self) -> dict[str, dict[str, Any]]:
+    def _read_all(self) -> dict[str, Any]:
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
             return {}
-        return dict(orjson.loads(raw).get("tokens", {})) if raw.strip() else {}
+        return dict(orjson.loads(raw)) if raw.strip() else {}
+
+    def _read(self) -> dict[str, dict[str, Any]]:
+        return dict(self._read_all().get("tokens", {}))
 
     def _write(self, tokens: dict[str, dict[str, Any]]) -> None:
+        peer = self._read_all().get("peer_key") or secrets.token_hex(32)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # readable by its owner only
         with os.fdopen(fd, "wb") as f:
-            f.write(orjson.dumps({"tokens": tokens}, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+            doc = {"tokens": tokens, "peer_key": peer}
+            f.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
         os.replace(tmp, self.path)  # readers see the old file or the new one, never half of it
 
     def _refresh(self) -> None:
@@ -88,10 +98,12 @@ class TokenStore:
             stamp = None
         if stamp == self._stamp:
             return
+        doc = self._read_all()
         self._entries = [
             (bytes.fromhex(t["salt"]), bytes.fromhex(t["sha256"]), frozenset(t["scopes"]))
-            for t in self._read().values()
+            for t in doc.get("tokens", {}).values()
         ]
+        self._peer = bytes.fromhex(doc["peer_key"]) if doc.get("peer_key") else None
         self._stamp = stamp
 
     # -- managing ---------------------------------------------------------------------
@@ -139,3 +151,15 @@ class TokenStore:
             if hmac.compare_digest(_digest(salt, token), digest):
                 found = scopes
         return found
+
+    def peer_proof(self, subject: str) -> str | None:
+        """What a worker presents to a peer asking about ``subject`` (None: no peer key yet)."""
+        self._refresh()
+        if self._peer is None:
+            return None
+        return hmac.new(self._peer, subject.encode(), hashlib.sha256).hexdigest()
+
+    def is_peer(self, proof: str | None, subject: str) -> bool:
+        """Whether ``proof`` is a peer's for ``subject`` (compared in constant time)."""
+        expected = self.peer_proof(subject)
+        return expected is not None and proof is not None and hmac.compare_digest(expected, proof)

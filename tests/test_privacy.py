@@ -1,0 +1,217 @@
+"""Viewers in control, through a real worker: commands acted on, the read API, its tokens, its routes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
+
+from stream.contracts.topics import CATALOG, COMMANDS, EVENTS, RECOMMENDATIONS
+from stream.runtime.api import ROUTES
+from stream.runtime.app import StreamApp
+from stream.runtime.kafka import read_to_end
+from stream.runtime.tokens import TokenStore
+from stream.settings import Settings
+
+from .catalog_fixture import catalog_messages, genre_of
+from .helpers import Workers, encode, event, publish
+
+pytestmark = pytest.mark.broker
+
+OPENAPI = Path(__file__).resolve().parents[1] / "topics" / "http" / "openapi.json"
+
+
+def _get(
+    cfg: Settings, path: str, token: str | None, method: str = "GET", body: bytes | None = None
+) -> tuple[int, Any]:
+    request = urllib.request.Request(f"http://{cfg.web_host}:{cfg.web_port}{path}", data=body, method=method)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            raw = response.read()
+            return response.status, raw
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _json(reply: tuple[int, Any]) -> tuple[int, Any]:
+    status, raw = reply
+    return status, json.loads(raw) if raw else None
+
+
+async def _latest(settings: Settings, topic: str) -> dict[bytes, bytes | None]:
+    """Each key's latest value on ``topic`` (None: a tombstone)."""
+    return {r.key: r.value for r in await read_to_end(settings.bootstrap, topic)}
+
+
+async def _until(check: Any, timeout_s: float = 30.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = await check()
+        if found:
+            return found
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _health(cfg: Settings) -> dict[str, Any]:
+    return dict(_json(_get(cfg, "/health", None))[1])
+
+
+async def test_commands_act_in_order_and_the_read_api_shows_what_is_held(
+    settings: Settings, workers: Workers, producer: AIOKafkaProducer, tmp_path: Path
+) -> None:
+    tokens = tmp_path / "tokens.json"
+    store = TokenStore(tokens)
+    reader, profiler, centre = store.add("home", ["read"]), store.add("me", ["profile"]), store.add("pc", ["commands"])
+    workers.settings = replace(workers.settings, api_tokens_file=tokens)
+    workers.start()
+    cfg = workers.configs[0]
+    profiles_topic = f"{settings.faust_id}-profiles-changelog"
+    models_topic = f"{settings.faust_id}-models-changelog"
+    recs = settings.topic(RECOMMENDATIONS)
+
+    async def send(*docs: dict[str, Any]) -> None:
+        await publish(producer, settings.topic(EVENTS), [encode(d) for d in docs])
+
+    def command(viewer: str, doc: dict[str, Any]) -> None:
+        status, body = _json(_get(cfg, f"/viewers/{viewer}/commands", centre, "POST", orjson.dumps(doc)))
+        assert status == 202, body
+
+    await publish(producer, settings.topic(CATALOG), catalog_messages())
+    await send(event(1, "u1", "d1", "complete"), event(2, "u1", "d2", "complete"), event(3, "u2", "c1", "play"))
+    await _until(lambda: _async(_health(cfg)["applied"] >= 3), what="the first events")
+
+    # the read API: the latest snapshot exactly as on the topic; the profile; tokens and scopes
+    latest = await _until(lambda: _has(settings, recs, b"u1"), what="u1's snapshot")
+    status, raw = _get(cfg, "/viewers/u1/recommendations", reader)
+    assert status == 200 and raw == latest
+    assert _get(cfg, "/viewers/u1/recommendations", None)[0] == 401
+    assert _get(cfg, "/viewers/u1/recommendations", "stk_unknown")[0] == 401
+    assert _get(cfg, "/viewers/u1/recommendations", profiler)[0] == 403
+    assert _get(cfg, "/viewers/nobody/recommendations", reader)[0] == 404
+    status, view = _json(_get(cfg, "/viewers/u1/profile", profiler))
+    assert status == 200 and view["strongest_genres"][0]["genre"] == "drama" and view["events_applied"] == 2
+    assert view["personalised"] is True and [h["item_id"] for h in view["recent_history"]] == ["d2", "d1"]
+    text = json.dumps(view)
+    assert "u2" not in text and "c1" not in text and "comedy" not in text, "another viewer's data in u1's view"
+    assert _get(cfg, "/viewers/u1/profile", reader)[0] == 403
+    assert _get(cfg, "/viewers/nobody/profile", profiler)[0] == 404
+
+    # preferences: a disliked genre leaves the viewer's list and any group list it is in
+    command("u1", {"command": "set_preferences", "ts": _now(), "dislikes": ["Drama"], "likes": ["crime"]})
+
+    async def without_drama() -> Any:
+        snap = orjson.loads((await _latest(settings, recs)).get(b"u1") or b"{}")
+        items = snap.get("items", [])
+        return snap if items and all(genre_of(i["item_id"]) != "drama" for i in items) else None
+
+    snap = await _until(without_drama, what="a list without drama")
+    assert snap["items"][0]["reasons"][0] == "you asked for more crime"
+    status, group = _json(_get(cfg, "/groups/recommendations?viewers=u1,u2", reader))
+    assert status == 200 and group["items"] and all(genre_of(i["item_id"]) != "drama" for i in group["items"])
+    assert _get(cfg, "/groups/recommendations?viewers=u1", reader)[0] == 400
+    assert _get(cfg, "/groups/recommendations?viewers=u1,nobody", reader)[0] == 404
+
+    # opt_out: 200 events change neither the row nor any model; the lists say personalisation is off
+    command("u1", {"command": "opt_out", "ts": _now()})
+    await _until(lambda: _async(_health(cfg)["commands"] >= 2), what="the opt_out")
+    await asyncio.sleep(settings.checkpoint_s * 1.5)  # a checkpoint after the last learning event
+    row, models = (await _latest(settings, profiles_topic))[b"u1"], await _latest(settings, models_topic)
+    before = _health(cfg)
+    kinds = ["play", "complete", "skip", "pause", "rewind"]
+    await send(*[event(100 + n, "u1", f"{'ckm'[n % 3]}{n % 4 + 1}", kinds[n % 5]) for n in range(200)])
+    await _until(lambda: _async(_health(cfg)["ignored"] >= before["ignored"] + 200), what="200 ignored events")
+    await asyncio.sleep(settings.checkpoint_s * 1.5)
+    assert (await _latest(settings, profiles_topic))[b"u1"] == row, "the opted-out viewer's row changed"
+    assert await _latest(settings, models_topic) == models, "an opted-out viewer's events taught a model"
+    assert _health(cfg)["applied"] == before["applied"]
+    off = orjson.loads((await _latest(settings, recs))[b"u1"])
+    assert off["personalised"] is False and off["trigger"]["event_id"] == "u1-e299"
+    assert all(i["reasons"][0].startswith("personalisation is off") for i in off["items"])
+    assert _json(_get(cfg, "/viewers/u1/profile", profiler))[1]["personalised"] is False
+
+    # opt_in: the next event is learned, the opted-out period is not
+    command("u1", {"command": "opt_in", "ts": _now()})
+    await _until(lambda: _async(_health(cfg)["commands"] >= 3), what="the opt_in")
+    await send(event(400, "u1", "m1", "complete"))
+
+    async def learned_again() -> Any:
+        snap = orjson.loads((await _latest(settings, recs))[b"u1"])
+        return snap if snap["personalised"] and snap["events_applied"] == 3 else None
+
+    await _until(learned_again, what="the event after opt_in, learned")
+
+    # forget: tombstones for the row and the snapshot; the API holds nothing
+    command("u1", {"command": "forget", "ts": _now()})
+
+    async def erased() -> bool:
+        return (await _latest(settings, profiles_topic)).get(b"u1", b"") is None and (
+            await _latest(settings, recs)
+        ).get(b"u1", b"") is None
+
+    await _until(erased, what="tombstones for u1")
+    assert _get(cfg, "/viewers/u1/profile", profiler)[0] == 404
+    assert _get(cfg, "/viewers/u1/recommendations", reader)[0] == 404
+    assert (await _latest(settings, profiles_topic))[b"u2"] is not None, "forget erased another viewer"
+
+    # the metrics agree with what was sent
+    families = {f.name: f for f in text_string_to_metric_families(_get(cfg, "/metrics", None)[1].decode())}
+    commands = {s.labels["kind"]: s.value for s in families["stream_commands"].samples if s.name.endswith("_total")}
+    assert commands == {"set_preferences": 1.0, "opt_out": 1.0, "opt_in": 1.0, "forget": 1.0}
+    ignored = [s.value for s in families["stream_events_ignored"].samples if s.name.endswith("_total")]
+    applied = [s.value for s in families["stream_events_applied"].samples if s.name.endswith("_total")]
+    assert ignored == [200.0] and applied == [4.0]
+    assert settings.topic(COMMANDS)  # commands reached the worker through their own topic
+
+
+async def test_no_route_but_health_and_metrics_answers_without_a_token(
+    settings: Settings, workers: Workers, tmp_path: Path
+) -> None:
+    tokens = tmp_path / "tokens.json"
+    admin = TokenStore(tokens).add("ops", ["admin"])
+    app = StreamApp(replace(settings, api_tokens_file=tokens))  # the routes a worker serves, read off its web app
+    web = app.app.web
+    web.blueprints.apply(web)
+    app.app.on_webserver_init(web)
+    served = {(r.method, r.resource.canonical) for r in web.web_app.router.routes() if r.resource is not None}
+    assert {(m, p) for m, p in served if m != "HEAD"} == set(ROUTES), "a route the API does not describe"
+    spec = json.loads(OPENAPI.read_text())
+    described = {(m.upper(), p): op["x-scope"] for p, ops in spec["paths"].items() for m, op in ops.items()}
+    assert described == ROUTES, "topics/http/openapi.json and the routes disagree"
+
+    workers.settings = replace(workers.settings, api_tokens_file=tokens)
+    workers.start()
+    cfg = workers.configs[0]
+    for method, path in sorted(served | {("GET", "/"), ("GET", "/router/"), ("GET", "/table/profiles/u1/")}):
+        url = path.replace("{viewer}", "u1") + ("?viewers=u1,u2" if path.startswith("/groups") else "")
+        status, _ = _get(cfg, url, None, method, b"{}" if method == "POST" else None)
+        if (method, path) in {("GET", "/health"), ("GET", "/metrics"), ("HEAD", "/health"), ("HEAD", "/metrics")}:
+            assert status == 200, (method, path)
+        else:
+            assert status in (401, 404, 405), f"{method} {path} answered {status} without a token"
+            assert status != 404 or (method, path) not in served, f"{method} {path}"
+    assert _get(cfg, "/viewers/u1/recommendations", admin)[0] == 404, "admin may read (and u1 is unknown)"
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+async def _async(value: Any) -> Any:
+    return value
+
+
+async def _has(settings: Settings, topic: str, key: bytes) -> bytes | None:
+    return (await _latest(settings, topic)).get(key)
