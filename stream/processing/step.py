@@ -94,9 +94,7 @@ class Plan:
     @property
     def viewers(self) -> set[str]:
         """The viewers whose stored profiles the step reads."""
-        return {
-            e.user_id for _, _, items in self.batches for e in items if isinstance(e, (PlaybackEvent, UserCommand))
-        }
+        return {e.user_id for _, _, items in self.batches for e in items if isinstance(e, (PlaybackEvent, UserCommand))}
 
     def unknown_titles(self, catalog: Catalog) -> set[str]:
         """Titles valid events name that the catalog has not (yet) published; retired ones excluded."""
