@@ -32,7 +32,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from stream.contracts.topics import CATALOG, EVENTS, RECOMMENDATIONS
+from stream.contracts.topics import CATALOG, COMMANDS, EVENTS, RECOMMENDATIONS
 from stream.contracts.validation import DEVICES, EVENT_TYPES, decode_catalog
 from stream.learning.catalog import Catalog
 from stream.learning.model import PartitionModel
@@ -65,7 +65,10 @@ CHANGELOG_S = 20.0
 #: Profile fields that depend on offsets, batching or rankings (the artwork shown, the title
 #: explored, the titles listed and those passed over for a started one), not on the events alone:
 #: left out of the comparison.
-UNDETERMINED = ("o", "v", "dx", "sh", "xp", "l", "pa")
+UNDETERMINED = ("o", "v", "dx", "sh", "xp", "l", "pa", "vd", "co")
+#: Viewers who ask to be forgotten (``forget``), each after a random round among the kills; half of
+#: them come back with new events afterwards (a fresh profile), the others are never heard of again.
+FORGETTERS = 12
 #: Profiles are rounded to 4 decimals each time they are stored, and the worker stores them once per
 #: batch where the replay stores nothing: affinities may differ by a few rounding steps.
 TOLERANCE = 2e-3
@@ -81,6 +84,7 @@ class Sent:
     at: dict[str, float] = field(default_factory=dict)  # event id -> wall time of its first publication
     partition: dict[str, int] = field(default_factory=dict)  # viewer -> events partition
     unique: list[tuple[bytes, bytes]] = field(default_factory=list)  # first publications, in order
+    forgotten_ids: set[str] = field(default_factory=set)  # events published before their viewer's forget
     messages: int = 0
     duplicates: int = 0
 
@@ -127,6 +131,32 @@ async def send(producer: AIOKafkaProducer, topic: str, docs: list[dict[str, Any]
 # -- the offline replay -----------------------------------------------------------------------------
 
 
+@dataclass
+class Forgetting:
+    """Who forgets after which round, and who comes back."""
+
+    after_round: dict[str, int]
+    returns: set[str]
+
+    @classmethod
+    def draw(cls, rng: random.Random) -> Forgetting:
+        viewers = [f"v{v}" for v in rng.sample(range(VIEWERS), FORGETTERS)]
+        return cls({v: rng.randrange(1, ROUNDS - 3) for v in viewers}, set(viewers[::2]))
+
+    def keeps(self, doc: dict[str, Any], round_: int) -> bool:
+        """Whether a viewer publishes this round's event: a forgotten one only if it comes back."""
+        after = self.after_round.get(doc["user_id"])
+        return after is None or round_ <= after or doc["user_id"] in self.returns
+
+    async def forget_after(self, producer: AIOKafkaProducer, topic: str, round_: int, sent: Sent) -> None:
+        """Publish ``forget`` for the viewers forgetting after this round (their events are out already)."""
+        for user, after in self.after_round.items():
+            if after == round_:
+                doc = {"command": "forget", "ts": T0 + round_ * 3_600_000 + 3_500_000}
+                await producer.send_and_wait(topic, key=user.encode(), value=orjson.dumps(doc))
+                sent.forgotten_ids |= {i for i in sent.at if i.startswith(f"{user}-")}
+
+
 def replay(unique: list[tuple[bytes, bytes]], topic: str) -> dict[str, Profile]:
     """Each viewer's profile after its unique events, in publication order, without Kafka."""
     catalog = Catalog()
@@ -168,10 +198,10 @@ def differences(actual: Any, expected: Any, path: str = "") -> list[str]:
 
 
 def latest_by_key(records: list[Any]) -> dict[str, Any]:
-    """The newest record of each key (one key lives in one partition, read in offset order)."""
+    """The newest record of each key, a tombstone included (one key lives in one partition, read in offset order)."""
     out: dict[str, Any] = {}
     for record in records:
-        if record.key is not None and record.value is not None:
+        if record.key is not None:
             out[record.key.decode()] = record
     return out
 
@@ -294,6 +324,8 @@ def serving_again(kill: Kill, snapshots: list[Any], sent: Sent) -> dict[int, flo
     """Per partition: seconds from the SIGKILL to the first snapshot of an event published after it."""
     first: dict[int, float] = {}
     for record in snapshots:
+        if record.value is None:
+            continue  # a forgotten viewer's tombstone
         snap = orjson.loads(record.value)
         published = sent.at.get(snap["trigger"]["event_id"], 0.0)
         if published > kill.at:
@@ -334,6 +366,7 @@ async def test_workers_killed_at_random_lose_nothing_and_apply_nothing_twice(
     await asyncio.to_thread(workers.start_many, n_workers, **overrides)
     started_s = time.monotonic() - began
 
+    forgetting = Forgetting.draw(random.Random(SEED * 7))
     chaos = Chaos(workers, random.Random(SEED * 31 + n_workers), overrides, began)
     killing = asyncio.create_task(chaos.kill_at_random())
     supervising = asyncio.create_task(chaos.supervise())
@@ -343,6 +376,7 @@ async def test_workers_killed_at_random_lose_nothing_and_apply_nothing_twice(
             if r >= ROUNDS - 2:
                 await chaos.all_killed.wait()  # the last rounds are published after the last kill
             batch = []
+            docs = [doc for doc in docs if forgetting.keeps(doc, r)]
             for doc in docs:
                 batch.append(doc)
                 if rng.random() < DUP_NOW:
@@ -350,22 +384,29 @@ async def test_workers_killed_at_random_lose_nothing_and_apply_nothing_twice(
             if r == ROUNDS // 2:
                 batch += rng.sample(published, int(len(published) * DUP_LATE))  # rounds later
             await send(producer, topic, batch, sent)
-            published += docs
+            await forgetting.forget_after(producer, settings.topic(COMMANDS), r, sent)
+            # a producer publishing a forgotten viewer's old event again would publish a new event: not here
+            published += [doc for doc in docs if doc["user_id"] not in forgetting.after_round]
             await asyncio.sleep(GAP_S)
         await killing
         # much later: after every kill and restart, duplicates of events the restarted workers never saw
         await send(producer, topic, rng.sample(published, int(len(published) * DUP_LATE)), sent)
         published_s = time.monotonic() - began
 
-        expected = replay(sent.unique, topic)
+        # what the viewers published, less what forgotten viewers published before their forget
+        expected = replay(
+            [(k, v) for k, v in sent.unique if orjson.loads(v)["event_id"] not in sent.forgotten_ids], topic
+        )
+        gone = sorted(set(forgetting.after_round) - forgetting.returns)
         want = {user: p.applied for user, p in expected.items()}
+        assert not set(gone) & set(want) and forgetting.returns <= set(want)
         last_id = {user: p.trigger[0] for user, p in expected.items() if p.trigger}
 
         def converged(records: list[Any]) -> bool:
             latest = latest_by_key(records)
-            if len(latest) < len(want):
+            if len(latest) < len(want) or any(latest.get(u) is None or latest[u].value is not None for u in gone):
                 return False
-            snaps = {user: orjson.loads(r.value) for user, r in latest.items()}
+            snaps = {user: orjson.loads(r.value) for user, r in latest.items() if r.value is not None}
             return all(snaps.get(u, {}).get("events_applied", -1) >= n for u, n in want.items())
 
         records = await consume_until(settings, settings.topic(RECOMMENDATIONS), converged, timeout_s=CONVERGE_S)
@@ -375,7 +416,10 @@ async def test_workers_killed_at_random_lose_nothing_and_apply_nothing_twice(
         # a worker being started in a thread must be known to the fixture's teardown
         await asyncio.gather(killing, supervising, return_exceptions=True)
 
-    latest = {user: orjson.loads(r.value) for user, r in latest_by_key(records).items()}
+    by_key = latest_by_key(records)
+    # a forgotten viewer's latest snapshot is a tombstone, its profile row too: nothing reappeared
+    reappeared = sorted(u for u in gone if u not in by_key or by_key[u].value is not None)
+    latest = {user: orjson.loads(r.value) for user, r in by_key.items() if r.value is not None}
     applied = {user: latest[user]["events_applied"] if user in latest else 0 for user in want}
     lost = {u: want[u] - applied[u] for u in want if applied[u] < want[u]}
     doubled = {u: applied[u] - want[u] for u in want if applied[u] > want[u]}
@@ -385,12 +429,17 @@ async def test_workers_killed_at_random_lose_nothing_and_apply_nothing_twice(
 
     def complete(rows: list[Any]) -> bool:
         got = latest_by_key(rows)
-        return all(u in got and orjson.loads(got[u].value)["n"] >= n for u, n in want.items())
+        if any(u not in got or got[u].value is not None for u in gone):
+            return False
+        return all(
+            u in got and got[u].value is not None and orjson.loads(got[u].value)["n"] >= n for u, n in want.items()
+        )
 
     rows = latest_by_key(await consume_until(settings, changelog, complete, timeout_s=CHANGELOG_S))
+    reappeared += sorted(f"{u} (profile row)" for u in gone if u not in rows or rows[u].value is not None)
     mismatched = {}
     for user, profile in expected.items():
-        if user not in rows:
+        if user not in rows or rows[user].value is None:
             mismatched[user] = ["no row in the changelog"]
             continue
         diff = differences(orjson.loads(rows[user].value), orjson.loads(profile.dumps()))
@@ -436,6 +485,9 @@ async def test_workers_killed_at_random_lose_nothing_and_apply_nothing_twice(
         "double_applied_events": sum(doubled.values()),
         "viewers_with_double_applied_events": len(doubled),
         "viewers_with_a_stale_trigger": len(stale),
+        "viewers_forgotten": len(forgetting.after_round),
+        "viewers_forgotten_and_back": len(forgetting.returns),
+        "forgotten_viewers_reappearing": reappeared,
         "profiles_differing_from_replay": len(mismatched),
         "snapshots_read": len(records),
         "workers_ready_s": round(started_s, 1),
@@ -451,6 +503,7 @@ async def test_workers_killed_at_random_lose_nothing_and_apply_nothing_twice(
     assert not lost, f"lost events (viewer: missing) by partition {by_partition}: {dict(list(lost.items())[:20])}"
     assert not doubled, f"events applied twice (viewer: extra): {dict(list(doubled.items())[:20])}"
     assert not stale, f"latest snapshots not triggered by the viewer's last event: {stale[:20]}"
+    assert not reappeared, f"forgotten viewers with a row or snapshot again: {reappeared}"
     assert not mismatched, f"profiles differing from the offline replay: {dict(list(mismatched.items())[:5])}"
     assert not chaos.unexpected_exits, f"workers exited without being killed: {chaos.unexpected_exits}"
     skipped = {w: f["records_skipped"] for w, f in summary["worker_log_errors"].items() if f["records_skipped"]}
@@ -469,6 +522,8 @@ def diagnose(
     """Write what a failure needs explained to ``tmp_path/faults-diagnosis.json``."""
     per_partition: dict[int, dict[str, Any]] = {}
     for record in records:
+        if record.value is None:
+            continue
         snap = orjson.loads(record.value)
         p = sent.partition[snap["user_id"]]
         info = per_partition.setdefault(p, {"snapshots": 0, "first_s": None, "last_s": None, "seconds": {}})
@@ -478,11 +533,11 @@ def diagnose(
         info["last_s"] = at if info["last_s"] is None else max(info["last_s"], at)
         second = str(int(at))
         info["seconds"][second] = info["seconds"].get(second, 0) + 1
-    latest = {user: orjson.loads(r.value) for user, r in latest_by_key(records).items()}
+    latest = {user: orjson.loads(r.value) for user, r in latest_by_key(records).items() if r.value is not None}
     viewers = {}
     for user in sorted(wrong, key=lambda u: int(u[1:]))[:50]:
         snap = latest.get(user, {})
-        row = orjson.loads(rows[user].value) if user in rows else {}
+        row = orjson.loads(rows[user].value) if user in rows and rows[user].value is not None else {}
         viewers[user] = {
             "partition": sent.partition[user],
             "expected": want[user],
