@@ -10,7 +10,7 @@ from jsonschema import Draft202012Validator
 from stream.contracts.topics import load_schema
 from stream.learning.model import PartitionModel
 from stream.learning.profile import Profile
-from stream.processing.step import BatchResult, Processor, RawMessage
+from stream.processing.step import BatchResult, Processor, RawMessage, split_held
 from stream.ranking.explain import PERSONALISATION_OFF
 from stream.ranking.group import rank_group
 from tests.test_ranking import T0, make_catalog, rows
@@ -178,3 +178,46 @@ def test_a_disliked_genre_is_left_out_of_a_group_list() -> None:
     bob = Profile("bob", genres={"drama": 1.0}, dislikes=["drama"])
     items = rank_group([ann, bob], catalog, PartitionModel(), top_k=12)
     assert items and not any(i.item_id.startswith("d") for i in items)
+
+
+def test_events_naming_unknown_titles_hold_only_their_viewers() -> None:
+    log, w = Log(), Worker()
+    batch = [
+        log.event("u1", "d1"),
+        log.event("flood", "nope-1"),  # an unknown title: held
+        log.event("u2", "c1"),
+        log.event("flood", "d2"),  # the same viewer's later event: held behind it
+        log.command("flood", "opt_out"),  # and its command
+        RawMessage(b"x", b"not json", "playback-events", 99, None),  # malformed: dead-lettered now
+        log.event("u1", "d3"),
+    ]
+    plan = w.processor.plan([(0, batch)])
+    held: set[str] = set()
+    now, later = split_held(plan, w.catalog, held)
+    assert [m.key for _, ms, _ in now.batches for m in ms] == [b"u1", b"u2", b"x", b"u1"]
+    assert [(m.key, m.topic) for _, ms, _ in later.batches for m in ms] == [
+        (b"flood", "playback-events"), (b"flood", "playback-events"), (b"flood", "user-commands"),
+    ]  # fmt: skip
+    assert held == {"flood"}
+    # the next fetch: the held viewer's events wait behind the held ones, even naming known titles
+    _, again = split_held(w.processor.plan([(0, [log.event("flood", "c2"), log.event("u3", "m1")])]), w.catalog, held)
+    assert [m.key for _, ms, _ in again.batches for m in ms] == [b"flood"]
+
+
+def test_a_held_event_is_not_counted_as_learned_until_it_is() -> None:
+    """Events applied after later ones (held for the catalog): the model's checkpoint must not claim them."""
+    log, w = Log(), Worker()
+    first, held, after = log.event("u1", "d1", "complete"), log.event("u2", "d2", "complete"), log.event("u3", "c1")
+    w.model.hold([held.offset])
+    w.run([first, after])
+    checkpoint = orjson.dumps(w.model.to_state())  # offset 2, with 1 still pending
+    assert w.model.offset == 2 and w.model.knows(0) and w.model.knows(2) and not w.model.knows(held.offset)
+    w.run([held])
+    assert w.model.knows(held.offset) and w.model.pending == set()
+    learned = w.model.learned
+    # a crash after u2's row was written, before the next checkpoint: u2's event is learned again, once
+    w.model = PartitionModel.from_state(orjson.loads(checkpoint))
+    before = w.model.learned
+    w.position = -1
+    again = w.run([first, held, after])
+    assert again.applied == 0 and w.model.learned == before + 1 and learned == before + 1

@@ -215,3 +215,40 @@ async def _async(value: Any) -> Any:
 
 async def _has(settings: Settings, topic: str, key: bytes) -> bytes | None:
     return (await _latest(settings, topic)).get(key)
+
+
+async def test_events_naming_unknown_titles_are_held_alone_and_dead_lettered_in_order(
+    settings: Settings, workers: Workers, producer: AIOKafkaProducer
+) -> None:
+    """A flood of unknown titles: its events wait for the catalog reader, in their viewer's order, and end
+    in the dead-letter topic; other viewers' events are applied meanwhile (the figures: loadtest/flood.py)."""
+    workers.start()
+    cfg = workers.configs[0]
+    await publish(producer, settings.topic(CATALOG), catalog_messages())
+    flood = [event(n, f"f{n % 5}", f"missing-{n}", "play") for n in range(60)]
+    # each flooding viewer's valid event after its unknown ones: applied after them, never before
+    tails = [event(100 + v, f"f{v}", "k1", "complete") for v in range(5)]
+    valid = [event(200 + n, f"u{n % 20}", f"{'dcmk'[n % 4]}{n % 4 + 1}", "play") for n in range(80)]
+    mixed = [doc for pair in zip(flood, valid, strict=False) for doc in pair] + valid[len(flood) :] + tails
+    await publish(producer, settings.topic(EVENTS), [encode(d) for d in mixed])
+    dlq = await _until(
+        lambda: _enough(settings, settings.topic(EVENTS) + "-dlq", len(flood)), timeout_s=60, what="dead letters"
+    )
+    letters = [orjson.loads(r.value) for r in dlq]
+    assert sorted(json.loads(x["raw"])["event_id"] for x in letters) == sorted(d["event_id"] for d in flood)
+    assert all("expected a title published on the catalog topic" in x["error"] for x in letters)
+    await _until(lambda: _async(_health(cfg)["applied"] >= len(valid) + len(tails)), what="every valid event")
+    latest = {
+        r.key: orjson.loads(r.value) for r in await read_to_end(settings.bootstrap, settings.topic(RECOMMENDATIONS))
+    }
+    for v, tail in enumerate(tails):
+        snap = latest[f"f{v}".encode()]
+        assert snap["trigger"]["event_id"] == tail["event_id"] and snap["events_applied"] == 1
+    assert all(latest[f"u{n}".encode()]["events_applied"] == 4 for n in range(20))
+    health = _health(cfg)
+    assert health["held_batches"] >= 1 and health["dead_letters"] == len(flood)
+
+
+async def _enough(settings: Settings, topic: str, n: int) -> list[Any] | None:
+    records = await read_to_end(settings.bootstrap, topic)
+    return records if len(records) >= n else None

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -80,6 +81,8 @@ class PartitionModel:
         self.learned = 0
         #: Offset (in its input partition) of the newest event this model reflects.
         self.offset = -1
+        #: Offsets at or below ``offset`` whose events are not learned yet (see :meth:`hold`).
+        self.pending: set[int] = set()
         #: Decayed starts per title id.
         self.plays: dict[str, float] = {}
         self._play_scale = 1.0
@@ -169,8 +172,22 @@ class PartitionModel:
             self.trending.record(event.item_id, event.ts, -3.0)
 
     def learned_through(self, offset: int) -> None:
-        """Everything of the model's input partition up to ``offset`` is learned (checkpoints carry it)."""
+        """Everything of the model's input partition up to ``offset`` is learned (checkpoints carry it),
+        but for the events held back (:meth:`hold`)."""
         self.offset = max(self.offset, offset)
+
+    def hold(self, offsets: Iterable[int]) -> None:
+        """Events at these offsets are applied later than the events after them (they wait for the
+        catalog): until :meth:`settle`, the model does not count them as learned."""
+        self.pending.update(offsets)
+
+    def settle(self, offsets: Iterable[int]) -> None:
+        """These events were processed (learned, or found to teach nothing)."""
+        self.pending.difference_update(offsets)
+
+    def knows(self, offset: int) -> bool:
+        """Whether the event at ``offset`` of the input partition is in the model already."""
+        return offset <= self.offset and offset not in self.pending
 
     def learn_viewer(self, user_id: str, genres: dict[str, float], applied: int) -> int | None:
         """The cohorts learn a changed taste (see :meth:`Cohorts.learn_viewer`); returns the viewer's cohort."""
@@ -261,6 +278,7 @@ class PartitionModel:
             "b": self.linear.intercept,
             "n": self.learned,
             "o": self.offset,
+            "hold": sorted(self.pending),
             "mae": [self.mae.get(), self.mae._mean.n],
             "plays": {k: round(v / scale, 4) for k, v in self.plays.items() if v / scale > 1e-3},
             "co": self.cohorts.to_state(scale),
@@ -278,6 +296,7 @@ class PartitionModel:
         model.linear.intercept = state["b"]
         model.learned = state["n"]
         model.offset = state.get("o", -1)
+        model.pending = set(state.get("hold", []))
         mean, n = state["mae"]
         if n:
             model.mae._mean.update(mean, n)

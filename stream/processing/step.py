@@ -41,7 +41,17 @@ from stream.learning.profile import Profile, daypart
 from stream.learning.signals import Signal, interpret
 from stream.ranking.ranker import Memo, Ranked, RankedItem, rank
 
-__all__ = ["BatchResult", "Decoded", "Plan", "Processor", "RawMessage", "dead_letter", "in_order", "prefetch_hint"]
+__all__ = [
+    "BatchResult",
+    "Decoded",
+    "Plan",
+    "Processor",
+    "RawMessage",
+    "dead_letter",
+    "in_order",
+    "prefetch_hint",
+    "split_held",
+]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +114,40 @@ class Plan:
             for e in events
             if isinstance(e, PlaybackEvent) and catalog.index_of(e.item_id) is None and not catalog.retired(e.item_id)
         }
+
+
+def split_held(plan: Plan, catalog: Catalog, held: set[str]) -> tuple[Plan, Plan]:
+    """A plan in two, each partition's messages in order: those to apply now, and those to hold until
+    the catalog reader catches up.
+
+    Held: a valid event naming a title the catalog has not published (nor retired), and every
+    later message of the same viewer, or of a viewer in ``held`` (whose earlier messages are held
+    already; updated in place). Everything else goes on: one producer's unknown titles never
+    hold up another viewer.
+    """
+    now: list[tuple[int, Sequence[RawMessage], list[Decoded]]] = []
+    later: list[tuple[int, Sequence[RawMessage], list[Decoded]]] = []
+    for partition, messages, items in plan.batches:
+        go: tuple[list[RawMessage], list[Decoded]] = ([], [])
+        wait: tuple[list[RawMessage], list[Decoded]] = ([], [])
+        for message, item in zip(messages, items, strict=True):
+            viewer = item.user_id if isinstance(item, (PlaybackEvent, UserCommand)) else None
+            unknown = (
+                isinstance(item, PlaybackEvent)
+                and catalog.index_of(item.item_id) is None
+                and not catalog.retired(item.item_id)
+            )
+            side = go
+            if viewer is not None and (unknown or viewer in held):
+                held.add(viewer)
+                side = wait
+            side[0].append(message)
+            side[1].append(item)
+        if go[0]:
+            now.append((partition, *go))
+        if wait[0]:
+            later.append((partition, *wait))
+    return Plan(now), Plan(later)
 
 
 def in_order(*partitions: Sequence[RawMessage]) -> list[RawMessage]:
@@ -382,7 +426,6 @@ class Processor:
         ``through``: the newest offset of the partition's events processed before these (None: not known).
         """
         catalog = self.catalog
-        learned_to = model.offset  # events at or below it are in the model already
         done: dict[str, list[tuple[Decoded, int, int, int | None]]] = {}  # each viewer's items so far, to restore
         for message, item in zip(messages, decoded, strict=True):
             if message.topic != self.commands_topic:
@@ -394,7 +437,7 @@ class Processor:
             valid = cast(PlaybackEvent | UserCommand, item)
             idx = catalog.index_of(valid.item_id) if isinstance(valid, PlaybackEvent) else -1
             try:
-                self._item(viewers, valid, cast(int, idx), message.offset, through, result, model, learned_to)
+                self._item(viewers, valid, cast(int, idx), message.offset, through, result, model)
             except Exception as exc:  # a defect, not a malformed message: one item fails, not the worker
                 log.exception("processing failed: %s[%d]@%d", message.topic, message.partition, message.offset)
                 error = (
@@ -408,6 +451,7 @@ class Processor:
             done.setdefault(valid.user_id, []).append((valid, cast(int, idx), message.offset, through))
         if result.learned_through >= 0:
             model.learned_through(result.learned_through)
+        model.settle(m.offset for m in messages if m.topic != self.commands_topic)
 
     def _item(
         self,
@@ -418,7 +462,6 @@ class Processor:
         through: int | None,
         result: BatchResult,
         model: PartitionModel | None,
-        learned_to: int = -1,
     ) -> None:
         """One valid event or command, applied to its viewer (learned by ``model`` unless None)."""
         user_id = item.user_id
@@ -432,7 +475,7 @@ class Processor:
                 viewers.list_impersonal(user_id, item)
             return
         cohort = viewers.cohort(user_id, model) if model is not None else None
-        outcome = self._step(profile, item, idx, offset, result, model, cohort, learned_to)
+        outcome = self._step(profile, item, idx, offset, result, model, cohort)
         if outcome == APPLIED:
             viewers.change(user_id)
         elif outcome == COPY:
@@ -489,7 +532,6 @@ class Processor:
         result: BatchResult,
         model: PartitionModel | None = None,
         cohort: int | None = None,
-        learned_to: int = -1,
     ) -> int:
         """One valid event: learned by ``model`` (unless None) and folded into ``profile``.
 
@@ -499,7 +541,7 @@ class Processor:
             result.duplicates += 1
             if not profile.redelivered(offset):
                 return COPY if profile.note_duplicate(offset) else SEEN
-            if model is not None and offset > learned_to:
+            if model is not None and not model.knows(offset):
                 # Read again after a crash: the profile kept it, the model's checkpoint did not.
                 self._learn(model, profile, idx, event, interpret(event, profile.paused), cohort)
                 result.learned_through = max(result.learned_through, offset)

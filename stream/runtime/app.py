@@ -38,7 +38,7 @@ from stream.contracts.topics import CATALOG, COMMANDS, EVENTS, RECOMMENDATIONS, 
 from stream.contracts.validation import InvalidMessage, decode_catalog, decode_command
 from stream.learning.catalog import Catalog
 from stream.learning.model import PartitionModel
-from stream.processing.step import BatchResult, Processor, RawMessage, dead_letter, in_order
+from stream.processing.step import BatchResult, Plan, Processor, RawMessage, dead_letter, in_order, split_held
 from stream.runtime import _faust, api
 from stream.runtime.kafka import partitions_of
 from stream.runtime.metrics import CONTENT_TYPE, Metrics, gauge
@@ -121,6 +121,10 @@ class StreamApp:
         # Per events partition: the newest offset processed (where a command without events before it
         # in its batch stands); dropped when the partition goes.
         self._events_through: dict[int, int] = {}
+        # Viewers with messages held for the catalog (how many held plans hold them), and the
+        # newest held plan's "applied" future: held plans are applied in the order they were held.
+        self._held: dict[str, int] = {}
+        self._held_applied: asyncio.Future[None] | None = None
 
         self.catalog = Catalog()
         self.catalog_ready = asyncio.Event()
@@ -147,6 +151,7 @@ class StreamApp:
             "failed": 0,
             "unranked": 0,
             "catalog_waits": 0,
+            "held_batches": 0,
             "commands": 0,
             "ignored": 0,
             "forgotten": 0,
@@ -238,11 +243,29 @@ class StreamApp:
         return delivered
 
     async def _process_group(self, group: list[tuple[int, list[RawMessage]]], pending: list[Any]) -> None:
-        """Plan, prefetch (stored profiles, forget marks; titles the catalog reader has yet to read), step, write."""
+        """Plan, split off what must wait for the catalog reader, apply the rest now.
+
+        Events naming titles this worker's catalog lacks (and every later message of their
+        viewers) are held and applied in the background once the catalog reader has caught up
+        (:meth:`_apply_held`); every other viewer's events go on at once. Their offsets are
+        acknowledged only when the held ones are applied and delivered too.
+        """
         plan = self.processor.plan(group)
-        missing = plan.unknown_titles(self.catalog)
-        if missing:
-            await self._await_catalog(missing)
+        now, later = split_held(plan, self.catalog, set(self._held))
+        if now.batches:
+            await self._apply(now, pending, self._events_through)
+            for partition, messages, _ in now.batches:
+                events = [m.offset for m in messages if m.topic == self.events.get_topic_name()]
+                if events:
+                    self._events_through[partition] = max(events[-1], self._events_through.get(partition, -1))
+        if later.batches:
+            pending.append(self._hold(later))
+        self.counters["batches"] += 1
+        # Let the producer send these snapshots now: the next group would hold the loop.
+        await asyncio.sleep(0)
+
+    async def _apply(self, plan: Plan, pending: list[Any], positions: dict[int, int]) -> None:
+        """Prefetch (stored profiles, forget marks), step, write."""
         stored = self.profiles.data
         rows = {user_id: stored.get(user_id.encode()) for user_id in plan.viewers}
         forgotten: dict[str, tuple[int, int]] = {}
@@ -251,20 +274,46 @@ class StreamApp:
             if mark is not None:
                 through, command = orjson.loads(mark)[:2]
                 forgotten[user_id] = (through, command)
-        models = {partition: self._model_for(partition) for partition, _ in group}
-        positions = {p: self._events_through[p] for p, _ in group if p in self._events_through}
+        models = {partition: self._model_for(partition) for partition, _, _ in plan.batches}
         results = self.processor.step(plan, rows, models, None, positions, forgotten)
-        for partition, messages in group:
-            events = [m.offset for m in messages if m.topic == self.events.get_topic_name()]
-            if events:
-                self._events_through[partition] = max(events[-1], self._events_through.get(partition, -1))
-        newest = {msg.key: msg.timestamp_ms for _, messages in group for msg in messages}  # in offset order
-        self.metrics.batch_events.observe(sum(len(messages) for _, messages in group))
-        for (partition, _), result in zip(group, results, strict=True):
+        newest = {msg.key: msg.timestamp_ms for _, messages, _ in plan.batches for msg in messages}  # offset order
+        self.metrics.batch_events.observe(sum(len(messages) for _, messages, _ in plan.batches))
+        for (partition, _, _), result in zip(plan.batches, results, strict=True):
             await self._write_result(partition, result, newest, pending)
-        self.counters["batches"] += 1
-        # Let the producer send these snapshots now: the next group would hold the loop.
-        await asyncio.sleep(0)
+
+    def _hold(self, plan: Plan) -> asyncio.Future[Any]:
+        """Apply ``plan`` once the catalog reader has caught up, after the plans held before it."""
+        viewers = plan.viewers
+        for viewer in viewers:
+            self._held[viewer] = self._held.get(viewer, 0) + 1
+        events = self.events.get_topic_name()
+        for partition, messages, _ in plan.batches:
+            self._model_for(partition).hold(m.offset for m in messages if m.topic == events)
+        previous, applied = self._held_applied, asyncio.get_running_loop().create_future()
+        self._held_applied = applied
+        self.counters["held_batches"] += 1
+        return asyncio.ensure_future(self._apply_held(plan, previous, applied, viewers))
+
+    async def _apply_held(
+        self, plan: Plan, previous: asyncio.Future[None] | None, applied: asyncio.Future[None], viewers: set[str]
+    ) -> None:
+        pending: list[Any] = []
+        try:
+            missing = plan.unknown_titles(self.catalog)
+            if missing:
+                await self._await_catalog(missing)  # whatever is still unknown then is dead-lettered
+            if previous is not None:
+                await previous
+            async with self._batch_lock:
+                await self._apply(plan, pending, {})
+                pending += [self._covered_by_checkpoint(partition) for partition, _, _ in plan.batches]
+        finally:
+            applied.set_result(None)
+            for viewer in viewers:
+                self._held[viewer] -= 1
+                if not self._held[viewer]:
+                    del self._held[viewer]
+        await asyncio.gather(*pending)
 
     async def _write_result(
         self, partition: int, result: BatchResult, newest: dict[bytes | None, int | None], pending: list[Any]
@@ -375,6 +424,8 @@ class StreamApp:
                             await self._checkpoint(partition)
 
     async def _on_revoked(self, app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
+        if self._held_applied is not None:
+            await self._held_applied  # plans held for the catalog are applied first (each takes the lock)
         async with self._batch_lock:  # the batch being applied finishes first
             pending = [
                 await self._checkpoint(tp.partition)
