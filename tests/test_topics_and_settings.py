@@ -9,7 +9,16 @@ from typing import Any
 
 import pytest
 
-from stream.contracts.topics import CATALOG, COMMANDS, EVENTS, RECOMMENDATIONS, TOPICS_DIR, load_schema, load_specs
+from stream.contracts.topics import (
+    CATALOG,
+    COMMANDS,
+    ERASE_WITHIN_A_DAY,
+    EVENTS,
+    RECOMMENDATIONS,
+    TOPICS_DIR,
+    load_schema,
+    load_specs,
+)
 from stream.settings import VARIABLES, Settings, SettingsError
 
 INPUT_TOPICS = (EVENTS, CATALOG, COMMANDS)
@@ -58,7 +67,17 @@ def test_catalog_and_recommendations_and_only_they_are_compacted() -> None:
     assert compacted == {CATALOG, RECOMMENDATIONS}, f"expected catalog and recommendations compacted; got {compacted}"
     for name in compacted:
         configs = specs[name].configs()
-        assert configs == {"cleanup.policy": "compact", "retention.ms": "-1"}, f"{name}: got configs {configs}"
+        assert configs["cleanup.policy"] == "compact" and configs["retention.ms"] == "-1", f"{name}: {configs}"
+
+
+def test_topics_holding_viewers_data_let_it_go_within_a_day_of_its_time() -> None:
+    """What the README's privacy section promises: segments roll daily, compaction and tombstones within a day."""
+    specs = load_specs(Settings())
+    for name, spec in specs.items():
+        if spec.key in ("user_id", "the original key"):
+            assert int(spec.configs()["segment.ms"]) <= 86_400_000, name
+    recs = specs[RECOMMENDATIONS].configs()
+    assert {k: recs[k] for k in ERASE_WITHIN_A_DAY} == ERASE_WITHIN_A_DAY
 
 
 @pytest.mark.parametrize("topic", INPUT_TOPICS)

@@ -9,20 +9,39 @@ the configured partition count.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from stream.settings import Settings
 
-__all__ = ["CATALOG", "COMMANDS", "EVENTS", "RECOMMENDATIONS", "TOPICS_DIR", "TopicSpec", "load_schema", "load_specs"]
+__all__ = [
+    "CATALOG",
+    "COMMANDS",
+    "ERASE_WITHIN_A_DAY",
+    "EVENTS",
+    "RECOMMENDATIONS",
+    "TOPICS_DIR",
+    "TopicSpec",
+    "load_schema",
+    "load_specs",
+]
 
 TOPICS_DIR = Path(__file__).resolve().parents[2] / "topics"
 if not TOPICS_DIR.is_dir():  # installed as a wheel: the specs ship inside the package
     TOPICS_DIR = Path(__file__).resolve().parents[1] / "topics"
 
 EVENTS, CATALOG, COMMANDS, RECOMMENDATIONS = "playback-events", "catalog", "user-commands", "recommendations"
+DAY_MS = 86_400_000
+#: Configs of the compacted topics that hold a viewer's data (the recommendations topic and the
+#: tables' changelogs): a value overwritten or deleted (a tombstone) is compacted away within a
+#: day, and a tombstone itself is kept a day (for consumers to see) before it goes too.
+ERASE_WITHIN_A_DAY = {
+    "segment.ms": str(DAY_MS),
+    "max.compaction.lag.ms": str(DAY_MS),
+    "delete.retention.ms": str(DAY_MS),
+}
 
 
 @dataclass(frozen=True)
@@ -35,9 +54,11 @@ class TopicSpec:
     value_schema: str
     dead_letter: str | None
     description: str
+    #: Further topic configs (how soon old segments go: the privacy section of the README).
+    extra: dict[str, str] = field(default_factory=dict)
 
     def configs(self) -> dict[str, str]:
-        return {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms)}
+        return {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms), **self.extra}
 
 
 def load_specs(settings: Settings) -> dict[str, TopicSpec]:
@@ -55,6 +76,7 @@ def load_specs(settings: Settings) -> dict[str, TopicSpec]:
             value_schema=raw["value_schema"],
             dead_letter=raw.get("dead_letter"),
             description=raw.get("description", ""),
+            extra={k: str(v) for k, v in raw.get("configs", {}).items()},
         )
     return specs
 

@@ -34,7 +34,7 @@ import faust
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from stream.contracts.topics import CATALOG, COMMANDS, EVENTS, RECOMMENDATIONS, load_specs
+from stream.contracts.topics import CATALOG, COMMANDS, ERASE_WITHIN_A_DAY, EVENTS, RECOMMENDATIONS, load_specs
 from stream.contracts.validation import InvalidMessage, decode_catalog, decode_command
 from stream.learning.catalog import Catalog
 from stream.learning.model import PartitionModel
@@ -103,7 +103,11 @@ class StreamApp:
         self.catalog_topic = app.topic(s.topic(CATALOG), schema=raw(), partitions=specs[CATALOG].partitions)
         self.commands = app.topic(s.topic(COMMANDS), schema=raw(), partitions=specs[COMMANDS].partitions)
         self.recommendations_name = s.topic(RECOMMENDATIONS)
-        self.profiles = app.Table("profiles", default=None, key_type=bytes, value_type=bytes, partitions=s.partitions)
+        erase = dict(ERASE_WITHIN_A_DAY)  # a profile overwritten or deleted is compacted away within a day
+        self.profiles = app.Table(
+            "profiles", default=None, key_type=bytes, value_type=bytes, partitions=s.partitions,
+            extra_topic_configs=erase,
+        )  # fmt: skip
         self.models = app.Table("models", default=None, key_type=bytes, value_type=bytes, partitions=s.partitions)
         # Each viewer's latest snapshot, for GET .../recommendations: the compacted recommendations
         # topic is this table's changelog, so a snapshot is written once and a worker recovers the
@@ -115,7 +119,10 @@ class StreamApp:
             ),
         )  # fmt: skip
         # Viewers forgotten: a keyed hash of the id -> where its partition's events stood (see _erase).
-        self.forgotten = app.Table("forgotten", default=None, key_type=bytes, value_type=bytes, partitions=s.partitions)
+        self.forgotten = app.Table(
+            "forgotten", default=None, key_type=bytes, value_type=bytes, partitions=s.partitions,
+            extra_topic_configs=erase,
+        )  # fmt: skip
         self._forget_key = hashlib.blake2b(s.faust_id.encode(), digest_size=32).digest()
         self._forget_ttl_ms = specs[EVENTS].retention_ms
         # Per events partition: the newest offset processed (where a command without events before it
