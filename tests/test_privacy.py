@@ -252,3 +252,53 @@ async def test_events_naming_unknown_titles_are_held_alone_and_dead_lettered_in_
 async def _enough(settings: Settings, topic: str, n: int) -> list[Any] | None:
     records = await read_to_end(settings.bootstrap, topic)
     return records if len(records) >= n else None
+
+
+async def test_any_worker_answers_for_any_viewer_by_asking_its_owner(
+    settings: Settings, workers: Workers, producer: AIOKafkaProducer, tmp_path: Path
+) -> None:
+    tokens = tmp_path / "tokens.json"
+    store = TokenStore(tokens)
+    reader, profiler = store.add("home", ["read"]), store.add("me", ["profile"])
+    workers.settings = replace(workers.settings, api_tokens_file=tokens)
+    workers.start_many(2)
+    await publish(producer, settings.topic(CATALOG), catalog_messages())
+    viewers = [f"u{n}" for n in range(12)]
+    await publish(
+        producer,
+        settings.topic(EVENTS),
+        [encode(event(n, v, f"{'dcmk'[n % 4]}{n % 4 + 1}", "complete")) for n, v in enumerate(viewers)],
+    )
+
+    async def all_listed() -> dict[bytes, bytes | None] | None:
+        latest = await _latest(settings, settings.topic(RECOMMENDATIONS))
+        return latest if all(v.encode() in latest for v in viewers) else None
+
+    latest = await _until(all_listed, timeout_s=60, what="every viewer's snapshot")
+    for viewer in viewers:
+        for index, cfg in enumerate(workers.configs):
+            status, raw = _get(cfg, f"/viewers/{viewer}/recommendations", reader)
+            assert status == 200 and raw == latest[viewer.encode()], (viewer, index, status)
+            status, view = _json(_get(cfg, f"/viewers/{viewer}/profile", profiler))
+            assert status == 200 and view["user_id"] == viewer
+        assert _get(workers.configs[0], f"/viewers/{viewer}/recommendations", None)[0] == 401
+    # each of the 24 good requests was answered by its viewer's owner; the other worker forwarded
+    # half of them (counted there too): both workers counted some, and more than were made
+    served = []
+    for cfg in workers.configs:
+        families = text_string_to_metric_families(_get(cfg, "/metrics", None)[1].decode())
+        http = next(f for f in families if f.name == "stream_http_requests")
+        served.append(
+            sum(
+                s.value
+                for s in http.samples
+                if s.name.endswith("_total")
+                and s.labels == {"route": "/viewers/{viewer}/recommendations", "status": "200"}
+            )
+        )
+    assert all(served) and sum(served) > 2 * len(viewers), served
+    # a group whose members live on both workers, asked of either
+    for cfg in workers.configs:
+        status, group = _json(_get(cfg, "/groups/recommendations?viewers=" + ",".join(viewers[:6]), reader))
+        assert status == 200 and group["viewers"] == viewers[:6] and group["items"]
+    assert _get(workers.configs[1], "/viewers/nobody/recommendations", reader)[0] == 404

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import socket
 import time
 from functools import partial
 from typing import Any
@@ -80,6 +81,8 @@ class StreamApp:
             web_host=s.web_host,
             web_port=s.web_port or 6066,
             web_bind=s.web_host,
+            # where peers forward a request for a viewer this worker owns (a wildcard bind is no address)
+            canonical_url=f"http://{_advertised(s.web_host)}:{s.web_port or 6066}",
             # Faust's built-in views would serve the partition map and the tables' rows (viewers'
             # profiles) to anyone who asks: off. Only "/" remains, a bare {"status": "OK"}.
             web_router_enabled=False,
@@ -594,6 +597,11 @@ def _raw(message: Any) -> RawMessage:
         message.key, message.value, message.topic, message.partition, message.offset,
         int(stamp * 1000) if stamp else None,
     )  # fmt: skip
+
+
+def _advertised(host: str) -> str:
+    """The host peers reach this worker at: the bound one, or for a wildcard bind, the machine's name."""
+    return socket.gethostname() if host in ("0.0.0.0", "::", "") else host
 
 
 def _settle(waiter: asyncio.Future[None], delivered: asyncio.Future[Any]) -> None:
