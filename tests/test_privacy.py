@@ -121,6 +121,8 @@ async def test_commands_act_in_order_and_the_read_api_shows_what_is_held(
     assert snap["items"][0]["reasons"][0] == "you asked for more crime"
     status, group = _json(_get(cfg, "/groups/recommendations?viewers=u1,u2", reader))
     assert status == 200 and group["items"] and all(genre_of(i["item_id"]) != "drama" for i in group["items"])
+    assert _get(cfg, "/groups/recommendations?viewers=u1,u2", None)[0] == 401
+    assert _get(cfg, "/groups/recommendations?viewers=u1,u2", profiler)[0] == 403
     assert _get(cfg, "/groups/recommendations?viewers=u1", reader)[0] == 400
     assert _get(cfg, "/groups/recommendations?viewers=u1,nobody", reader)[0] == 404
 

@@ -30,7 +30,7 @@ from typing import Any, cast
 import numpy as np
 import orjson
 
-from stream.contracts.deadletter import RawMessage, dead_letter
+from stream.contracts.deadletter import RawMessage, dead_letter, pseudonym
 from stream.contracts.validation import InvalidMessage, PlaybackEvent, UserCommand, decode_command, decode_event
 from stream.learning.artwork import Context
 from stream.learning.catalog import Catalog
@@ -291,7 +291,7 @@ class Processor:
                 try:
                     snapshot = self._snapshot(profile, view, items, model, cohort, best_art, generated_at)
                 except Exception:
-                    log.exception("no snapshot for %r: it failed", profile.user_id)
+                    log.exception("no snapshot for viewer %s: it failed", pseudonym(profile.user_id))
             if snapshot is None:
                 result.unranked += 1  # the state is written; the next event brings a snapshot
                 continue
@@ -326,7 +326,7 @@ class Processor:
         try:
             return model.learn_viewer(profile.user_id, profile.genres, profile.applied)
         except Exception:  # a defect: rank this viewer without a cohort rather than stop
-            log.exception("cohorts could not learn %r", profile.user_id)
+            log.exception("cohorts could not learn viewer %s", pseudonym(profile.user_id))
             return None
 
     def _rank_alone(
@@ -339,7 +339,7 @@ class Processor:
         try:
             return rank([profile], self.catalog, [model], *settings, [cohort], self.exploration, self.memo)[0]
         except Exception:
-            log.exception("ranking failed for %r", profile.user_id)
+            log.exception("ranking failed for viewer %s", pseudonym(profile.user_id))
             return None
 
     def _snapshot(
@@ -562,7 +562,7 @@ class Processor:
             for item, idx, offset, through in done:
                 self._item(viewers, cast(PlaybackEvent | UserCommand, item), idx, offset, through, BatchResult(), None)
         except Exception:  # it succeeded once; if it cannot again, the stored row is what is left
-            log.exception("could not restore %r; its stored profile stands", user_id)
+            log.exception("could not restore viewer %s; its stored profile stands", pseudonym(user_id))
             viewers.reset(user_id)
 
 
