@@ -101,7 +101,7 @@ class Metrics:
         )
         self.batch_events = Histogram(
             "stream_batch_events",
-            "Playback events per batch step",
+            "Messages (playback events and commands) per batch step",
             buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
             registry=r,
         )
