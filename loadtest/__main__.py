@@ -77,9 +77,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-scaling", action="store_true")
     p.add_argument("--no-ramp", action="store_true", help="skip the open-loop ramp")
     p.add_argument("--ramp-step", type=float, default=6.0, help="seconds per ramp step (default 6)")
+    p.add_argument("--no-http", action="store_true", help="skip the http phase (reads beside the latency phase)")
+    p.add_argument("--http-concurrency", type=int, default=4, help="concurrent readers in the http phase (default 4)")
+    p.add_argument("--http-requests", type=int, default=20_000, help="most requests of the http phase (default 20,000)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--out", type=Path, default=Path("loadtest/results"))
     args = p.parse_args(argv)
+    if args.http_concurrency < 1 or args.http_requests < 1:
+        p.error("--http-concurrency and --http-requests must be at least 1")
     try:
         require("matplotlib", "tqdm")  # now, not after a run of minutes
     except MissingExtra as exc:
@@ -106,6 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         scaling=not args.no_scaling,
         ramp=not args.no_ramp,
         ramp_step_s=args.ramp_step,
+        http=not args.no_http,
+        http_concurrency=args.http_concurrency,
+        http_max_requests=args.http_requests,
         out_dir=args.out,
     )
     progress = _Progress()

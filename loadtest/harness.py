@@ -13,7 +13,13 @@ partition accumulates batches, so no phase inherits another's backlog):
    every snapshot's end-to-end latency (received minus its trigger's
    publication), throughput, lag, worker CPU and memory, and a tail-fetch probe
    of the broker per second.
-4. ``learning``: closed loop: viewers pick from the lists they receive and
+4. ``http``: the latency phase again (same rate, same events), while after its
+   warm-up a few keep-alive clients (``--http-concurrency``, in a process of their
+   own, :mod:`loadtest.http_load`) read ``GET /viewers/{id}/recommendations`` of
+   viewers with snapshots, on loopback, until the phase ends or
+   ``--http-requests`` were made: the reads' rate, latency and statuses, and the
+   stream's latency while they ran beside the latency phase's (``--no-http``: skip).
+5. ``learning``: closed loop: viewers pick from the lists they receive and
    react by their hidden tastes; after each session the list is scored against
    what the viewer would finish, beside a popularity list and a random list.
 """
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import subprocess
 import sys
@@ -31,7 +38,7 @@ import tracemalloc
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -48,8 +55,10 @@ from stream.learning.profile import Profile
 from stream.learning.signals import interpret
 from stream.runtime.broker import EmbeddedBroker, free_port
 from stream.runtime.kafka import create_topics, partitions_of
+from stream.runtime.tokens import TokenStore
 from stream.settings import Settings
 
+from .http_load import REQUEST_TIMEOUT_S, TOKEN_ENV
 from .measure import ProcSampler, Span, percentiles, trend
 from .population import Population, SimViewer
 
@@ -58,6 +67,8 @@ __all__ = ["Config", "run"]
 Progress = Callable[[str, float], None]
 #: Fetch wait of the harness's own consumers of the pipeline's output.
 TAIL_WAIT_MS = 20
+#: What the ``http`` phase is held to (printed beside its figures; nothing asserts them).
+HTTP_GOALS = {"http_p99_ms": 20.0, "stream_p99_rise_pct": 10.0}
 
 
 @dataclass
@@ -80,6 +91,9 @@ class Config:
     scaling: bool = True
     ramp: bool = True
     ramp_step_s: float = 6.0
+    http: bool = True
+    http_concurrency: int = 4
+    http_max_requests: int = 20_000
     out_dir: Path = Path("loadtest/results")
 
 
@@ -92,6 +106,10 @@ class Run:
         self.broker: EmbeddedBroker | None = None
         self.bootstrap = cfg.bootstrap or ""
         self.health_urls: dict[int, str] = {}
+        self.web_urls: dict[int, str] = {}
+        # Every worker of the run reads this file; the http phase's clients present the token.
+        self.tokens_file = self.tmp / "tokens.json"
+        self.token = TokenStore(self.tokens_file).add("loadtest", ["read"])
 
     def __enter__(self) -> Run:
         if not self.cfg.bootstrap:
@@ -108,9 +126,11 @@ class Run:
             bootstrap=self.bootstrap,
             topic_prefix=f"lt{self.run_id}-{tag}.",
             partitions=self.cfg.partitions,
+            web_host="127.0.0.1",
             web_port=free_port(),
             data_dir=self.tmp / f"data-{tag}",
             log_level="warn",
+            api_tokens_file=self.tokens_file,
         )
 
     # -- plumbing ---------------------------------------------------------------
@@ -133,7 +153,8 @@ class Run:
             s = replace(settings, web_port=free_port())
             proc = start_worker(s, self.tmp / f"{settings.topic_prefix}worker{i}.log")
             procs.append(proc)
-            self.health_urls[proc.pid] = f"http://{s.web_host}:{s.web_port}/health"
+            self.web_urls[proc.pid] = f"http://{s.web_host}:{s.web_port}"
+            self.health_urls[proc.pid] = f"{self.web_urls[proc.pid]}/health"
             wait_ready(s, proc, timeout_s=120)
         return procs
 
@@ -241,12 +262,27 @@ class Run:
     # -- phase 2: latency under an open-loop rate -----------------------------------
 
     async def open_loop(
-        self, pop: Population, rate: float, duration: float, steps: list[float] | None = None, tag: str = "latency"
+        self,
+        pop: Population,
+        rate: float,
+        duration: float,
+        steps: list[float] | None = None,
+        tag: str = "latency",
+        reads: bool = False,
     ) -> dict[str, Any]:
-        """Offer ``rate`` events/s for ``duration`` s (or each of ``steps`` for an equal share of it)."""
+        """Offer ``rate`` events/s for ``duration`` s (or each of ``steps`` for an equal share of it).
+
+        With ``reads``, the workers' read API is loaded too, from the warm-up's end to the phase's
+        (:meth:`read_load`); the result's ``reads`` holds what the clients saw.
+        """
         settings = self.settings(tag)
         await self.prepare(settings, pop)
-        procs = self.start_workers(settings, self.cfg.workers)
+        clients = await self.start_readers() if reads else None
+        try:
+            procs = self.start_workers(settings, self.cfg.workers)
+        except BaseException:
+            await _end(clients)
+            raise
         sampler = ProcSampler([p.pid for p in procs])
         rng = random.Random(self.cfg.seed + 1)
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=1)
@@ -255,16 +291,80 @@ class Run:
         probe = await _tail(self.bootstrap, settings.topic(EVENTS), from_start=False, partitions=[0])
         loop = _OpenLoop(pop, settings.topic(EVENTS), steps or [rate], duration, bool(steps), rng, sampler)
         try:
-            await asyncio.gather(
-                loop.produce(producer), loop.consume(consumer, probe, lambda done: self.progress(tag, done))
-            )
+            jobs: list[Coroutine[Any, Any, Any]] = [
+                loop.produce(producer),
+                loop.consume(consumer, probe, lambda done: self.progress(tag, done)),
+            ]
+            if clients is not None:
+                jobs.append(self.read_load(loop, clients, [self.web_urls[p.pid] for p in procs]))
+            done = await asyncio.gather(*jobs)
         finally:
+            await _end(clients)
             await producer.stop()
             await consumer.stop()
             await probe.stop()
             for proc in procs:
                 stop_process(proc)
-        return loop.result(rate)
+        result = loop.result(rate)
+        if clients is not None:
+            result["reads"] = done[2]
+        return result
+
+    async def start_readers(self) -> asyncio.subprocess.Process:
+        """The read load's process (:mod:`loadtest.http_load`), started ahead: it waits for its job on stdin."""
+        log = open(self.tmp / "http_load.log", "ab")  # noqa: SIM115 - the child's stderr, closed below
+        try:
+            return await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "loadtest.http_load",
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log,
+                env={**os.environ, TOKEN_ENV: self.token},
+            )  # fmt: skip
+        finally:
+            log.close()
+
+    async def read_load(self, loop: _OpenLoop, clients: asyncio.subprocess.Process, urls: list[str]) -> dict[str, Any]:
+        """Once the warm-up is over, have ``clients`` read viewers' lists until the open loop stops offering.
+
+        The viewers are those whose snapshots the harness has received by then. Returns the
+        clients' requests, the ``window`` they ran in (s from the open loop's start) and the
+        stream's end-to-end latencies of the events published inside it; or ``error``.
+        """
+        cfg = self.cfg
+        end = loop.t0 + loop.duration
+        while time.perf_counter() < loop.steady_from or not loop.applied_by_user:
+            if time.perf_counter() >= end:
+                return {"error": "no viewer had a snapshot before the phase ended", "requests": []}
+            await asyncio.sleep(0.05)
+        viewers = sorted(loop.applied_by_user)
+        seconds = max(0.0, end - time.perf_counter())
+        job = {
+            "urls": urls,
+            "viewers": viewers,
+            "concurrency": cfg.http_concurrency,
+            "seconds": seconds,
+            "max_requests": cfg.http_max_requests,
+            "seed": cfg.seed,
+        }
+        assert clients.stdin is not None and clients.stdout is not None
+        started = time.perf_counter()
+        try:
+            clients.stdin.write(orjson.dumps(job) + b"\n")
+            await clients.stdin.drain()
+            clients.stdin.close()
+            out = await asyncio.wait_for(clients.stdout.read(), timeout=seconds + REQUEST_TIMEOUT_S + 30)
+        except (TimeoutError, ConnectionError):
+            return {"error": f"the read load did not finish (see {self.tmp / 'http_load.log'})", "requests": []}
+        if await clients.wait() != 0 or not out.strip():
+            return {"error": f"the read load failed (see {self.tmp / 'http_load.log'})", "requests": []}
+        answer = orjson.loads(out)
+        window = (started - loop.t0, started - loop.t0 + answer["elapsed_s"])
+        return {
+            **answer,
+            "window": window,
+            "viewers": len(viewers),
+            "workers": len(urls),
+            "stream_latencies": _sent_in(loop.latencies, loop.latency_sent_s, *window),
+        }
 
     # -- phase 3: learning in a closed loop -------------------------------------------
 
@@ -336,6 +436,7 @@ class _OpenLoop:
         self.ramp = ramp
         self.sent_at: dict[str, float] = {}
         self.latencies: list[float] = []
+        self.latency_sent_s: list[float] = []  # when each of ``latencies``' events was sent (s from t0)
         self.made: list[float] = []
         self.per_second: list[dict[str, Any]] = []
         self.applied_by_user: dict[str, int] = {}
@@ -425,6 +526,7 @@ class _OpenLoop:
             bucket.append(ms)
             if sent >= self.steady_from:
                 self.latencies.append(ms)
+                self.latency_sent_s.append(sent - self.t0)
                 # the worker's share: its snapshot's time minus the event's (both wall clocks)
                 self.made.append(snap["generated_at"] - snap["trigger"]["ts"])
 
@@ -468,6 +570,7 @@ class _OpenLoop:
             "latency_ms": percentiles(self.latencies),
             "to_snapshot_ms": percentiles(self.made),
             "latencies": self.latencies,
+            "latency_sent_s": self.latency_sent_s,
             "timeline": per_second,
             "worker": sampler.summary(),
             "lag_max": max(lag_series, default=0),
@@ -603,6 +706,20 @@ def state_bytes(pop: Population, samples: int = 2000, events_each: int = 30) -> 
     return out
 
 
+def _sent_in(latencies: list[float], sent_s: list[float], start: float, end: float) -> list[float]:
+    """Those of ``latencies`` whose events were sent (``sent_s``, s from the phase's start) in [start, end]."""
+    return [ms for ms, sent in zip(latencies, sent_s, strict=True) if start <= sent <= end]
+
+
+async def _end(child: asyncio.subprocess.Process | None) -> None:
+    """Stop ``child`` if it still runs (the read load, when its phase ends early)."""
+    if child is None or child.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        child.kill()
+    await child.wait()
+
+
 async def _tail(bootstrap: str, topic: str, from_start: bool, partitions: list[int] | None = None) -> AIOKafkaConsumer:
     # A short fetch wait (5 ms measured no different at 1,800 ev/s): the harness times the pipeline, not its polling.
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=TAIL_WAIT_MS)
@@ -649,6 +766,51 @@ def drain_events(pop: Population, n: int, seed: int) -> list[tuple[bytes, bytes]
     for viewer, (sent, tried) in zip(pop.viewers, saved, strict=True):
         viewer.sent, viewer.tried = sent, tried
     return out[:n]
+
+
+def http_figures(phase: dict[str, Any], latency: dict[str, Any], cfg: Config) -> dict[str, Any]:
+    """The ``http`` phase's report: the reads' figures, and the stream's latency with and without them.
+
+    ``phase`` is :meth:`Run.open_loop`'s result with ``reads``; ``latency`` the latency phase's.
+    The two phases offer the same events on the same schedule, so the stream's latency under
+    the reads is set beside the latency phase's over the same seconds of its run (the reads
+    may end early, at ``max_requests``, and the embedded broker slows down as a phase goes on).
+    The reads' latency counts answered requests (any status); ``statuses`` counts every
+    request, ``"error"`` for those that got no answer.
+    """
+    reads = phase.get("reads") or {}
+    requests = reads.get("requests") or []
+    elapsed = reads.get("elapsed_s") or 0.0
+    stream = percentiles(reads.get("stream_latencies") or [])
+    window = reads.get("window")
+    without = percentiles(_sent_in(latency["latencies"], latency["latency_sent_s"], *window) if window else [])
+    base_p99 = without["p99"]
+    rise = 100.0 * (stream["p99"] / base_p99 - 1) if stream["p99"] is not None and base_p99 else None
+    http_ms = percentiles([ms for _, ms, status in requests if status])
+    goals_met = {
+        "http_p99": None if http_ms["p99"] is None else http_ms["p99"] <= HTTP_GOALS["http_p99_ms"],
+        "stream_p99_rise": None if rise is None else rise <= HTTP_GOALS["stream_p99_rise_pct"],
+    }
+    return {
+        "requests": len(requests),
+        "rps": len(requests) / elapsed if elapsed > 0 else None,
+        "latency_ms": http_ms,
+        "statuses": dict(sorted(Counter(str(status) if status else "error" for _, _, status in requests).items())),
+        "concurrency": cfg.http_concurrency,
+        "max_requests": cfg.http_max_requests,
+        "capped": len(requests) >= cfg.http_max_requests,
+        "window_s": elapsed,
+        "window": window,
+        "viewers": reads.get("viewers"),
+        "workers": reads.get("workers"),
+        "stream_latency_ms": stream,
+        "stream_latency_ms_without": without,
+        "stream_p99_rise_pct": rise,
+        "goals": dict(HTTP_GOALS),
+        "goals_met": goals_met,
+        "error": reads.get("error"),
+        "stream": {k: phase[k] for k in ("rate", "sent", "applied", "sent_eps", "latency_ms", "worker", "timeline")},
+    }
 
 
 def ramp_verdict(result: dict[str, Any]) -> dict[str, Any]:
@@ -717,12 +879,28 @@ async def run(cfg: Config, progress: Progress) -> dict[str, Any]:
         latency = await run_.open_loop(pop, rate, cfg.duration)
         report["latency_ms"] = {**latency["latency_ms"], "rate": rate, "sent_eps": latency["sent_eps"]}
         report["latency"] = latency
+        http: dict[str, Any] = {}
+        if cfg.http:
+            reads = await run_.open_loop(pop, rate, cfg.duration, tag="http", reads=True)
+            http = http_figures(reads, latency, cfg)
+        report["http"] = http
         learning = await run_.closed_loop(pop)
         report["learning"] = {"model": learning["after"]["model"], "popularity": learning["after"]["popularity"],
                               "random": learning["after"]["random"], **learning}  # fmt: skip
-    report["events_sent"] = pipeline["events"] + latency["sent"] + learning["events_sent"] + ramp.get("sent", 0)
+    http_stream = http.get("stream") or {}
+    report["events_sent"] = (
+        pipeline["events"]
+        + latency["sent"]
+        + learning["events_sent"]
+        + ramp.get("sent", 0)
+        + http_stream.get("sent", 0)
+    )
     report["events_applied"] = (
-        pipeline["applied"] + latency["applied"] + learning["events_applied"] + ramp.get("applied", 0)
+        pipeline["applied"]
+        + latency["applied"]
+        + learning["events_applied"]
+        + ramp.get("applied", 0)
+        + http_stream.get("applied", 0)
     )
     report["bytes_per_viewer"] = state_bytes(pop)
     report["elapsed_s"] = time.time() - started

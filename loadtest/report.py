@@ -16,6 +16,15 @@ Report schema (top level; ``schema_version`` 1):
   for events published after the warm-up (``latency.warmup_s``; the worker's own start-up,
   which the timeline still shows, flagged ``warmup``). ``latency.to_snapshot_ms``: the part
   up to the snapshot being made (its ``generated_at`` minus the event's ``ts``).
+- ``http``: the latency phase run again (same rate and events) while, from its warm-up's end to
+  its end (or ``max_requests``), ``concurrency`` keep-alive clients in a process of their own read
+  ``GET /viewers/{id}/recommendations`` of viewers with snapshots on loopback: ``requests``,
+  ``rps``, ``latency_ms`` (answered requests), ``statuses`` (``"error"``: no answer),
+  ``window_s`` and ``window`` (s from the phase's start); the stream's latency of events
+  published while the reads ran (``stream_latency_ms``) beside the latency phase's over the same
+  seconds of its run (``stream_latency_ms_without``: same events, same schedule, no reads) and
+  ``stream_p99_rise_pct``; ``goals`` (HTTP p99 <= 20 ms, stream p99 rise <= 10 %, printed,
+  not asserted) and ``goals_met``; ``stream``: the phase's own open loop. Empty with ``--no-http``.
 - ``events_sent``, ``events_applied``: over all phases.
 - ``bytes_per_viewer``: serialised profile bytes (mean, max) and in-memory table bytes per
   viewer for ``10000`` and ``100000`` viewers.
@@ -53,6 +62,37 @@ def _ramp(ramp: dict[str, Any]) -> str:
     return f"sustainable {_f(ramp.get('sustainable_eps'), ' ev/s')}   steps {steps}"
 
 
+def _goal(met: bool | None) -> str:
+    return "" if met is None else ("met" if met else "MISSED")
+
+
+def _http(http: dict[str, Any], worker_without: dict[str, Any]) -> list[str]:
+    if not http:
+        return ["  http reads           not run"]
+    if http.get("error") and not http.get("requests"):
+        return [f"  http reads           failed: {http['error']}"]
+    ms, goals, met = http["latency_ms"], http["goals"], http["goals_met"]
+    statuses = ", ".join(f"{k}: {v:,}" for k, v in http["statuses"].items())
+    under, without = http["stream_latency_ms"], http["stream_latency_ms_without"]
+    rise = http["stream_p99_rise_pct"]
+    start, end = http.get("window") or (None, None)
+    window = "n/a" if start is None else f"s {start:.1f}-{end:.1f} of the phase"
+    return [
+        f"  http reads           {_f(http['rps'], ' req/s')} ({http['concurrency']} clients,"
+        f" {http['requests']:,} requests in {_f(http['window_s'], ' s', 1)}{', capped' if http['capped'] else ''})"
+        f"  p50 {_f(ms['p50'], ' ms', 2)}  p99 {_f(ms['p99'], ' ms', 2)}"
+        f" (goal <= {_f(goals['http_p99_ms'], ' ms')}: {_goal(met['http_p99'])})",
+        f"                       statuses {statuses}",
+        f"  stream under reads   p50 {_f(under['p50'], ' ms', 1)}  p99 {_f(under['p99'], ' ms', 1)}"
+        f"  ({under['n']:,} snapshots of events sent in {window})",
+        f"  stream without       p50 {_f(without['p50'], ' ms', 1)}  p99 {_f(without['p99'], ' ms', 1)}"
+        f"  (latency phase, same seconds): p99 {'n/a' if rise is None else f'{rise:+.1f} %'}"
+        f" (goal <= +{_f(goals['stream_p99_rise_pct'], ' %')}: {_goal(met['stream_p99_rise'])})",
+        f"                       worker CPU {_f(http['stream']['worker']['cpu_percent_mean'], ' %')} mean"
+        f" with reads, {_f(worker_without.get('cpu_percent_mean'), ' %')} without",
+    ]
+
+
 def summary(report: dict[str, Any]) -> str:
     b = report.get("baselines") or {}
     lat = report["latency_ms"]
@@ -73,6 +113,7 @@ def summary(report: dict[str, Any]) -> str:
         f"  latency @ {_f(lat['rate'], ' ev/s')}   p50 {_f(lat['p50'], ' ms', 1)}  p95 {_f(lat['p95'], ' ms', 1)}"
         f"  p99 {_f(lat['p99'], ' ms', 1)}  max {_f(lat['max'], ' ms', 1)}  ({lat['n']} snapshots;"
         f" sent {_f(lat.get('sent_eps'), ' ev/s')})",
+        *_http(report.get("http") or {}, report["latency"]["worker"]),
         "  catalog scaling      "
         + "  ".join(f"{k} titles: {_f(v, ' ev/s')}" for k, v in scale.items() if k != "ratio")
         + (f"  (ratio {_f(scale.get('ratio'), '', 2)})" if scale.get("ratio") is not None else ""),
@@ -156,8 +197,9 @@ def write(report: dict[str, Any], out: Path, stem: str) -> list[Path]:
     """Write ``<stem>.json``, ``latest.json`` and the plots into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     slim = dict(report)
-    slim["latency"] = {k: v for k, v in report["latency"].items() if k != "latencies"}
+    slim["latency"] = {k: v for k, v in report["latency"].items() if k not in ("latencies", "latency_sent_s")}
     slim["learning"] = {k: v for k, v in report["learning"].items() if k != "measures"}
+    # (the http phase's per-request records stay out of the report: its figures are in it)
     data = orjson.dumps(slim, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
     paths = [out / f"{stem}.json", out / "latest.json"]
     for path in paths:

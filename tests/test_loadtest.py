@@ -88,3 +88,30 @@ def test_a_short_run_accounts_for_every_event_and_writes_its_report(tmp_path: Pa
     assert report["bytes_per_viewer"]["serialised_max"] <= 2048
     assert {"model", "popularity", "random", "curve"} <= set(report["learning"])
     assert len(list(tmp_path.glob("report-*.png"))) == 4
+
+
+@pytest.mark.broker
+def test_the_http_phase_reads_viewers_lists_beside_the_stream(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = loadtest_main(
+        [
+            "--viewers", "200", "--titles", "200", "--events", "400", "--duration", "5", "--rate", "80",
+            "--learn-viewers", "10", "--learn-events", "4", "--learn-seconds", "5", "--partitions", "2",
+            "--no-baselines", "--no-scaling", "--no-ramp", "--http-concurrency", "2", "--http-requests", "3000",
+            "--out", str(tmp_path),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    http = orjson.loads((tmp_path / "latest.json").read_bytes())["http"]
+    assert http["error"] is None
+    assert 0 < http["requests"] <= 3000 and http["rps"] > 0 and http["window_s"] > 0
+    assert http["statuses"] == {"200": http["requests"]}, "every viewer read has a snapshot, and the token is accepted"
+    assert http["viewers"] > 0 and http["concurrency"] == 2
+    assert 0 < http["latency_ms"]["p50"] <= http["latency_ms"]["p99"] and http["latency_ms"]["n"] == http["requests"]
+    assert 0 < http["stream_latency_ms"]["p50"] <= http["stream_latency_ms"]["p99"]
+    assert 0 < http["stream_latency_ms_without"]["p50"] <= http["stream_latency_ms_without"]["p99"]
+    assert isinstance(http["stream_p99_rise_pct"], float)
+    assert http["stream"]["applied"] == http["stream"]["sent"] > 0
+    out = capsys.readouterr().out
+    assert "http reads" in out and "req/s" in out and "stream under reads" in out
