@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -13,7 +15,8 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream.contracts.topics import CATALOG, COMMANDS, EVENTS, RECOMMENDATIONS
@@ -304,3 +307,69 @@ async def test_any_worker_answers_for_any_viewer_by_asking_its_owner(
         status, group = _json(_get(cfg, "/groups/recommendations?viewers=" + ",".join(viewers[:6]), reader))
         assert status == 200 and group["viewers"] == viewers[:6] and group["items"]
     assert _get(workers.configs[1], "/viewers/nobody/recommendations", reader)[0] == 404
+
+
+async def test_a_forgotten_viewer_stays_forgotten_when_its_partitions_are_read_again_from_the_start(
+    settings: Settings, workers: Workers, producer: AIOKafkaProducer
+) -> None:
+    """SIGKILL after a forget, then the group's offsets reset to the start: every event the viewer published
+    before its forget is delivered again, and none is applied; nor is anything else applied twice."""
+    proc = workers.start()
+    cfg = workers.configs[0]
+    await publish(producer, settings.topic(CATALOG), catalog_messages())
+    mine = [event(n, "u1", f"{'dcmk'[n % 4]}{n % 4 + 1}", "complete") for n in range(5)]
+    theirs = [event(10 + n, "u2", f"c{n + 1}", "complete") for n in range(3)]
+    await publish(producer, settings.topic(EVENTS), [encode(d) for d in [*mine, *theirs]])
+    await _until(lambda: _async(_health(cfg)["applied"] >= 8), what="the first events")
+    forget = orjson.dumps({"command": "forget", "ts": _now()})
+    await publish(producer, settings.topic(COMMANDS), [(b"u1", forget)])
+    profiles_topic = f"{settings.faust_id}-profiles-changelog"
+
+    async def erased() -> dict[bytes, bytes | None] | None:
+        rows = await _latest(settings, profiles_topic)
+        return rows if rows.get(b"u1", b"") is None else None
+
+    rows = await _until(erased, what="u1's tombstone")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    # read everything again: the group's committed offsets back to the start, once its dead member is gone
+    await _until(lambda: _rewind(settings), timeout_s=60, what="the group's offsets reset")
+    again = workers.start()
+    cfg = workers.configs[-1]
+    await _until(lambda: _async(_health(cfg)["ignored"] >= len(mine)), timeout_s=60, what="the replay")
+    health = _health(cfg)
+    assert health["applied"] == 0 and health["duplicates"] >= len(theirs), health
+    assert (await _latest(settings, profiles_topic)) == rows, "a row changed, or the forgotten viewer came back"
+    assert (await _latest(settings, settings.topic(RECOMMENDATIONS)))[b"u1"] is None
+    assert again.poll() is None
+
+
+class _AsFaust(RoundRobinPartitionAssignor):
+    """Round robin under the name of Faust's assignor: the group keeps the protocol its workers chose."""
+
+    name = "faust"
+
+
+async def _rewind(settings: Settings) -> bool:
+    """Join the worker group alone (its killed member gone) and commit offset 0 on every partition of the
+    events and commands topics: the next worker reads them from the start."""
+    topics = [settings.topic(EVENTS), settings.topic(COMMANDS)]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap, group_id=settings.faust_id, enable_auto_commit=False,
+        session_timeout_ms=6000, heartbeat_interval_ms=1000, partition_assignment_strategy=(_AsFaust,),
+    )  # fmt: skip
+    await consumer.start()
+    try:
+        consumer.subscribe(topics)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(consumer.assignment()) < 2 * settings.partitions:
+            await consumer.getmany(timeout_ms=200)
+        held = consumer.assignment()
+        if len(held) < 2 * settings.partitions:
+            return False
+        await consumer.commit({tp: 0 for tp in held})
+        return True
+    except Exception:  # the group is still rebalancing: not yet
+        return False
+    finally:
+        await consumer.stop()
