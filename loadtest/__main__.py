@@ -80,11 +80,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-http", action="store_true", help="skip the http phase (reads beside the latency phase)")
     p.add_argument("--http-concurrency", type=int, default=4, help="concurrent readers in the http phase (default 4)")
     p.add_argument("--http-requests", type=int, default=20_000, help="most requests of the http phase (default 20,000)")
+    p.add_argument(
+        "--http-rate", type=float, help="requests/s of the http phase in all (default: as fast as answers come)"
+    )
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--out", type=Path, default=Path("loadtest/results"))
     args = p.parse_args(argv)
     if args.http_concurrency < 1 or args.http_requests < 1:
         p.error("--http-concurrency and --http-requests must be at least 1")
+    if args.http_rate is not None and args.http_rate <= 0:
+        p.error("--http-rate must be positive")
     try:
         require("matplotlib", "tqdm")  # now, not after a run of minutes
     except MissingExtra as exc:
@@ -114,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         http=not args.no_http,
         http_concurrency=args.http_concurrency,
         http_max_requests=args.http_requests,
+        http_rate=args.http_rate,
         out_dir=args.out,
     )
     progress = _Progress()

@@ -94,6 +94,8 @@ class Config:
     http: bool = True
     http_concurrency: int = 4
     http_max_requests: int = 20_000
+    #: Requests per second of the http phase in all (None: as fast as the clients get answers).
+    http_rate: float | None = None
     out_dir: Path = Path("loadtest/results")
 
 
@@ -344,6 +346,7 @@ class Run:
             "seconds": seconds,
             "max_requests": cfg.http_max_requests,
             "seed": cfg.seed,
+            "rate": cfg.http_rate,
         }
         assert clients.stdin is not None and clients.stdout is not None
         started = time.perf_counter()
@@ -797,6 +800,7 @@ def http_figures(phase: dict[str, Any], latency: dict[str, Any], cfg: Config) ->
         "latency_ms": http_ms,
         "statuses": dict(sorted(Counter(str(status) if status else "error" for _, _, status in requests).items())),
         "concurrency": cfg.http_concurrency,
+        "rate_offered": cfg.http_rate,
         "max_requests": cfg.http_max_requests,
         "capped": len(requests) >= cfg.http_max_requests,
         "window_s": elapsed,

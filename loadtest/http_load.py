@@ -7,7 +7,8 @@ the load is to begin::
      "seconds": 25.0, "max_requests": 20000, "seed": 7}
 
 ``concurrency`` clients share one keep-alive session (a connection each) and each issues
-``GET /viewers/{viewer}/recommendations`` for random ``viewers``, one request after another,
+``GET /viewers/{viewer}/recommendations`` for random ``viewers``, one request after another
+(or, with ``"rate"``, paced so that all clients together make that many a second),
 until ``seconds`` have passed or ``max_requests`` were issued, whichever comes first; a request
 gets at most :data:`REQUEST_TIMEOUT_S`. The bearer token comes from the environment
 (``LOADTEST_TOKEN``), not the command line. One JSON line goes to stdout::
@@ -40,9 +41,19 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 async def load(
-    urls: list[str], token: str, viewers: list[str], concurrency: int, seconds: float, max_requests: int, seed: int = 7
+    urls: list[str],
+    token: str,
+    viewers: list[str],
+    concurrency: int,
+    seconds: float,
+    max_requests: int,
+    seed: int = 7,
+    rate: float | None = None,
 ) -> dict[str, Any]:
-    """Read ``viewers``' lists from ``urls`` (client ``i`` asks ``urls[i % len(urls)]``); see the module."""
+    """Read ``viewers``' lists from ``urls`` (client ``i`` asks ``urls[i % len(urls)]``); see the module.
+
+    ``rate``: requests per second in all, shared by the clients (None: each as fast as answers come).
+    """
     if not urls or not viewers or concurrency < 1:
         raise ValueError("expected some urls, some viewers and a concurrency of 1 or more")
     for url in urls:
@@ -58,9 +69,16 @@ async def load(
     deadline = t0 + seconds
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as session:
 
-        async def client(base: str) -> None:
+        async def client(base: str, n: int) -> None:
             nonlocal issued
+            gap = concurrency / rate if rate else 0.0
+            due = t0 + n * gap / concurrency  # the clients take turns
             while issued < max_requests and time.perf_counter() < deadline:
+                if gap:
+                    await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                    due += gap
+                    if time.perf_counter() >= deadline:
+                        break
                 issued += 1
                 viewer = quote(viewers[rng.randrange(len(viewers))], safe="")
                 start = time.perf_counter()
@@ -72,7 +90,7 @@ async def load(
                     status = 0
                 records.append((start - t0, (time.perf_counter() - start) * 1000, status))
 
-        await asyncio.gather(*(client(urls[i % len(urls)].rstrip("/")) for i in range(concurrency)))
+        await asyncio.gather(*(client(urls[i % len(urls)].rstrip("/"), i) for i in range(concurrency)))
     return {"elapsed_s": time.perf_counter() - t0, "requests": records}
 
 
@@ -90,6 +108,7 @@ def main() -> int:
             float(job["seconds"]),
             int(job["max_requests"]),
             int(job.get("seed", 7)),
+            job.get("rate"),
         )
     )
     sys.stdout.buffer.write(orjson.dumps(result) + b"\n")

@@ -78,7 +78,8 @@ def _http(http: dict[str, Any], worker_without: dict[str, Any]) -> list[str]:
     start, end = http.get("window") or (None, None)
     window = "n/a" if start is None else f"s {start:.1f}-{end:.1f} of the phase"
     return [
-        f"  http reads           {_f(http['rps'], ' req/s')} ({http['concurrency']} clients,"
+        f"  http reads           {_f(http['rps'], ' req/s')} ({http['concurrency']} clients"
+        f"{', paced at ' + _f(http['rate_offered'], '/s') if http.get('rate_offered') else ''},"
         f" {http['requests']:,} requests in {_f(http['window_s'], ' s', 1)}{', capped' if http['capped'] else ''})"
         f"  p50 {_f(ms['p50'], ' ms', 2)}  p99 {_f(ms['p99'], ' ms', 2)}"
         f" (goal <= {_f(goals['http_p99_ms'], ' ms')}: {_goal(met['http_p99'])})",
