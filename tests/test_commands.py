@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -221,3 +222,19 @@ def test_a_held_event_is_not_counted_as_learned_until_it_is() -> None:
     w.position = -1
     again = w.run([first, held, after])
     assert again.applied == 0 and w.model.learned == before + 1 and learned == before + 1
+
+
+def test_a_list_made_at_read_time_follows_what_others_did_since_and_changes_nothing() -> None:
+    log, w = Log(), Worker(top_k=4)
+    first = w.run([log.event("u1", "d1", "complete")])
+    stored = _snapshots(first)["u1"]
+    # since: many viewers finish a documentary
+    w.run([log.event(f"o{n}", "m3", "complete") for n in range(30)])
+    time.sleep(0.6)  # ranking reuses the models' per-title arrays for half a second (POPULARITY_REFRESH_S)
+    state, row = w.state(), w.store["u1"]
+    fresh = orjson.loads(w.processor.read_list(row, w.model, T0 + 10**6))
+    SNAPSHOT.validate(fresh)
+    assert fresh["fresh"] is True and fresh["user_id"] == "u1" and fresh["events_applied"] == 1
+    assert "m3" in [i["item_id"] for i in fresh["items"]] and "m3" not in [i["item_id"] for i in stored["items"]]
+    assert w.state() == state and w.store["u1"] == row, "a read changed the model or the profile"
+    assert "fresh" not in stored

@@ -104,6 +104,11 @@ async def test_commands_act_in_order_and_the_read_api_shows_what_is_held(
     assert _get(cfg, "/viewers/u1/recommendations", "stk_unknown")[0] == 401
     assert _get(cfg, "/viewers/u1/recommendations", profiler)[0] == 403
     assert _get(cfg, "/viewers/nobody/recommendations", reader)[0] == 404
+    status, made = _json(_get(cfg, "/viewers/u1/recommendations?fresh=true", reader))
+    assert status == 200 and made["fresh"] is True and made["user_id"] == "u1" and made["events_applied"] == 2
+    assert _get(cfg, "/viewers/u1/recommendations?fresh=maybe", reader)[0] == 400
+    assert _get(cfg, "/viewers/u1/recommendations?fresh=true&at=soon", reader)[0] == 400
+    assert _get(cfg, "/viewers/nobody/recommendations?fresh=true", reader)[0] == 404
     status, view = _json(_get(cfg, "/viewers/u1/profile", profiler))
     assert status == 200 and view["strongest_genres"][0]["genre"] == "drama" and view["events_applied"] == 2
     assert view["personalised"] is True and [h["item_id"] for h in view["recent_history"]] == ["d2", "d1"]
@@ -286,6 +291,8 @@ async def test_any_worker_answers_for_any_viewer_by_asking_its_owner(
             assert status == 200 and raw == latest[viewer.encode()], (viewer, index, status)
             status, view = _json(_get(cfg, f"/viewers/{viewer}/profile", profiler))
             assert status == 200 and view["user_id"] == viewer
+            status, made = _json(_get(cfg, f"/viewers/{viewer}/recommendations?fresh=true", reader))
+            assert status == 200 and made["fresh"] is True and made["user_id"] == viewer
         assert _get(workers.configs[0], f"/viewers/{viewer}/recommendations", None)[0] == 401
     # each of the 24 good requests was answered by its viewer's owner; the other worker forwarded
     # half of them (counted there too): both workers counted some, and more than were made

@@ -265,6 +265,41 @@ class Processor:
             self._list(listings, now_ms if now_ms is not None else int(time.time() * 1000))
         return results
 
+    def read_list(self, row: bytes, model: PartitionModel, now_ms: int) -> bytes:
+        """A list made at ``now_ms`` from a viewer's stored profile row: what a read asking for a fresh
+        list gets (``GET /viewers/{id}/recommendations?fresh=true``).
+
+        The viewer's state is as of its newest event; the models, trending and freshness are as
+        they are at ``now_ms``, which an event-time snapshot of long ago no longer reflects.
+        Nothing changes: no version, no impression, no exploration slot (that would spend a
+        budget), the best-estimated artwork. With personalisation off, the list is impersonal.
+        """
+        profile = Profile.loads(row)
+        if profile.personalised:
+            view, cohort = profile, model.cohorts.of_viewer(profile.user_id, profile.genres)
+        else:
+            view, cohort = profile.impersonal(profile.trigger), None
+        [items] = rank([view], self.catalog, [model], self.top_k, now_ms, self.diversity, [cohort], 0, self.memo)
+        catalog, bandit = self.catalog, model.artwork
+        context = Context(view.device, daypart(view.last_ts), cohort)
+        artwork = [
+            bandit.best(i.item_id, catalog.entry(catalog.index_of(i.item_id) or 0).artwork, context) for i in items
+        ]
+        trigger = view.trigger or [None, None, None]
+        return orjson.dumps(
+            {
+                "user_id": profile.user_id,
+                "version": max(1, profile.version),
+                "generated_at": now_ms,
+                "events_applied": profile.applied,
+                "personalised": profile.personalised,
+                "fresh": True,
+                "trigger": {"event_id": trigger[0], "type": trigger[1], "ts": trigger[2]},
+                "items": [item.as_dict() | {"artwork_id": art} for item, art in zip(items, artwork, strict=True)],
+                "prefetch": prefetch_hint(view, items, catalog),
+            }
+        )
+
     def _position(self, partition: int, messages: Sequence[RawMessage], given: Mapping[int, int] | None) -> int | None:
         if given is not None and partition in given:
             return given[partition]

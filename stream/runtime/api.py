@@ -3,7 +3,7 @@
 Routes (``topics/http/openapi.json`` describes them; a test holds the two together):
 
 - ``GET /viewers/{viewer}/recommendations`` (scope ``read``): the latest snapshot, byte for byte
-  as on the ``recommendations`` topic;
+  as on the ``recommendations`` topic; with ``fresh=true``, a list made at read time;
 - ``GET /viewers/{viewer}/profile`` (scope ``profile``): what is held about the viewer and used,
   in words and numbers;
 - ``GET /groups/recommendations?viewers=a,b`` (scope ``read``): a list for viewers watching together;
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -67,7 +68,8 @@ def register(stream_app: StreamApp) -> None:
 
     class Recommendations(faust.web.View):
         async def get(self, request: Any, viewer: str) -> Any:
-            return await api.for_viewer(self, request, viewer, "/viewers/{viewer}/recommendations", api.recommendations)
+            route = "/viewers/{viewer}/recommendations"
+            return await api.for_viewer(self, request, viewer, route, partial(api.recommendations, request))
 
     class ViewerProfile(faust.web.View):
         async def get(self, request: Any, viewer: str) -> Any:
@@ -119,11 +121,25 @@ class _Api:
         self.s.metrics.http.labels(route=route, status=str(forwarded.status)).inc()
         return forwarded
 
-    async def recommendations(self, viewer: str) -> Reply:
-        snapshot = self.s.snapshots.data.get(viewer.encode())
-        if snapshot is None:
-            return _not_found(viewer, "no snapshot: nothing of this viewer was applied, or it was forgotten")
-        return 200, snapshot, None
+    async def recommendations(self, request: Any, viewer: str) -> Reply:
+        """The latest snapshot; with ``fresh=true``, a list made now (at ``at``, epoch ms, if given)."""
+        fresh = request.query.get("fresh", "false").lower()
+        if fresh not in ("true", "false"):
+            return 400, {"error": f"fresh: expected true or false; got {fresh!r}"}, None
+        if fresh == "false":
+            snapshot = self.s.snapshots.data.get(viewer.encode())
+            if snapshot is None:
+                return _not_found(viewer, "no snapshot: nothing of this viewer was applied, or it was forgotten")
+            return 200, snapshot, None
+        try:
+            at = int(request.query.get("at", time.time() * 1000))
+        except ValueError:
+            return 400, {"error": f"at: expected epoch milliseconds; got {request.query.get('at')!r}"}, None
+        row = self.s.profiles.data.get(viewer.encode())
+        if row is None:
+            return _not_found(viewer, "nothing is held about this viewer")
+        model = self.s.model_of_viewer(viewer)
+        return 200, self.s.processor.read_list(row, model, at), None
 
     async def profile(self, viewer: str) -> Reply:
         raw = self.s.profiles.data.get(viewer.encode())

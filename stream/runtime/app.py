@@ -205,6 +205,11 @@ class StreamApp:
             self._checkpointed[partition] = time.monotonic()
         return model
 
+    def model_of_viewer(self, viewer: str) -> PartitionModel:
+        """The model of the viewer's partition (keys are partitioned as Kafka's default partitioner does)."""
+        tp = self.app.producer.key_partition(self.events.get_topic_name(), viewer.encode())
+        return self._model_for(tp.partition)
+
     async def _write(self, table: faust.types.TableT, partition: int, key: bytes, value: bytes) -> asyncio.Future[Any]:
         """Write a state row to its events' partition; returns the delivery future."""
         return await _faust.write_row(self.app, table, partition, key, value)
