@@ -94,6 +94,9 @@ class ReplayConfig:
     settle_s: float = 0.0
     #: Positives after which a positive counts half for the trending baseline.
     trending_half_life: float = TRENDING_HALF_LIFE
+    #: What an interaction is judged on: ``snapshot``, the list made after the viewer's previous
+    #: interaction; ``read``, a list made at the interaction's time (``?fresh=true``; offline only).
+    judge: str = "snapshot"
 
 
 def replay(log: ReplayLog, cfg: ReplayConfig, progress: Progress | None = None) -> dict[str, Any]:
@@ -164,7 +167,10 @@ def replay_offline(log: ReplayLog, cfg: ReplayConfig, progress: Progress | None 
     sent: dict[str, int] = {}
     started = shown = time.monotonic()
     for it in log.interactions:
-        state.before_publishing(Release(it, last.get(it.user_id), sent.get(it.user_id, 0)))
+        items = last.get(it.user_id)
+        if items is not None and cfg.judge == "read":
+            items = state.replica.read_list(it.user_id, it.ts)  # as a home page asking now would get
+        state.before_publishing(Release(it, items, sent.get(it.user_id, 0)))
         sent[it.user_id] = sent.get(it.user_id, 0) + len(it.events)
         state.counts["published"] += len(it.events)
         state.pacer.released += 1
@@ -182,6 +188,7 @@ def replay_offline(log: ReplayLog, cfg: ReplayConfig, progress: Progress | None 
         "partitions": cfg.partitions,
         "seed": cfg.seed,
         "trending_half_life": cfg.trending_half_life,
+        "judge": cfg.judge,
         "top_k": settings.top_k,
         "diversity": settings.diversity,
     }
@@ -512,6 +519,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="judge the in-process replica's lists instead of the workers' (no broker; seconds, for tuning)",
     )
+    p.add_argument(
+        "--judge",
+        choices=("snapshot", "read"),
+        default="snapshot",
+        help="judge each interaction on the snapshot made after the viewer's previous one (default), or on a"
+        " list made at its time, as GET .../recommendations?fresh=true answers (read; with --offline)",
+    )
     p.add_argument("--report", type=Path, help="JSON report (default loadtest/results/replay-<time>.json)")
     p.add_argument("--plots", type=Path, help="directory for the PNG plots (default: next to the report)")
     p.add_argument("--write-population-log", type=Path, metavar="PATH", help="write a harness-population JSONL log")
@@ -525,8 +539,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.log is None:
         p.error("a log to replay is required (or --write-population-log / --write-movielens)")
-    if not args.trending_half_life > 0:
-        p.error("--trending-half-life: expected a positive number of positives")
+    if not args.trending_half_life > 0 or (args.judge == "read" and not args.offline):
+        p.error("--trending-half-life: expected a positive number; --judge read: only with --offline")
     try:
         require("matplotlib")  # for the plots: now, not after the replay
     except MissingExtra as exc:
@@ -557,6 +571,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         bootstrap=args.bootstrap,
         trending_half_life=args.trending_half_life,
+        judge=args.judge,
     )
     print(
         f"replaying {len(log.interactions)} interactions of {log.viewers} viewers ({log.events} events,"

@@ -67,6 +67,14 @@ class Replica:
         x = features(ViewerTerms.of(profile, model, self.catalog, now_ms), self.catalog, idx)
         return float(model.predict_one(x))
 
+    def read_list(self, user_id: str, now_ms: int) -> list[str]:
+        """The viewer's list made at ``now_ms`` from its stored profile (what ``?fresh=true`` answers)."""
+        raw = self.rows.get(user_id)
+        if not raw:
+            return []
+        listed = self.processor.read_list(raw, self.models[self.partition(user_id)], now_ms)
+        return [item["item_id"] for item in orjson.loads(listed)["items"]]
+
     def apply(self, user_id: str, events: Sequence[dict[str, Any]]) -> list[str]:
         """Apply one interaction's events as the worker does; returns the replica's list after them."""
         p = self.partition(user_id)

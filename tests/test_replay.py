@@ -539,3 +539,19 @@ def test_the_offline_replay_judges_the_replicas_lists_by_the_same_rules() -> Non
         if listed:
             last[it.user_id] = listed
     assert report["hr_at_10"]["model"] == pytest.approx(hits / report["interactions_judged"])
+
+
+def test_the_offline_replay_can_judge_lists_made_at_each_interactions_time() -> None:
+    log = read_log(DATA / "log.jsonl")
+    report = replay_offline(log, ReplayConfig(partitions=2, judge="read"))
+    assert report["settings"]["judge"] == "read"
+    # by hand: before each interaction, a list made at its time from the viewer's stored profile
+    replica = replay_replica.Replica(log.catalog, Settings(partitions=2))
+    seen: set[str] = set()
+    hits = 0
+    for it in log.interactions:
+        if it.positive and it.user_id in seen:
+            hits += it.item_id in replica.read_list(it.user_id, it.ts)[:10]
+        if replica.apply(it.user_id, it.events):
+            seen.add(it.user_id)
+    assert report["hr_at_10"]["model"] == pytest.approx(hits / report["interactions_judged"])
