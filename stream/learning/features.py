@@ -1,6 +1,6 @@
 """The one home of the score: what a (viewer, title) pair's features are, and how they add up.
 
-A title's score for a viewer is ``parts @ weights``, the weighted sum of seven features:
+A title's score for a viewer is ``parts @ weights``, the weighted sum of eight features:
 
 - ``genre``: how the viewer's decayed genre affinities match the title's genres;
 - ``tag``: the same for fine-grained tags;
@@ -11,11 +11,13 @@ A title's score for a viewer is ``parts @ weights``, the weighted sum of seven f
   device at this time of day, once that bucket has enough starts): see
   :mod:`stream.learning.cohorts`;
 - ``popularity``: how often it was started lately (log-scaled);
-- ``trending``: what viewers did with it in the last hour's windows: see
-  :mod:`stream.learning.velocity`;
+- ``trending``: what this partition's viewers did with it in the last hour's windows (early
+  skips count against it): see :mod:`stream.learning.velocity`;
+- ``trend``: how often the whole deployment's viewers finished or liked it lately, decayed by
+  count, shared by every partition and worker: see :mod:`stream.learning.trend`;
 - ``freshness``: how recently it was released.
 
-The first four depend on the viewer (:class:`ViewerTerms`), the last three only on
+The first four depend on the viewer (:class:`ViewerTerms`), the last four only on
 the title and the model (:func:`title_parts`). :func:`pair_parts` computes all seven
 for any set of one viewer's titles: learning (one pair), candidate and exploration
 scoring (a few hundred) and the group list (every title) call it. :func:`scan` is the
@@ -74,7 +76,7 @@ __all__ = [
     "weight_vector",
 ]
 
-FEATURES = ("genre", "tag", "context", "cohort", "popularity", "trending", "freshness")
+FEATURES = ("genre", "tag", "context", "cohort", "popularity", "trending", "trend", "freshness")
 #: The features only the viewer changes, then those of the title alone (and the model).
 VIEWER_FEATURES, TITLE_FEATURES = FEATURES[:4], FEATURES[4:]
 #: Freshness halves every this many days after release.
@@ -209,12 +211,18 @@ class ViewerTerms:
 
 
 def title_parts(model: PartitionModel, catalog: Catalog, now_ms: int, rows: np.ndarray | None = None) -> np.ndarray:
-    """(titles, 3): the popularity, trending and freshness features of ``rows`` (None: every title).
+    """(titles, 4): the popularity, trending, trend and freshness features of ``rows`` (None: every title).
 
     Read from the model's and the catalog's per-title arrays (each cached while it holds:
-    popularity for half a second, trending until new counts, freshness for the minute).
+    popularity for half a second, trending until new counts, trend until the next delta, freshness
+    for the minute).
     """
-    columns = [model.popularity(catalog.ids), model.trending.array(catalog.ids), catalog.freshness(now_ms, FRESH_DAYS)]
+    columns = [
+        model.popularity(catalog.ids),
+        model.trending.array(catalog.ids),
+        model.shared_trend.array(catalog.ids),
+        catalog.freshness(now_ms, FRESH_DAYS),
+    ]
     if rows is not None:
         columns = [c[rows] for c in columns]
     return np.column_stack(columns).astype(np.float32, copy=False)
@@ -257,7 +265,7 @@ def pair_parts(
     gathered: tuple[np.ndarray, Any] | None = None,
     cohort: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(titles, 7): every feature of the pairs (viewer, title) for the catalog ``rows`` (None: every title).
+    """(titles, 8): every feature of the pairs (viewer, title) for the catalog ``rows`` (None: every title).
 
     The one definition of the features, in :data:`FEATURES` order; ``parts @ weight_vector(w)``
     is the score. ``gathered`` (:func:`title_rows` of ``rows``) and ``cohort`` (the cohort
@@ -307,7 +315,7 @@ class Scan:
     cohorts: dict[tuple[int, str], np.ndarray]  # per (model, bucket): (titles,) the cohort feature
 
     def parts(self, r: int, rows: np.ndarray, viewer: ViewerTerms, catalog: Catalog) -> np.ndarray:
-        """(len(rows), 7) raw features of viewer ``r``'s pairs with ``rows``, as :func:`pair_parts` gives them."""
+        """(len(rows), 8) raw features of viewer ``r``'s pairs with ``rows``, as :func:`pair_parts` gives them."""
         parts = np.zeros((len(rows), len(FEATURES)), dtype=np.float32)
         parts[:, _GENRE] = self.genre[r, rows]
         parts[:, _TAG] = self.tag[r, rows]

@@ -39,6 +39,7 @@ from stream.learning.cohorts import Cohorts
 from stream.learning.features import FEATURES
 from stream.learning.profile import daypart
 from stream.learning.signals import Signal
+from stream.learning.trend import SharedTrend
 from stream.learning.velocity import Exploration, Trending
 
 __all__ = ["FEATURES", "PRIOR", "PartitionModel", "liked"]
@@ -51,6 +52,7 @@ PRIOR = {
     "cohort": 0.4,
     "popularity": 0.25,
     "trending": 0.4,
+    "trend": 0.4,
     "freshness": 0.1,
 }
 #: Half-life of title popularity, in events seen by the partition.
@@ -81,6 +83,9 @@ class PartitionModel:
         self.learned = 0
         #: Offset (in its input partition) of the newest event this model reflects.
         self.offset = -1
+        #: What the whole deployment likes now: shared by every partition (the processor hands each
+        #: model its deployment's replica); not part of this model's state.
+        self.shared_trend = SharedTrend()
         #: Offsets at or below ``offset`` whose events are not learned yet (see :meth:`hold`).
         self.pending: set[int] = set()
         #: Decayed starts per title id.

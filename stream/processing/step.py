@@ -39,6 +39,7 @@ from stream.learning.features import FEATURES, ViewerTerms, pair_parts
 from stream.learning.model import PartitionModel, liked
 from stream.learning.profile import Profile, daypart
 from stream.learning.signals import Signal, interpret
+from stream.learning.trend import SharedTrend
 from stream.ranking.ranker import Memo, Ranked, RankedItem, rank
 
 __all__ = [
@@ -89,6 +90,9 @@ class BatchResult:
     commands: dict[str, int] = field(default_factory=dict)
     #: The newest offset of the partition's events the model learned from (-1: none).
     learned_through: int = -1
+    #: What the deployment-wide trend learns from this batch: (event offset, title finished or
+    #: liked), for the runtime to publish to the model topic (see ``Processor.share_deltas``).
+    deltas: list[tuple[int, str]] = field(default_factory=list)
     #: Valid events whose processing raised (a defect of the worker): dead-lettered, state as before.
     failed: int = 0
     #: Viewers whose state changed but whose snapshot could not be made (a defect of ranking).
@@ -189,8 +193,15 @@ class Processor:
         diversity: float = 0.0,
         exploration: int = 0,
         commands_topic: str = "user-commands",
+        shared_trend: SharedTrend | None = None,
+        share_deltas: bool = False,
     ):
         self.catalog = catalog
+        #: The deployment's trend, which every partition model reads. With ``share_deltas`` the
+        #: step leaves learning it to the runtime (``BatchResult.deltas``, published and folded into
+        #: every worker's replica); otherwise it learns each finish or like at once.
+        self.shared_trend = shared_trend if shared_trend is not None else SharedTrend()
+        self.share_deltas = share_deltas
         #: Messages of this topic are viewers' commands; every other message is a playback event.
         self.commands_topic = commands_topic
         self.top_k = top_k
@@ -250,6 +261,7 @@ class Processor:
         listings: list[Listing] = []
         for partition, messages, items in plan.batches:
             model = models[partition]
+            model.shared_trend = self.shared_trend
             result = BatchResult()
             results.append(result)
             viewers = _Viewers(rows, forgotten or {})
@@ -578,16 +590,29 @@ class Processor:
                 return COPY if profile.note_duplicate(offset) else SEEN
             if model is not None and not model.knows(offset):
                 # Read again after a crash: the profile kept it, the model's checkpoint did not.
-                self._learn(model, profile, idx, event, interpret(event, profile.paused), cohort)
+                signal = interpret(event, profile.paused)
+                self._learn(model, profile, idx, event, signal, cohort)
                 result.learned_through = max(result.learned_through, offset)
+                if liked(signal) and self.share_deltas:
+                    self._share(result, offset, event.item_id)  # replicas skip it if it was published
             return SEEN
         signal = interpret(event, profile.paused)
         if model is not None:
             self._learn(model, profile, idx, event, signal, cohort)
             result.learned_through = max(result.learned_through, offset)
         profile.apply(event, signal, self.catalog.entry(idx), offset, self.half_life_ms)
+        if model is not None and liked(signal):
+            self._share(result, offset, event.item_id)
         result.applied += 1
         return APPLIED
+
+    def _share(self, result: BatchResult, offset: int, item_id: str) -> None:
+        """A finish or like, once applied, is what the deployment's trend learns: a delta for the
+        runtime to publish (every worker folds it into its replica), or learned at once."""
+        if self.share_deltas:
+            result.deltas.append((offset, item_id))
+        else:
+            self.shared_trend.learn(item_id)
 
     def _restore(self, viewers: _Viewers, user_id: str, done: Sequence[tuple[Decoded, int, int, int | None]]) -> None:
         """Put a viewer back as it was before a failed item: as stored, plus the batch's items before it

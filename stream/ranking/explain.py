@@ -112,6 +112,9 @@ class Explainer:
     def _trending(self, idx: int, entry: CatalogEntry, said: list[str]) -> str | None:
         return "trending in the last hour"
 
+    def _trend(self, idx: int, entry: CatalogEntry, said: list[str]) -> str | None:
+        return "many viewers finished or liked it lately"
+
     def _freshness(self, idx: int, entry: CatalogEntry, said: list[str]) -> str | None:
         new = "new this week" if self.now_ms - self.release_ts[idx] < WEEK_MS else "new release"
         liked = [g for g in entry.genres if self.profile.genres.get(g, 0.0) > 0]

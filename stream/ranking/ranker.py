@@ -21,7 +21,15 @@ from typing import Any
 import numpy as np
 
 from stream.learning.catalog import Catalog
-from stream.learning.features import FEATURES, ViewerTerms, bucket_rows, pair_parts, scan, title_parts, weight_vector
+from stream.learning.features import (
+    VIEWER_FEATURES,
+    ViewerTerms,
+    bucket_rows,
+    pair_parts,
+    scan,
+    title_parts,
+    weight_vector,
+)
 from stream.learning.model import PartitionModel
 from stream.learning.profile import Profile
 from stream.ranking.candidates import CandidateIndex
@@ -204,7 +212,7 @@ def _best_candidates(viewers: Sequence[ViewerTerms], catalog: Catalog, k: int, m
     for viewer in viewers:
         model = viewer.model
         if id(model) not in shared:
-            w = weight_vector(model.weights)[len(FEATURES) - 3 :]
+            w = weight_vector(model.weights)[len(VIEWER_FEATURES) :]
             base = title_parts(model, catalog, viewer.now_ms) @ w
             base[~mats.active] = -np.inf
             shared[id(model)] = base

@@ -35,10 +35,11 @@ import faust
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from stream.contracts.topics import CATALOG, COMMANDS, ERASE_WITHIN_A_DAY, EVENTS, RECOMMENDATIONS, load_specs
+from stream.contracts.topics import CATALOG, COMMANDS, ERASE_WITHIN_A_DAY, EVENTS, MODEL, RECOMMENDATIONS, load_specs
 from stream.contracts.validation import InvalidMessage, decode_catalog, decode_command
 from stream.learning.catalog import Catalog
 from stream.learning.model import PartitionModel
+from stream.learning.trend import WINDOW, SharedTrend
 from stream.processing.step import BatchResult, Plan, Processor, RawMessage, dead_letter, in_order, split_held
 from stream.runtime import _faust, api
 from stream.runtime.kafka import partitions_of
@@ -141,9 +142,12 @@ class StreamApp:
         #: Wall-clock ms before which everything appended to the catalog topic is in ``catalog``.
         self._catalog_synced_ms = 0.0
         self._catalog_round = asyncio.Event()  # set (and replaced) after each round of the catalog reader
+        # The deployment-wide trend: every worker's replica folds the deltas of the model topic.
+        self.shared_trend = SharedTrend()
+        self.model_ready = asyncio.Event()
         self.processor = Processor(
             self.catalog, s.top_k, s.max_event_bytes, s.half_life_days, s.diversity, s.exploration,
-            commands_topic=s.topic(COMMANDS),
+            commands_topic=s.topic(COMMANDS), shared_trend=self.shared_trend, share_deltas=True,
         )  # fmt: skip
         # What each assigned partition has learned; the ``models`` table is its durable copy.
         self._partition_models: dict[int, PartitionModel] = {}
@@ -162,6 +166,7 @@ class StreamApp:
             "unranked": 0,
             "catalog_waits": 0,
             "held_batches": 0,
+            "deltas_applied": 0,
             "commands": 0,
             "ignored": 0,
             "forgotten": 0,
@@ -176,6 +181,7 @@ class StreamApp:
         _faust.install(app, fetch_wait_ms=s.fetch_wait_ms, handlers=handlers)
         app.agent(self.catalog_topic, name="check-catalog")(self._check_catalog)
         app.task(self._follow_catalog)
+        app.task(self._follow_model)
         app.timer(interval=3600.0)(self._expire_forget_marks)
         app.task(self._checkpoint_idle_partitions)
         app.task(self._report_progress)
@@ -226,6 +232,7 @@ class StreamApp:
         they produced is delivered, and the model checkpoints covering them too.
         """
         await self.catalog_ready.wait()
+        await self.model_ready.wait()
         size = self.settings.batch_max
         events_topic = self.events.get_topic_name()
         by_partition: dict[int, list[list[RawMessage]]] = {}
@@ -348,6 +355,9 @@ class StreamApp:
             letter = orjson.loads(record)
             pending.append(await self._send(letter["topic"] + "-dlq", key, record))
             m.dead_letter(letter["topic"], letter["error"])
+        for offset, item_id in result.deltas:
+            delta = orjson.dumps({"partition": partition, "offset": offset, "item_id": item_id})
+            pending.append(await self._send(self.settings.topic(MODEL), str(partition).encode(), delta, 0))
         for kind, n in result.commands.items():
             m.commands.labels(kind=kind).inc(n)
         c = self.counters
@@ -493,6 +503,52 @@ class StreamApp:
                     self.catalog_ready.set()
         finally:
             await consumer.stop()
+
+    async def _follow_model(self) -> None:
+        """Read the model topic into this worker's replica of the deployment-wide trend, then follow it.
+
+        A worker that starts reads only the last :data:`WINDOW` deltas: older ones weigh less
+        than a millionth (:mod:`stream.learning.trend`), so it is ready in a second however long
+        the deployment has run. Each delta's staleness (from its publication to its application
+        here) is observed in ``stream_model_staleness_seconds``.
+        """
+        s = self.settings
+        tp = TopicPartition(s.topic(MODEL), 0)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+            fetch_max_wait_ms=s.fetch_wait_ms, client_id=f"{s.faust_id}-model",
+        )  # fmt: skip
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            end = (await consumer.end_offsets([tp]))[tp]
+            start = (await consumer.beginning_offsets([tp]))[tp]
+            consumer.seek(tp, max(start, end - WINDOW))
+            while True:
+                batches = await consumer.getmany(timeout_ms=50, max_records=5000)
+                now = time.time()
+                for records in batches.values():
+                    for record in records:
+                        self._apply_delta(record, now)
+                if not self.model_ready.is_set():
+                    high = consumer.highwater(tp)
+                    if high is None or await consumer.position(tp) >= high:
+                        log.info("model replica loaded: %d deltas", self.shared_trend.learned)
+                        self.model_ready.set()
+        finally:
+            await consumer.stop()
+
+    def _apply_delta(self, record: Any, now: float) -> None:
+        try:
+            doc = orjson.loads(record.value)
+            partition, offset, item_id = doc["partition"], doc["offset"], doc["item_id"]
+        except (ValueError, TypeError, KeyError):
+            log.warning("a malformed model delta at offset %d was skipped", record.offset)
+            return
+        if self.shared_trend.apply(int(partition), int(offset), str(item_id)):
+            self.counters["deltas_applied"] += 1
+            if self.model_ready.is_set():
+                self.metrics.staleness.observe(max(0.0, now - record.timestamp / 1000))
 
     async def _await_catalog(self, titles: set[str]) -> None:
         """Events name titles this worker's catalog lacks: give the catalog reader time to catch up.

@@ -111,6 +111,12 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
             registry=r,
         )
+        self.staleness = Histogram(
+            "stream_model_staleness_seconds",
+            "From a model delta's publication to its application in this worker's replica",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=r,
+        )
         self.http = Counter(
             "stream_http_requests", "HTTP requests served, by route and status", ["route", "status"], registry=r
         )

@@ -1,0 +1,111 @@
+"""What the whole deployment likes right now: finishes and likes per title, decayed by count.
+
+Every finish or like anywhere (any partition, any worker) is one *delta* ``(source partition,
+offset, title)``. The counts decay with the number of deltas learned: a delta weighs half
+after :data:`HALF_LIFE` more (kept as a growing unit, rescaled now and then), so the trend
+follows what viewers like *now* however fast events come, and a delta :data:`WINDOW` deltas
+old weighs less than one part in a million. That bounds what a replica needs: the last
+:data:`WINDOW` deltas rebuild it (:mod:`stream.runtime.app` reads them from the model topic
+when a worker starts), with no snapshot.
+
+A delta is applied once: one delivered again (a worker re-publishes what it learned before a
+crash) is recognised by its source partition and offset among the last :data:`WINDOW`.
+
+The feature (:meth:`SharedTrend.array`) is each title's count as a share of the top title's,
+log-scaled (``log1p(1000 x share) / log1p(1000)``): the top titles at 1, a title liked a
+thousandth as often still well above 0.
+
+>>> t = SharedTrend()
+>>> [t.apply(0, o, item) for o, item in enumerate(["a", "a", "b"])] + [t.apply(0, 1, "a")]
+[True, True, True, False]
+>>> [round(float(v), 2) for v in t.array(["a", "b", "c"])]
+[1.0, 0.9, 0.0]
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["HALF_LIFE", "WINDOW", "SharedTrend"]
+
+#: Deltas after which one weighs half (the replay's trending baseline uses 1,000 positives too).
+HALF_LIFE = 1000.0
+#: Deltas a replica remembers (to recognise a repeat) and needs (older ones weigh < 2**-20).
+WINDOW = 20 * int(HALF_LIFE)
+#: The log scale of the feature: a title liked this much less often than the top one is at half.
+_SCALE = 1000.0
+_RESCALE = 2.0**40
+
+
+class SharedTrend:
+    def __init__(self, half_life: float = HALF_LIFE, window: int = WINDOW) -> None:
+        self.half_life = half_life
+        self.window = window
+        self.counts: dict[str, float] = {}
+        #: Deltas applied (each once).
+        self.learned = 0
+        self._unit = 1.0
+        self._recent: deque[tuple[int, int]] = deque()
+        self._seen: set[tuple[int, int]] = set()
+        self._cache: tuple[tuple[int, int], np.ndarray] | None = None
+
+    def apply(self, partition: int, offset: int, item: str) -> bool:
+        """Fold in one delta; False (and nothing changes) if it was applied before."""
+        key = (partition, offset)
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        self._recent.append(key)
+        if len(self._recent) > self.window:
+            self._seen.discard(self._recent.popleft())
+        self.learn(item)
+        return True
+
+    def learn(self, item: str) -> None:
+        """One more finish or like of ``item`` (no repeat check: for in-process use)."""
+        self.learned += 1
+        self._unit *= 2.0 ** (1.0 / self.half_life)
+        if self._unit > _RESCALE:
+            for k in self.counts:
+                self.counts[k] /= self._unit
+            self._unit = 1.0
+        self.counts[item] = self.counts.get(item, 0.0) + self._unit
+
+    def array(self, ids: Sequence[str]) -> np.ndarray:
+        """Per title of ``ids``: the log-scaled share of the top title's count (cached until the next delta)."""
+        key = (self.learned, len(ids))
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        top = max(self.counts.values(), default=0.0)
+        counts = self.counts
+        share = np.fromiter((counts.get(i, 0.0) for i in ids), dtype=np.float64, count=len(ids))
+        if top > 0:
+            share /= top
+        out = (np.log1p(share * _SCALE) / math.log1p(_SCALE)).astype(np.float32)
+        self._cache = (key, out)
+        return out
+
+    def share(self, item: str) -> float:
+        top = max(self.counts.values(), default=0.0)
+        return self.counts.get(item, 0.0) / top if top > 0 else 0.0
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "hl": self.half_life,
+            "n": self.learned,
+            "counts": {k: v / self._unit for k, v in self.counts.items() if v / self._unit > 1e-9},
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None) -> SharedTrend:
+        trend = cls()
+        if state:
+            trend = cls(state["hl"])
+            trend.learned = state["n"]
+            trend.counts = dict(state["counts"])
+        return trend

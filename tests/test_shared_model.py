@@ -1,0 +1,99 @@
+"""The deployment-wide trend: deltas on the model topic, folded once into every worker's replica."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from stream.contracts.topics import CATALOG, EVENTS, MODEL
+from stream.learning.model import PartitionModel
+from stream.learning.trend import SharedTrend
+from stream.processing.step import Processor
+from stream.runtime.kafka import read_to_end
+from stream.settings import Settings
+
+from .catalog_fixture import catalog_messages
+from .helpers import Workers, encode, event, publish
+from .test_commands import Log
+from .test_ranking import make_catalog
+
+
+def test_the_step_shares_each_applied_finish_or_like_once_and_nothing_of_an_opted_out_viewer() -> None:
+    log = Log()
+    processor = Processor(make_catalog(), share_deltas=True)
+    batch = [
+        log.event("u1", "d1", "complete"),
+        log.event("u1", "d2", "play"),  # a start: nothing to share
+        log.command("u2", "opt_out"),
+        log.event("u2", "c1", "complete"),  # opted out: teaches nothing, shares nothing
+        log.event("u3", "m1", "complete"),
+    ]
+    [result] = processor.step(processor.plan([(0, batch)]), {}, {0: PartitionModel()})
+    assert result.deltas == [(0, "d1"), (3, "m1")]
+    assert processor.shared_trend.learned == 0, "with share_deltas, the runtime folds them in"
+    local = Processor(make_catalog())
+    local.process([log.event("u9", "d1", "complete")], {}, PartitionModel())
+    assert local.shared_trend.learned == 1 and local.shared_trend.share("d1") == 1.0
+
+
+def test_a_replica_applies_a_delta_once_and_forgets_repeats_beyond_its_window() -> None:
+    trend = SharedTrend(window=3)
+    assert [trend.apply(1, o, "a") for o in (5, 6, 5, 7)] == [True, True, False, True]
+    assert trend.learned == 3
+    assert trend.apply(2, 5, "a"), "the same offset of another partition is another delta"
+
+
+def _health(cfg: Settings) -> dict[str, Any]:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{cfg.web_host}:{cfg.web_port}/health", timeout=5) as response:
+        return dict(orjson.loads(response.read()))
+
+
+async def _until(check: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.broker
+async def test_every_worker_folds_every_partitions_deltas_once_also_after_a_kill(
+    settings: Settings, workers: Workers, producer: AIOKafkaProducer
+) -> None:
+    procs = workers.start_many(2)
+    await publish(producer, settings.topic(CATALOG), catalog_messages())
+    liked = [event(n, f"v{n}", f"{'dcmk'[n % 4]}{n % 4 + 1}", "complete") for n in range(40)]
+    starts = [event(100 + n, f"v{n}", "d1", "play") for n in range(10)]
+    await publish(producer, settings.topic(EVENTS), [encode(d) for d in [*liked, *starts]])
+
+    def every_replica(n: int) -> bool:
+        return all(
+            _health(cfg)["deltas_applied"] == n
+            for cfg, p in zip(workers.configs, workers.procs, strict=True)
+            if p.poll() is None
+        )
+
+    await _until(lambda: every_replica(len(liked)), 60, "both replicas to hold every partition's deltas")
+    deltas = await read_to_end(settings.bootstrap, settings.topic(MODEL))
+    assert len({(d["partition"], d["offset"]) for d in map(orjson.loads, (r.value for r in deltas))}) == len(liked)
+    # a worker killed at once: its uncommitted events are applied again by the next owner, which
+    # publishes their deltas again; every replica, the new one too, holds each delta once
+    os.kill(procs[0].pid, signal.SIGKILL)
+    procs[0].wait(10)
+    await publish(
+        producer, settings.topic(EVENTS), [encode(event(200 + n, f"w{n}", "k1", "complete")) for n in range(8)]
+    )
+    workers.start()
+    await _until(lambda: every_replica(len(liked) + 8), 90, "every replica to hold each delta once")
+    await asyncio.sleep(2)
+    assert every_replica(len(liked) + 8), "a delta was applied twice"
