@@ -97,3 +97,27 @@ async def test_every_worker_folds_every_partitions_deltas_once_also_after_a_kill
     await _until(lambda: every_replica(len(liked) + 8), 90, "every replica to hold each delta once")
     await asyncio.sleep(2)
     assert every_replica(len(liked) + 8), "a delta was applied twice"
+
+
+def test_the_trend_array_kept_up_title_by_title_equals_one_gathered_afresh() -> None:
+    """The array is updated only where deltas landed; across rescales and a growing catalog it must stay
+    what gathering every count again gives."""
+    import math
+    import random
+
+    import numpy as np
+
+    def afresh(trend: SharedTrend, ids: list[str]) -> np.ndarray:
+        top = max(trend.counts.values(), default=0.0) or 1.0
+        share = np.asarray([trend.counts.get(i, 0.0) for i in ids]) / top
+        return (np.log1p(share * 1000.0) / math.log1p(1000.0)).astype(np.float32)
+
+    rng = random.Random(3)
+    ids = [f"t{i}" for i in range(300)]
+    trend = SharedTrend(half_life=5.0)  # rescales every 200 deltas
+    for n in range(5000):
+        trend.learn(f"t{rng.randrange(320)}")  # some titles the catalog does not have yet
+        if n % 97 == 0:
+            if n % 3 == 0:
+                ids.append(f"t{300 + n % 20}")  # the catalog grows in place, as Catalog.ids does
+            assert np.array_equal(trend.array(ids), afresh(trend, ids)), n

@@ -50,9 +50,16 @@ class SharedTrend:
         #: Deltas applied (each once).
         self.learned = 0
         self._unit = 1.0
+        self._top = 0.0  # the largest count: counts only grow, but for a rescale that divides them all
         self._recent: deque[tuple[int, int]] = deque()
         self._seen: set[tuple[int, int]] = set()
-        self._cache: tuple[tuple[int, int], np.ndarray] | None = None
+        # The counts gathered along the last ``ids`` asked for (a catalog's id list), kept up to date
+        # title by title: a ranking pass then pays one vectorised scaling, not a look-up per title.
+        self._ids: tuple[int, int] | None = None  # (id of the list, its length)
+        self._rows: dict[str, int] = {}
+        self._gathered = np.zeros(0, dtype=np.float64)
+        self._changed: set[str] = set()
+        self._cache: tuple[int, np.ndarray] | None = None  # (learned, feature) for that list
 
     def apply(self, partition: int, offset: int, item: str) -> bool:
         """Fold in one delta; False (and nothing changes) if it was applied before."""
@@ -73,26 +80,37 @@ class SharedTrend:
         if self._unit > _RESCALE:
             for k in self.counts:
                 self.counts[k] /= self._unit
+            self._top /= self._unit
             self._unit = 1.0
-        self.counts[item] = self.counts.get(item, 0.0) + self._unit
+            self._ids = None  # every gathered count changed
+        count = self.counts[item] = self.counts.get(item, 0.0) + self._unit
+        self._top = max(self._top, count)
+        self._changed.add(item)
 
     def array(self, ids: Sequence[str]) -> np.ndarray:
         """Per title of ``ids``: the log-scaled share of the top title's count (cached until the next delta)."""
-        key = (self.learned, len(ids))
-        if self._cache is not None and self._cache[0] == key:
+        key = (id(ids), len(ids))
+        if self._ids != key:
+            counts = self.counts
+            self._rows = {item: row for row, item in enumerate(ids)}
+            self._gathered = np.fromiter((counts.get(i, 0.0) for i in ids), dtype=np.float64, count=len(ids))
+            self._ids, self._cache = key, None
+        elif self._changed:
+            rows, gathered, counts = self._rows, self._gathered, self.counts
+            for item in self._changed:
+                row = rows.get(item)
+                if row is not None:
+                    gathered[row] = counts[item]
+        self._changed.clear()
+        if self._cache is not None and self._cache[0] == self.learned:
             return self._cache[1]
-        top = max(self.counts.values(), default=0.0)
-        counts = self.counts
-        share = np.fromiter((counts.get(i, 0.0) for i in ids), dtype=np.float64, count=len(ids))
-        if top > 0:
-            share /= top
+        share = self._gathered / self._top if self._top > 0 else self._gathered
         out = (np.log1p(share * _SCALE) / math.log1p(_SCALE)).astype(np.float32)
-        self._cache = (key, out)
+        self._cache = (self.learned, out)
         return out
 
     def share(self, item: str) -> float:
-        top = max(self.counts.values(), default=0.0)
-        return self.counts.get(item, 0.0) / top if top > 0 else 0.0
+        return self.counts.get(item, 0.0) / self._top if self._top > 0 else 0.0
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -108,4 +126,5 @@ class SharedTrend:
             trend = cls(state["hl"])
             trend.learned = state["n"]
             trend.counts = dict(state["counts"])
+            trend._top = max(trend.counts.values(), default=0.0)
         return trend
