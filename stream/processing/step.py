@@ -297,20 +297,33 @@ class Processor:
         artwork = [
             bandit.best(i.item_id, catalog.entry(catalog.index_of(i.item_id) or 0).artwork, context) for i in items
         ]
+        return self._document(profile, view, items, artwork, max(1, profile.version), now_ms, fresh=True)
+
+    def _document(
+        self,
+        profile: Profile,
+        view: Profile,
+        items: Ranked,
+        artwork: Sequence[str | None],
+        version: int,
+        generated_at: int,
+        fresh: bool = False,
+    ) -> bytes:
+        """A snapshot's JSON (schema: ``recommendation-snapshot.json``) of a list made from ``view``."""
         trigger = view.trigger or [None, None, None]
-        return orjson.dumps(
-            {
-                "user_id": profile.user_id,
-                "version": max(1, profile.version),
-                "generated_at": now_ms,
-                "events_applied": profile.applied,
-                "personalised": profile.personalised,
-                "fresh": True,
-                "trigger": {"event_id": trigger[0], "type": trigger[1], "ts": trigger[2]},
-                "items": [item.as_dict() | {"artwork_id": art} for item, art in zip(items, artwork, strict=True)],
-                "prefetch": prefetch_hint(view, items, catalog),
-            }
-        )
+        doc: dict[str, object] = {
+            "user_id": profile.user_id,
+            "version": version,
+            "generated_at": generated_at,
+            "events_applied": profile.applied,
+            "personalised": profile.personalised,
+        }
+        if fresh:
+            doc["fresh"] = True
+        doc["trigger"] = {"event_id": trigger[0], "type": trigger[1], "ts": trigger[2]}
+        doc["items"] = [item.as_dict() | {"artwork_id": art} for item, art in zip(items, artwork, strict=True)]
+        doc["prefetch"] = prefetch_hint(view, items, self.catalog)
+        return orjson.dumps(doc)
 
     def _position(self, partition: int, messages: Sequence[RawMessage], given: Mapping[int, int] | None) -> int | None:
         if given is not None and partition in given:
@@ -407,20 +420,8 @@ class Processor:
         while personalisation is off changes nothing.
         """
         personal = view is profile
-        trigger = view.trigger or [None, None, None]
         artwork, shown = self._artwork(view, items, model, cohort, best_art)
-        snapshot = orjson.dumps(
-            {
-                "user_id": profile.user_id,
-                "version": profile.version + 1,
-                "generated_at": generated_at,
-                "events_applied": profile.applied,
-                "personalised": personal,
-                "trigger": {"event_id": trigger[0], "type": trigger[1], "ts": trigger[2]},
-                "items": [item.as_dict() | {"artwork_id": art} for item, art in zip(items, artwork, strict=True)],
-                "prefetch": prefetch_hint(view, items, self.catalog),
-            }
-        )
+        snapshot = self._document(profile, view, items, artwork, profile.version + 1, generated_at)
         if personal:
             profile.note_list(shown, items.explored, [item.item_id for item in items])
             if items.spends and items.explored is not None and cohort is not None:
