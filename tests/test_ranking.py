@@ -386,3 +386,19 @@ def test_candidates_on_a_large_catalog_find_what_scoring_every_title_finds(monke
     # an approximation, on purpose: most of the exact top 10, and lists nearly as good
     assert sum(overlap) / len(overlap) >= 0.8, overlap
     assert min(quality) >= 0.9 and sum(quality) / len(quality) >= 0.97, quality
+
+
+def test_what_other_viewers_finished_after_a_title_is_picked_and_named_for_a_viewer_who_finished_it() -> None:
+    cat, model = make_catalog(), PartitionModel()
+    for _ in range(5):  # other viewers who finish Drama 1 go on to finish Comedy 3, of another genre
+        model.shared.learn("d1", [])
+        model.shared.learn("c3", ["d1"])
+    p = Profile("u1")
+    watched(p, cat, "complete", "d1", 1)
+    items = {i.item_id: i for i in rank([p], cat, model, top_k=4, now_ms=T0)[0]}
+    assert "c3" in items and items["c3"].reasons[0] == "because you finished Drama 1", items
+    assert not any(i.item_id.startswith("c") for i in rank([p], cat, PartitionModel(), top_k=4, now_ms=T0)[0])
+    x = features(ViewerTerms.of(p, model, cat, T0), cat, cat.index_of("c3") or 0)
+    assert x["cowatch"] == 1.0 and x["genre"] == 0.0
+    cold = rank([Profile("u2")], cat, model, top_k=3, now_ms=T0)[0]
+    assert all("Drama 1" not in r for i in cold for r in i.reasons), "a viewer without that history is not told so"

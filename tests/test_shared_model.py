@@ -1,4 +1,4 @@
-"""The deployment-wide trend: deltas on the model topic, folded once into every worker's replica."""
+"""The deployment-wide model (trend, co-watch): deltas on the model topic, folded once into every worker's replica."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 
 from stream.contracts.topics import CATALOG, EVENTS, MODEL
 from stream.learning.model import PartitionModel
+from stream.learning.shared import SharedModel
 from stream.learning.trend import SharedTrend
 from stream.processing.step import Processor
 from stream.runtime.kafka import read_to_end
@@ -31,16 +32,24 @@ def test_the_step_shares_each_applied_finish_or_like_once_and_nothing_of_an_opte
     batch = [
         log.event("u1", "d1", "complete"),
         log.event("u1", "d2", "play"),  # a start: nothing to share
+        log.event("u1", "d2", "complete"),  # shared with what u1 liked before it
         log.command("u2", "opt_out"),
         log.event("u2", "c1", "complete"),  # opted out: teaches nothing, shares nothing
         log.event("u3", "m1", "complete"),
     ]
     [result] = processor.step(processor.plan([(0, batch)]), {}, {0: PartitionModel()})
-    assert result.deltas == [(0, "d1"), (3, "m1")]
-    assert processor.shared_trend.learned == 0, "with share_deltas, the runtime folds them in"
+    assert result.deltas == [(0, "d1", []), (2, "d2", ["d1"]), (4, "m1", [])]
+    assert processor.shared.learned == 0, "with share_deltas, the runtime folds them in"
     local = Processor(make_catalog())
-    local.process([log.event("u9", "d1", "complete")], {}, PartitionModel())
-    assert local.shared_trend.learned == 1 and local.shared_trend.share("d1") == 1.0
+    local.process([log.event("u9", "d1", "complete"), log.event("u9", "d3", "complete")], {}, PartitionModel())
+    assert local.shared.learned == 2 and local.shared.trend.share("d1") > 0.99
+    assert set(local.shared.cowatch.related(["d1"])) == {"d3"}
+
+
+def test_a_replica_applies_a_delta_to_the_trend_and_the_cowatch_counts_once() -> None:
+    shared = SharedModel()
+    assert shared.apply(0, 7, "b", ["a"]) and not shared.apply(0, 7, "b", ["a"])
+    assert shared.learned == 1 and shared.cowatch.co["a"]["b"] == pytest.approx(shared.cowatch.count["b"])
 
 
 def test_a_replica_applies_a_delta_once_and_forgets_repeats_beyond_its_window() -> None:

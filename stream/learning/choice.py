@@ -10,7 +10,7 @@ evidence impression-aware rankers use, and titles drawn from the catalog), and t
 move so that the chosen title outscores them: for the difference ``x`` of the two titles'
 features, ``w += rate * (1 - sigmoid(offset + w.x)) * x``, where ``offset`` is the part of
 the score the other weights already give the difference (Rendle et al.'s BPR, on the
-score's seven features instead of latent factors).
+score's features instead of latent factors).
 
 Its weights add to the prior and the regression's (:attr:`PartitionModel.weights`), so what
 a feature is worth is learned from both what viewers choose and how it goes.

@@ -1,6 +1,6 @@
 """The one home of the score: what a (viewer, title) pair's features are, and how they add up.
 
-A title's score for a viewer is ``parts @ weights``, the weighted sum of eight features:
+A title's score for a viewer is ``parts @ weights``, the weighted sum of nine features:
 
 - ``genre``: how the viewer's decayed genre affinities match the title's genres;
 - ``tag``: the same for fine-grained tags;
@@ -10,6 +10,8 @@ A title's score for a viewer is ``parts @ weights``, the weighted sum of eight f
 - ``cohort``: how often viewers of the same taste cohort finished or liked it (on this
   device at this time of day, once that bucket has enough starts): see
   :mod:`stream.learning.cohorts`;
+- ``cowatch``: how much it goes with the viewer's recent finishes and likes, by what the whole
+  deployment's viewers finished or liked after or beside them: see :mod:`stream.learning.cowatch`;
 - ``popularity``: how often it was started lately (log-scaled);
 - ``trending``: what this partition's viewers did with it in the last hour's windows (early
   skips count against it): see :mod:`stream.learning.velocity`;
@@ -17,8 +19,8 @@ A title's score for a viewer is ``parts @ weights``, the weighted sum of eight f
   count, shared by every partition and worker: see :mod:`stream.learning.trend`;
 - ``freshness``: how recently it was released.
 
-The first four depend on the viewer (:class:`ViewerTerms`), the last four only on
-the title and the model (:func:`title_parts`). :func:`pair_parts` computes all seven
+The first five depend on the viewer (:class:`ViewerTerms`), the last four only on
+the title and the model (:func:`title_parts`). :func:`pair_parts` computes all nine
 for any set of one viewer's titles: learning (one pair), candidate and exploration
 scoring (a few hundred) and the group list (every title) call it. :func:`scan` is the
 same computation for many viewers and every title at once, from the same viewer rows,
@@ -67,6 +69,7 @@ __all__ = [
     "bucket_rows",
     "cohort_part",
     "context_lift",
+    "cowatch_part",
     "features",
     "pair_parts",
     "scan",
@@ -76,15 +79,15 @@ __all__ = [
     "weight_vector",
 ]
 
-FEATURES = ("genre", "tag", "context", "cohort", "popularity", "trending", "trend", "freshness")
+FEATURES = ("genre", "tag", "context", "cohort", "cowatch", "popularity", "trending", "trend", "freshness")
 #: The features only the viewer changes, then those of the title alone (and the model).
-VIEWER_FEATURES, TITLE_FEATURES = FEATURES[:4], FEATURES[4:]
+VIEWER_FEATURES, TITLE_FEATURES = FEATURES[:5], FEATURES[5:]
 #: Freshness halves every this many days after release.
 FRESH_DAYS = 30.0
 #: A context's evidence counts fully once its affinities sum to well above this (see context_lift).
 CONTEXT_PRIOR_MASS = 2.0
 
-_GENRE, _TAG, _CONTEXT, _COHORT = range(4)
+_GENRE, _TAG, _CONTEXT, _COHORT, _COWATCH = range(5)
 #: Up to this many titles, per-title look-ups beat building a whole-catalog array.
 FEW = 8
 
@@ -169,6 +172,12 @@ class ViewerTerms:
     tags: np.ndarray  # (tags,)
     lift: dict[str, float]  # :func:`context_lift` at this moment
     context: np.ndarray  # (genres,) the same lift, as a row
+    #: Titles that go with the viewer's recent positives: catalog row -> (co-watch feature, the
+    #: positive that gave it most) (see :mod:`stream.learning.cowatch`).
+    related: dict[int, tuple[float, str]]
+    #: The same, as arrays: rows, and their feature.
+    related_rows: np.ndarray
+    related_values: np.ndarray
 
     @classmethod
     def of(
@@ -189,6 +198,7 @@ class ViewerTerms:
         bucket = None
         if cohort is not None:
             bucket = model.cohorts.bucket(cohort, device, daypart(moment), model.unit)
+        related = _related(profile, model, catalog)
         return cls(
             profile,
             model,
@@ -200,6 +210,9 @@ class ViewerTerms:
             _row(unit(profile.tags), catalog.tag_ids, n_tags),
             lift,
             _row(lift, catalog.genre_ids, n_genres) if lift else np.zeros(n_genres, dtype=np.float32),
+            related,
+            np.fromiter(related, dtype=np.int64, count=len(related)),
+            np.fromiter((v for v, _ in related.values()), dtype=np.float32, count=len(related)),
         )
 
     @classmethod
@@ -208,6 +221,30 @@ class ViewerTerms:
     ) -> ViewerTerms:
         """The viewer in its current context (its newest event's device and time), as a list is made for it."""
         return cls.of(profile, model, catalog, now_ms, profile.device, cohort, at_ms=profile.last_ts)
+
+
+def _related(profile: Profile, model: PartitionModel, catalog: Catalog) -> dict[int, tuple[float, str]]:
+    if not profile.history:
+        return {}
+    out: dict[int, tuple[float, str]] = {}
+    index_of = catalog.index_of
+    for item, found in model.shared.cowatch.related(profile.positives()).items():
+        row = index_of(item)
+        if row is not None:
+            out[row] = found
+    return out
+
+
+def cowatch_part(viewer: ViewerTerms, catalog: Catalog, rows: np.ndarray | None) -> np.ndarray:
+    """The co-watch feature of the viewer's pairs with ``rows`` (None: every title)."""
+    if rows is None:
+        out = np.zeros(len(catalog.ids), dtype=np.float32)
+        out[viewer.related_rows] = viewer.related_values
+        return out
+    related = viewer.related
+    if not related:
+        return np.zeros(len(rows), dtype=np.float32)
+    return np.fromiter((related.get(r, (0.0, ""))[0] for r in rows.tolist()), dtype=np.float32, count=len(rows))
 
 
 def title_parts(model: PartitionModel, catalog: Catalog, now_ms: int, rows: np.ndarray | None = None) -> np.ndarray:
@@ -220,7 +257,7 @@ def title_parts(model: PartitionModel, catalog: Catalog, now_ms: int, rows: np.n
     columns = [
         model.popularity(catalog.ids),
         model.trending.array(catalog.ids),
-        model.shared_trend.array(catalog.ids),
+        model.shared.trend.array(catalog.ids),
         catalog.freshness(now_ms, FRESH_DAYS),
     ]
     if rows is not None:
@@ -282,6 +319,7 @@ def pair_parts(
     parts[:, _TAG] = np.asarray(title_tags @ viewer.tags).ravel()
     parts[:, _CONTEXT] = np.asarray(title_genres @ viewer.context).ravel()
     parts[:, _COHORT] = cohort_part(viewer, catalog, rows) if cohort is None else cohort
+    parts[:, _COWATCH] = cowatch_part(viewer, catalog, rows)
     parts[:, len(VIEWER_FEATURES) :] = title_parts(viewer.model, catalog, viewer.now_ms, rows)
     return parts
 
@@ -323,6 +361,8 @@ class Scan:
             parts[:, _CONTEXT] = self.context[r, rows]
         if viewer.bucket is not None:
             parts[:, _COHORT] = self.cohorts[(id(viewer.model), viewer.bucket)][rows]
+        if viewer.related:
+            parts[:, _COWATCH] = cowatch_part(viewer, catalog, rows)
         parts[:, len(VIEWER_FEATURES) :] = self.titles[id(viewer.model)][rows]
         return parts
 
@@ -370,4 +410,6 @@ def scan(viewers: Sequence[ViewerTerms], catalog: Catalog) -> Scan:
             if key2 not in cohorts:
                 cohorts[key2] = cohort_part(v, catalog, None)
             scores[r] += v.model.weights["cohort"] * cohorts[key2]
+        if v.related:
+            scores[r, v.related_rows] += v.model.weights["cowatch"] * v.related_values
     return Scan(scores, genre, tag, context, titles, cohorts)

@@ -38,8 +38,8 @@ from stream.learning.choice import Choice
 from stream.learning.cohorts import Cohorts
 from stream.learning.features import FEATURES
 from stream.learning.profile import daypart
+from stream.learning.shared import SharedModel
 from stream.learning.signals import Signal
-from stream.learning.trend import SharedTrend
 from stream.learning.velocity import Exploration, Trending
 
 __all__ = ["FEATURES", "PRIOR", "PartitionModel", "liked"]
@@ -50,6 +50,7 @@ PRIOR = {
     "tag": 0.6,
     "context": 1.0,
     "cohort": 0.4,
+    "cowatch": 1.0,
     "popularity": 0.25,
     "trending": 0.4,
     "trend": 0.4,
@@ -83,9 +84,10 @@ class PartitionModel:
         self.learned = 0
         #: Offset (in its input partition) of the newest event this model reflects.
         self.offset = -1
-        #: What the whole deployment likes now: shared by every partition (the processor hands each
-        #: model its deployment's replica); not part of this model's state.
-        self.shared_trend = SharedTrend()
+        #: What the whole deployment learned (its trend, what its viewers watch together): shared by
+        #: every partition (the processor hands each model its deployment's replica); not part of
+        #: this model's state.
+        self.shared = SharedModel()
         #: Offsets at or below ``offset`` whose events are not learned yet (see :meth:`hold`).
         self.pending: set[int] = set()
         #: Decayed starts per title id.

@@ -309,6 +309,10 @@ class Profile:
         self.listed = (listed or [])[:MAX_LISTED]
         return self.version
 
+    def positives(self) -> list[str]:
+        """The titles of the recent history the viewer finished or liked, newest first, each once."""
+        return list(dict.fromkeys(item for item, value, finished in reversed(self.history) if finished or value >= 0.6))
+
     def finished_titles(self) -> list[str]:
         """Titles this viewer finished, newest first."""
         return [item for item, _, finished in reversed(self.history) if finished]

@@ -35,11 +35,12 @@ from stream.contracts.validation import InvalidMessage, PlaybackEvent, UserComma
 from stream.learning.artwork import Context
 from stream.learning.catalog import Catalog
 from stream.learning.choice import competitors
+from stream.learning.cowatch import HISTORY
 from stream.learning.features import FEATURES, ViewerTerms, pair_parts
 from stream.learning.model import PartitionModel, liked
 from stream.learning.profile import Profile, daypart
+from stream.learning.shared import SharedModel
 from stream.learning.signals import Signal, interpret
-from stream.learning.trend import SharedTrend
 from stream.ranking.ranker import Memo, Ranked, RankedItem, rank
 
 __all__ = [
@@ -90,9 +91,10 @@ class BatchResult:
     commands: dict[str, int] = field(default_factory=dict)
     #: The newest offset of the partition's events the model learned from (-1: none).
     learned_through: int = -1
-    #: What the deployment-wide trend learns from this batch: (event offset, title finished or
-    #: liked), for the runtime to publish to the model topic (see ``Processor.share_deltas``).
-    deltas: list[tuple[int, str]] = field(default_factory=list)
+    #: What the deployment-wide model learns from this batch: (event offset, title finished or
+    #: liked, the viewer's recent positives before it), for the runtime to publish to the model
+    #: topic (see ``Processor.share_deltas``).
+    deltas: list[tuple[int, str, list[str]]] = field(default_factory=list)
     #: Valid events whose processing raised (a defect of the worker): dead-lettered, state as before.
     failed: int = 0
     #: Viewers whose state changed but whose snapshot could not be made (a defect of ranking).
@@ -193,14 +195,15 @@ class Processor:
         diversity: float = 0.0,
         exploration: int = 0,
         commands_topic: str = "user-commands",
-        shared_trend: SharedTrend | None = None,
+        shared: SharedModel | None = None,
         share_deltas: bool = False,
     ):
         self.catalog = catalog
-        #: The deployment's trend, which every partition model reads. With ``share_deltas`` the
-        #: step leaves learning it to the runtime (``BatchResult.deltas``, published and folded into
-        #: every worker's replica); otherwise it learns each finish or like at once.
-        self.shared_trend = shared_trend if shared_trend is not None else SharedTrend()
+        #: The deployment's model (trend, co-watch), which every partition model reads. With
+        #: ``share_deltas`` the step leaves learning it to the runtime (``BatchResult.deltas``,
+        #: published and folded into every worker's replica); otherwise it learns each finish or
+        #: like at once.
+        self.shared = shared if shared is not None else SharedModel()
         self.share_deltas = share_deltas
         #: Messages of this topic are viewers' commands; every other message is a playback event.
         self.commands_topic = commands_topic
@@ -261,7 +264,7 @@ class Processor:
         listings: list[Listing] = []
         for partition, messages, items in plan.batches:
             model = models[partition]
-            model.shared_trend = self.shared_trend
+            model.shared = self.shared
             result = BatchResult()
             results.append(result)
             viewers = _Viewers(rows, forgotten or {})
@@ -594,26 +597,29 @@ class Processor:
                 signal = interpret(event, profile.paused)
                 self._learn(model, profile, idx, event, signal, cohort)
                 result.learned_through = max(result.learned_through, offset)
-                if liked(signal) and self.share_deltas:
-                    self._share(result, offset, event.item_id)  # replicas skip it if it was published
+                if liked(signal) and self.share_deltas:  # replicas skip it if it was published
+                    self._share(result, offset, event.item_id, profile.positives())
             return SEEN
         signal = interpret(event, profile.paused)
+        history = profile.positives() if model is not None and liked(signal) else None
         if model is not None:
             self._learn(model, profile, idx, event, signal, cohort)
             result.learned_through = max(result.learned_through, offset)
         profile.apply(event, signal, self.catalog.entry(idx), offset, self.half_life_ms)
-        if model is not None and liked(signal):
-            self._share(result, offset, event.item_id)
+        if history is not None:
+            self._share(result, offset, event.item_id, history)
         result.applied += 1
         return APPLIED
 
-    def _share(self, result: BatchResult, offset: int, item_id: str) -> None:
-        """A finish or like, once applied, is what the deployment's trend learns: a delta for the
-        runtime to publish (every worker folds it into its replica), or learned at once."""
+    def _share(self, result: BatchResult, offset: int, item_id: str, history: list[str]) -> None:
+        """A finish or like, once applied, is what the deployment's model learns (``history``: the
+        viewer's recent positives before it): a delta for the runtime to publish (every worker
+        folds it into its replica), or learned at once."""
+        history = [h for h in history if h != item_id][:HISTORY]
         if self.share_deltas:
-            result.deltas.append((offset, item_id))
+            result.deltas.append((offset, item_id, history))
         else:
-            self.shared_trend.learn(item_id)
+            self.shared.learn(item_id, history)
 
     def _restore(self, viewers: _Viewers, user_id: str, done: Sequence[tuple[Decoded, int, int, int | None]]) -> None:
         """Put a viewer back as it was before a failed item: as stored, plus the batch's items before it

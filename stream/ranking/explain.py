@@ -50,7 +50,8 @@ class Explainer:
     """The reasons for one viewer's picks, with what they may name looked up once per viewer.
 
     ``context``: the viewer's current context in words; ``bucket``: the cohort bucket it
-    borrowed from; ``lift``: its context lift (computed here when not given).
+    borrowed from; ``lift``: its context lift (computed here when not given); ``related``: its
+    co-watched titles (:attr:`stream.learning.features.ViewerTerms.related`).
     """
 
     def __init__(
@@ -61,8 +62,11 @@ class Explainer:
         context: str = "",
         bucket: str | None = None,
         lift: dict[str, float] | None = None,
+        related: dict[int, tuple[float, str]] | None = None,
     ) -> None:
         self.profile = profile
+        #: Co-watched titles: row -> (feature, the viewer's positive that gave it most).
+        self.related = related or {}
         self.catalog = catalog
         self.release_ts = catalog.matrices().release_ts
         self.now_ms = now_ms
@@ -106,6 +110,14 @@ class Explainer:
     def _cohort(self, idx: int, entry: CatalogEntry, said: list[str]) -> str | None:
         return self.cohort
 
+    def _cowatch(self, idx: int, entry: CatalogEntry, said: list[str]) -> str | None:
+        because = self.related.get(idx, (0.0, ""))[1]
+        found = self.catalog.get(because) if because else None
+        if found is None:
+            return None
+        finished = because in self.finished.titles
+        return f"because you {'finished' if finished else 'liked'} {found.title}"
+
     def _popularity(self, idx: int, entry: CatalogEntry, said: list[str]) -> str | None:
         return "popular right now"
 
@@ -130,7 +142,10 @@ class FinishedIndex:
     def __init__(self, profile: Profile, catalog: Catalog) -> None:
         self.genres: dict[str, str] = {}
         self.tags: dict[str, str] = {}
+        #: The ids of the viewer's finished titles.
+        self.titles: set[str] = set()
         for item_id in profile.finished_titles():  # newest first: keep the first seen
+            self.titles.add(item_id)
             entry = catalog.get(item_id)
             if entry is None:
                 continue

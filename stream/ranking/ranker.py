@@ -219,6 +219,7 @@ def _best_candidates(viewers: Sequence[ViewerTerms], catalog: Catalog, k: int, m
             memo.candidates(model).refresh(mats, base)
         rows = memo.candidates(model).for_viewer(viewer.profile, catalog.genre_ids, catalog.tag_ids)
         rows = np.union1d(rows, bucket_rows(viewer, catalog)[0])  # what its cohort liked, too
+        rows = np.union1d(rows, viewer.related_rows)  # and what goes with its recent positives
         if viewer.profile.likes:  # the best few of the genres it asked for
             liked = catalog.rows_with_genres(viewer.profile.likes)
             rows = np.union1d(rows, liked[np.argsort(-shared[id(model)][liked], kind="stable")[:k]])
@@ -254,7 +255,7 @@ def _listed(
     weighted = (picks.parts * weight_vector(viewer.model.weights)).tolist()
     profile = viewer.profile
     where = context_label(profile.device, profile.last_ts)
-    explainer = Explainer(profile, catalog, now_ms, where, viewer.bucket, viewer.lift)
+    explainer = Explainer(profile, catalog, now_ms, where, viewer.bucket, viewer.lift, viewer.related)
     listed = zip(picks.rows.tolist(), picks.scores.tolist(), picks.relevance.tolist(), weighted, strict=True)
     for j, (idx, score, relevance, parts) in enumerate(listed):
         reasons = explainer.reasons(idx, parts)

@@ -39,7 +39,7 @@ from stream.contracts.topics import CATALOG, COMMANDS, ERASE_WITHIN_A_DAY, EVENT
 from stream.contracts.validation import InvalidMessage, decode_catalog, decode_command
 from stream.learning.catalog import Catalog
 from stream.learning.model import PartitionModel
-from stream.learning.trend import WINDOW, SharedTrend
+from stream.learning.shared import WINDOW, SharedModel
 from stream.processing.step import BatchResult, Plan, Processor, RawMessage, dead_letter, in_order, split_held
 from stream.runtime import _faust, api
 from stream.runtime.kafka import partitions_of
@@ -142,12 +142,12 @@ class StreamApp:
         #: Wall-clock ms before which everything appended to the catalog topic is in ``catalog``.
         self._catalog_synced_ms = 0.0
         self._catalog_round = asyncio.Event()  # set (and replaced) after each round of the catalog reader
-        # The deployment-wide trend: every worker's replica folds the deltas of the model topic.
-        self.shared_trend = SharedTrend()
+        # The deployment-wide model (trend, co-watch): every worker's replica folds the deltas of the model topic.
+        self.shared = SharedModel()
         self.model_ready = asyncio.Event()
         self.processor = Processor(
             self.catalog, s.top_k, s.max_event_bytes, s.half_life_days, s.diversity, s.exploration,
-            commands_topic=s.topic(COMMANDS), shared_trend=self.shared_trend, share_deltas=True,
+            commands_topic=s.topic(COMMANDS), shared=self.shared, share_deltas=True,
         )  # fmt: skip
         # What each assigned partition has learned; the ``models`` table is its durable copy.
         self._partition_models: dict[int, PartitionModel] = {}
@@ -355,8 +355,8 @@ class StreamApp:
             letter = orjson.loads(record)
             pending.append(await self._send(letter["topic"] + "-dlq", key, record))
             m.dead_letter(letter["topic"], letter["error"])
-        for offset, item_id in result.deltas:
-            delta = orjson.dumps({"partition": partition, "offset": offset, "item_id": item_id})
+        for offset, item_id, history in result.deltas:
+            delta = orjson.dumps({"partition": partition, "offset": offset, "item_id": item_id, "history": history})
             pending.append(await self._send(self.settings.topic(MODEL), str(partition).encode(), delta, 0))
         for kind, n in result.commands.items():
             m.commands.labels(kind=kind).inc(n)
@@ -505,11 +505,11 @@ class StreamApp:
             await consumer.stop()
 
     async def _follow_model(self) -> None:
-        """Read the model topic into this worker's replica of the deployment-wide trend, then follow it.
+        """Read the model topic into this worker's replica of the deployment-wide model, then follow it.
 
-        A worker that starts reads only the last :data:`WINDOW` deltas: older ones weigh less
-        than a millionth (:mod:`stream.learning.trend`), so it is ready in a second however long
-        the deployment has run. Each delta's staleness (from its publication to its application
+        A worker that starts reads only the last :data:`WINDOW` deltas: older ones weigh little
+        (:mod:`stream.learning.shared`), so it is ready in seconds however long the deployment
+        has run. Each delta's staleness (from its publication to its application
         here) is observed in ``stream_model_staleness_seconds``.
         """
         s = self.settings
@@ -533,7 +533,7 @@ class StreamApp:
                 if not self.model_ready.is_set():
                     high = consumer.highwater(tp)
                     if high is None or await consumer.position(tp) >= high:
-                        log.info("model replica loaded: %d deltas", self.shared_trend.learned)
+                        log.info("model replica loaded: %d deltas", self.shared.learned)
                         self.model_ready.set()
         finally:
             await consumer.stop()
@@ -541,11 +541,12 @@ class StreamApp:
     def _apply_delta(self, record: Any, now: float) -> None:
         try:
             doc = orjson.loads(record.value)
-            partition, offset, item_id = doc["partition"], doc["offset"], doc["item_id"]
-        except (ValueError, TypeError, KeyError):
+            partition, offset, item_id = int(doc["partition"]), int(doc["offset"]), str(doc["item_id"])
+            history = [str(h) for h in doc.get("history", ())]
+        except (ValueError, TypeError, KeyError, AttributeError):
             log.warning("a malformed model delta at offset %d was skipped", record.offset)
             return
-        if self.shared_trend.apply(int(partition), int(offset), str(item_id)):
+        if self.shared.apply(partition, offset, item_id, history):
             self.counters["deltas_applied"] += 1
             if self.model_ready.is_set():
                 self.metrics.staleness.observe(max(0.0, now - record.timestamp / 1000))
