@@ -10,7 +10,11 @@ previous one has come back; many viewers go at once, earliest time stamp first
 Every positive interaction (a finish on its format's rating scale: 4 or more
 of 5, 8 or more of MovieTweetings' 10; for JSONL one with a ``complete``,
 ``thumbs_up`` or ``add_to_list``) is judged, before its first event is
-published, against its viewer's newest snapshot: HR@10 and NDCG@10 of the
+published, against its viewer's newest snapshot (with ``--judge read``, against
+the list a worker's API makes for the viewer at the interaction's time,
+``GET /viewers/{id}/recommendations?fresh=true&at=``, as a home page opened then
+would show; ``reads_failed`` counts reads answered otherwise, judged on the
+snapshot): HR@10 and NDCG@10 of the
 model's list and of three baselines made from the positives before it: the ten
 most popular titles so far, the ten trending titles (positives decayed with a
 half-life of ``--trending-half-life`` positives, 1,000) and ten random titles,
@@ -56,7 +60,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import aiohttp
 import orjson
 from aiokafka import AIOKafkaProducer
 
@@ -64,6 +70,7 @@ from stream.cli.demo import start_worker, stop_process, wait_ready
 from stream.contracts.topics import CATALOG, EVENTS, RECOMMENDATIONS
 from stream.runtime.broker import EmbeddedBroker, free_port
 from stream.runtime.kafka import create_topics
+from stream.runtime.tokens import TokenStore
 from stream.settings import Settings
 
 from .extras import MissingExtra, pyplot, require
@@ -95,7 +102,8 @@ class ReplayConfig:
     #: Positives after which a positive counts half for the trending baseline.
     trending_half_life: float = TRENDING_HALF_LIFE
     #: What an interaction is judged on: ``snapshot``, the list made after the viewer's previous
-    #: interaction; ``read``, a list made at the interaction's time (``?fresh=true``; offline only).
+    #: interaction; ``read``, a list made at the interaction's time (through workers: read from the
+    #: HTTP API with ``?fresh=true``, as a home page asking then would get it).
     judge: str = "snapshot"
 
 
@@ -109,6 +117,7 @@ def replay(log: ReplayLog, cfg: ReplayConfig, progress: Progress | None = None) 
     try:
         if cfg.bootstrap is None:
             broker = EmbeddedBroker(log_path=tmp / "broker.log").start()
+        token = TokenStore(tmp / "tokens.json").add("replay", ["read"])
         settings = Settings(
             bootstrap=cfg.bootstrap or (broker.bootstrap if broker else ""),
             topic_prefix=f"rp{uuid.uuid4().hex[:8]}.",
@@ -116,6 +125,7 @@ def replay(log: ReplayLog, cfg: ReplayConfig, progress: Progress | None = None) 
             web_port=free_port(),
             data_dir=tmp / "data",
             log_level="warn",
+            api_tokens_file=tmp / "tokens.json",
         )
         asyncio.run(_prepare(settings, log.catalog))
         configs = []
@@ -127,7 +137,9 @@ def replay(log: ReplayLog, cfg: ReplayConfig, progress: Progress | None = None) 
             wait_ready(s, proc, timeout_s=min(120.0, cfg.timeout_s))
         say(f"{len(procs)} worker(s) ready after {time.monotonic() - started:.1f} s; logs in {tmp}")
         remaining = max(1.0, cfg.timeout_s - (time.monotonic() - started))
-        report = asyncio.run(_replay(settings, log, cfg, remaining, say))
+        first = configs[0]
+        reader = Reader(f"http://{first.web_host}:{first.web_port}", token) if cfg.judge == "read" else None
+        report = asyncio.run(_replay(settings, log, cfg, remaining, say, reader))
         time.sleep(max(0.0, min(cfg.settle_s, cfg.timeout_s)))
     finally:
         for proc in procs:
@@ -142,6 +154,7 @@ def replay(log: ReplayLog, cfg: ReplayConfig, progress: Progress | None = None) 
         "wait_s": cfg.wait_s,
         "seed": cfg.seed,
         "trending_half_life": cfg.trending_half_life,
+        "judge": cfg.judge,
         "topic_prefix": settings.topic_prefix,
         "top_k": settings.top_k,
         "diversity": settings.diversity,
@@ -207,8 +220,39 @@ async def _prepare(settings: Settings, catalog: Sequence[dict[str, Any]]) -> Non
         await producer.stop()
 
 
+class Reader:
+    """Reads a viewer's list made at a moment from a worker's API (``?fresh=true&at=``), as a home page
+    asking then would; any worker answers for any viewer (it asks the owner)."""
+
+    def __init__(self, base_url: str, token: str) -> None:
+        self.base_url = base_url
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.session: aiohttp.ClientSession | None = None
+        self.failed = 0
+
+    async def read(self, user_id: str, at_ms: int) -> list[str] | None:
+        """The list's title ids, best first; None when the worker could not answer (counted)."""
+        if self.session is None:
+            self.session = aiohttp.ClientSession(headers=self.headers)
+        url = f"{self.base_url}/viewers/{quote(user_id, safe='')}/recommendations"
+        try:
+            async with self.session.get(url, params={"fresh": "true", "at": str(at_ms)}) as response:
+                if response.status != 200:
+                    self.failed += 1
+                    return None
+                doc = orjson.loads(await response.read())
+        except (TimeoutError, aiohttp.ClientError, ValueError):
+            self.failed += 1
+            return None
+        return [str(i["item_id"]) for i in doc["items"]]
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+
 async def _replay(
-    settings: Settings, log: ReplayLog, cfg: ReplayConfig, timeout_s: float, say: Progress
+    settings: Settings, log: ReplayLog, cfg: ReplayConfig, timeout_s: float, say: Progress, reader: Reader | None
 ) -> dict[str, Any]:
     state = _ReplayState(settings, log, cfg)
     pacer = state.pacer
@@ -224,6 +268,9 @@ async def _replay(
         while not pacer.done and time.monotonic() < deadline:
             for release in pacer.release(time.monotonic()):
                 it = release.interaction
+                if reader is not None and release.items is not None and it.positive:
+                    read = await reader.read(it.user_id, it.ts)  # None: judged on the snapshot
+                    release.items = read if read is not None else release.items
                 state.before_publishing(release)
                 key = it.user_id.encode()
                 for doc in it.events:
@@ -241,7 +288,12 @@ async def _replay(
     finally:
         await producer.stop()
         await consumer.stop()
-    return state.report(log, time.monotonic() - t0)
+        if reader is not None:
+            await reader.close()
+    report = state.report(log, time.monotonic() - t0)
+    if reader is not None:
+        report["reads_failed"] = reader.failed
+    return report
 
 
 class _ReplayState:
@@ -524,7 +576,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=("snapshot", "read"),
         default="snapshot",
         help="judge each interaction on the snapshot made after the viewer's previous one (default), or on a"
-        " list made at its time, as GET .../recommendations?fresh=true answers (read; with --offline)",
+        " list made at its time, as GET .../recommendations?fresh=true answers (read)",
     )
     p.add_argument("--report", type=Path, help="JSON report (default loadtest/results/replay-<time>.json)")
     p.add_argument("--plots", type=Path, help="directory for the PNG plots (default: next to the report)")
@@ -539,8 +591,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.log is None:
         p.error("a log to replay is required (or --write-population-log / --write-movielens)")
-    if not args.trending_half_life > 0 or (args.judge == "read" and not args.offline):
-        p.error("--trending-half-life: expected a positive number; --judge read: only with --offline")
+    if not args.trending_half_life > 0:
+        p.error("--trending-half-life: expected a positive number")
     try:
         require("matplotlib")  # for the plots: now, not after the replay
     except MissingExtra as exc:

@@ -1,0 +1,68 @@
+"""How much memory a worker's replica of the deployment-wide model takes at full size.
+
+Fills a :class:`~stream.learning.shared.SharedModel` with deltas over ``--titles`` titles (each
+with a history of 10 titles drawn from a long-tailed popularity, as viewers' histories are),
+until every title's neighbour list is as full as pruning lets it be, and reports the process's
+resident memory before and after, and per title. Bounded: at most ``--deltas`` deltas.
+
+    python -m loadtest.replica_memory --titles 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+from stream.learning.cowatch import HISTORY, KEEP
+from stream.learning.shared import SharedModel
+
+__all__ = ["resident_bytes"]
+
+
+def resident_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--titles", type=int, default=100_000)
+    p.add_argument("--deltas", type=int, default=3_000_000, help="most deltas to apply")
+    p.add_argument("--seed", type=int, default=7)
+    args = p.parse_args()
+    rng = np.random.default_rng(args.seed)
+    ids = [f"tt{n:07d}" for n in range(args.titles)]
+    weights = 1.0 / np.arange(1, args.titles + 1) ** 0.5
+    weights /= weights.sum()
+    before = resident_bytes()
+    shared = SharedModel()
+    t0 = time.monotonic()
+    batch = 100_000
+    done = 0
+    while done < args.deltas:
+        draws = rng.choice(args.titles, size=(batch, HISTORY + 1), p=weights)
+        for row in draws.tolist():
+            shared.apply(done % 64, done, ids[row[0]], [ids[r] for r in row[1:]])
+            done += 1
+        full = sum(1 for nb in shared.cowatch.co.values() if len(nb) >= KEEP)
+        if full >= 0.99 * args.titles:
+            break
+    after = resident_bytes()
+    co = shared.cowatch.co
+    entries = sum(map(len, co.values()))
+    print(
+        f"{args.titles:,} titles, {done:,} deltas in {time.monotonic() - t0:.0f} s: {entries:,} neighbour entries"
+        f" ({entries / max(1, len(co)):.0f} per title); resident memory {before / 2**20:.0f} MiB ->"
+        f" {after / 2**20:.0f} MiB, the replica {(after - before) / 2**20:.0f} MiB"
+        f" ({(after - before) / args.titles:.0f} bytes per title)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
