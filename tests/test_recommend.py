@@ -345,8 +345,10 @@ def test_every_reason_names_a_part_of_the_score_that_is_really_there() -> None:
         "tag": ("because you finished", "because you like"),
         "context": ("you watch more",),
         "cohort": ("popular with viewers like you",),
+        "cowatch": ("because you finished", "because you liked"),
         "popularity": ("popular right now",),
         "trending": ("trending",),
+        "trend": ("many viewers",),
         "freshness": ("new",),
     }
     seen_features = set()

@@ -8,13 +8,16 @@ import signal
 import time
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from jsonschema import Draft202012Validator
 
-from stream.contracts.topics import CATALOG, EVENTS, MODEL
+from stream.contracts.topics import CATALOG, EVENTS, MODEL, load_schema
+from stream.learning.features import FEATURES
 from stream.learning.model import PartitionModel
-from stream.learning.shared import SharedModel
+from stream.learning.shared import SharedModel, delta_document, delta_pairs
 from stream.learning.trend import SharedTrend
 from stream.processing.step import Processor
 from stream.runtime.kafka import read_to_end
@@ -38,7 +41,12 @@ def test_the_step_shares_each_applied_finish_or_like_once_and_nothing_of_an_opte
         log.event("u3", "m1", "complete"),
     ]
     [result] = processor.step(processor.plan([(0, batch)]), {}, {0: PartitionModel()})
-    assert result.deltas == [(0, "d1", []), (2, "d2", ["d1"]), (4, "m1", [])]
+    assert [d[:3] for d in result.deltas] == [(0, "d1", []), (2, "d2", ["d1"]), (4, "m1", [])]
+    # each with what it teaches the choice learner: three titles drawn from the catalog, their differences
+    assert all(d.pairs is not None and d.pairs[0].shape == (3, len(FEATURES)) for d in result.deltas)
+    doc = orjson.loads(orjson.dumps(delta_document(0, result.deltas[1])))
+    Draft202012Validator(load_schema("schemas/model-delta.json")).validate(doc)
+    assert doc["history"] == ["d1"] and np.allclose(delta_pairs(doc)[0], result.deltas[1].pairs[0], atol=1e-4)
     assert processor.shared.learned == 0, "with share_deltas, the runtime folds them in"
     local = Processor(make_catalog())
     local.process([log.event("u9", "d1", "complete"), log.event("u9", "d3", "complete")], {}, PartitionModel())
@@ -46,10 +54,28 @@ def test_the_step_shares_each_applied_finish_or_like_once_and_nothing_of_an_opte
     assert set(local.shared.cowatch.related(["d1"])) == {"d3"}
 
 
-def test_a_replica_applies_a_delta_to_the_trend_and_the_cowatch_counts_once() -> None:
+def test_a_replica_applies_a_delta_to_the_trend_the_cowatch_counts_and_the_choice_weights_once() -> None:
     shared = SharedModel()
-    assert shared.apply(0, 7, "b", ["a"]) and not shared.apply(0, 7, "b", ["a"])
+    pairs = (np.eye(len(FEATURES))[[FEATURES.index("trend")]], np.zeros(1))  # chosen for its trend alone
+    assert shared.apply(0, 7, "b", ["a"], pairs) and not shared.apply(0, 7, "b", ["a"], pairs)
     assert shared.learned == 1 and shared.cowatch.co["a"]["b"] == pytest.approx(shared.cowatch.count["b"])
+    assert shared.choice.learned == 1 and shared.choice.weights["trend"] > 0
+
+
+def test_every_partition_model_ranks_with_the_one_choice_learner_of_the_deployment() -> None:
+    """Weights learned from one partition's viewers are every partition's: with 32 partitions each
+    would otherwise learn from a thirty-second of the choices."""
+    log, processor = Log(), Processor(make_catalog())
+    models = {p: PartitionModel() for p in range(2)}
+    before = models[1].weights["popularity"] + models[1].weights["trend"]
+    for v in range(60):  # partition 0's viewers finish the same (so popular, trending) titles
+        batch = [log.event(f"v{v}", item, kind) for item in ("c1", "d1") for kind in ("play", "complete")]
+        processor.step(processor.plan([(0, batch)]), {}, models)
+    processor.step(processor.plan([(1, [log.event("w1", "m2", "play")])]), {}, models)
+    assert models[1].choice is models[0].choice and models[1].choice.learned > 0
+    assert models[1].weights["popularity"] + models[1].weights["trend"] > before + 0.1
+    with pytest.raises(ValueError, match="pairs"):
+        delta_pairs({"pairs": [[1.0, 2.0]], "offsets": [0.0]})
 
 
 def test_a_replica_applies_a_delta_once_and_forgets_repeats_beyond_its_window() -> None:

@@ -6,7 +6,8 @@ regression learns, from every event's outcome (predict, then learn), the
 correction to sensible prior weights, so a cold model ranks sensibly and a warm
 one ranks by what viewers actually do. Beside the weights, a partition's model
 holds what its viewers' events taught about titles: popularity, cohorts,
-trending windows, exploration budgets and artwork. Every change to it goes
+trending windows, exploration budgets and artwork (what the whole deployment learned, the
+shared model of :mod:`stream.learning.shared`, it reads but does not hold). Every change to it goes
 through its own methods (:meth:`PartitionModel.learn_event`,
 :meth:`~PartitionModel.learn_viewer`, :meth:`~PartitionModel.spend_exploration`).
 
@@ -38,7 +39,7 @@ from stream.learning.choice import Choice
 from stream.learning.cohorts import Cohorts
 from stream.learning.features import FEATURES
 from stream.learning.profile import daypart
-from stream.learning.shared import SharedModel
+from stream.learning.shared import Pairs, SharedModel
 from stream.learning.signals import Signal
 from stream.learning.velocity import Exploration, Trending
 
@@ -105,8 +106,6 @@ class PartitionModel:
         self.exploration = Exploration()
         #: Which artwork of each title to show, by context (see :mod:`stream.learning.artwork`).
         self.artwork = ArtworkBandit()
-        #: Which titles viewers choose over those they pass (see :mod:`stream.learning.choice`).
-        self.choice = Choice()
 
     # -- River protocol ------------------------------------------------------
 
@@ -123,18 +122,25 @@ class PartitionModel:
     # -- what ranking needs --------------------------------------------------
 
     @property
+    def choice(self) -> Choice:
+        """Which titles viewers choose over those they pass (see :mod:`stream.learning.choice`): one
+        learner for the whole deployment, in the shared model."""
+        return self.shared.choice
+
+    @property
     def weights(self) -> dict[str, float]:
         """The effective weight of each feature: prior, plus what the outcomes and the choices taught."""
-        learned, chosen = self.linear.weights, self.choice.w
+        learned, chosen = self.linear.weights, self.shared.choice.w
         return {f: PRIOR[f] + float(learned.get(f, 0.0)) + c for f, c in zip(FEATURES, chosen.tolist(), strict=True)}
 
-    def learn_choice(self, chosen: np.ndarray, passed: np.ndarray) -> None:
-        """A viewer finished or liked a title (``chosen``: its features) over titles it passed (``passed``:
-        theirs, a row each; FEATURES order)."""
+    def choice_pairs(self, chosen: np.ndarray, passed: np.ndarray) -> Pairs:
+        """What a viewer finishing or liking a title (``chosen``: its features) over titles it passed
+        (``passed``: theirs, a row each; FEATURES order) teaches the shared choice learner: the
+        differences, and what the rest of this partition's score gives each."""
         learned = self.linear.weights
         rest = np.asarray([PRIOR[f] + float(learned.get(f, 0.0)) for f in FEATURES])  # the score's other weights
         diffs = chosen[None, :] - passed
-        self.choice.learn_many(diffs, diffs @ rest)
+        return diffs, diffs @ rest
 
     @property
     def unit(self) -> float:
@@ -149,20 +155,17 @@ class PartitionModel:
         shown: list[list[str]],
         device: str | None,
         cohort: int | None,
-        passed: np.ndarray | None = None,
     ) -> None:
         """Learn from one playback event: everything a partition's model takes from it.
 
         ``x``: the pair's features before the event (:func:`stream.learning.features.features`),
         learned with the event's outcome when the signal teaches one (None otherwise); ``shown``:
-        the artwork impressions of the viewer's last list, which a ``play`` rewards or not;
-        ``passed``: the features of titles the viewer passed over for this one, which a finish or
-        a like teaches the choice learner to rank below it.
+        the artwork impressions of the viewer's last list, which a ``play`` rewards or not. (What
+        a finish or a like teaches the shared choice learner goes with the event's delta:
+        :meth:`choice_pairs`.)
         """
         if x is not None and signal.learns:
             self.learn_one(x, signal.value)
-            if passed is not None and len(passed) and liked(signal):
-                self.learn_choice(np.asarray([x[f] for f in FEATURES]), passed)
         part = daypart(event.ts)
         if event.type == "play":
             # the artwork bandit: which of the titles last shown was played, with which artwork
@@ -292,7 +295,6 @@ class PartitionModel:
             "tr": self.trending.to_state(),
             "ex": self.exploration.to_state(),
             "aw": self.artwork.to_state(),
-            "ch": self.choice.to_state(),
         }
 
     @classmethod
@@ -315,5 +317,4 @@ class PartitionModel:
         model.exploration = Exploration.from_state(state.get("ex"))
         if "aw" in state:
             model.artwork = ArtworkBandit.from_state(state["aw"])
-        model.choice = Choice.from_state(state.get("ch"))  # none in checkpoints written before it
         return model

@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import orjson
@@ -39,13 +39,14 @@ from stream.learning.cowatch import HISTORY
 from stream.learning.features import FEATURES, ViewerTerms, pair_parts
 from stream.learning.model import PartitionModel, liked
 from stream.learning.profile import Profile, daypart
-from stream.learning.shared import SharedModel
+from stream.learning.shared import Pairs, SharedModel
 from stream.learning.signals import Signal, interpret
 from stream.ranking.ranker import Memo, Ranked, RankedItem, rank
 
 __all__ = [
     "BatchResult",
     "Decoded",
+    "Delta",
     "Plan",
     "Processor",
     "RawMessage",
@@ -72,6 +73,15 @@ Rows = Mapping[str, bytes | None]
 Listing = tuple["BatchResult", Profile, Profile, PartitionModel, int | None]
 
 
+class Delta(NamedTuple):
+    """One finish or like applied, as the deployment-wide model learns it (:mod:`stream.learning.shared`)."""
+
+    offset: int  # the event's, in its partition
+    item_id: str
+    history: list[str]  # the viewer's recent positives before it, newest first
+    pairs: Pairs | None  # what it teaches the choice learner (None: nothing)
+
+
 @dataclass
 class BatchResult:
     #: Profiles the batch changed or noted a duplicate in, by viewer id: each is written once.
@@ -91,10 +101,9 @@ class BatchResult:
     commands: dict[str, int] = field(default_factory=dict)
     #: The newest offset of the partition's events the model learned from (-1: none).
     learned_through: int = -1
-    #: What the deployment-wide model learns from this batch: (event offset, title finished or
-    #: liked, the viewer's recent positives before it), for the runtime to publish to the model
-    #: topic (see ``Processor.share_deltas``).
-    deltas: list[tuple[int, str, list[str]]] = field(default_factory=list)
+    #: What the deployment-wide model learns from this batch, for the runtime to publish to the
+    #: model topic (see ``Processor.share_deltas``).
+    deltas: list[Delta] = field(default_factory=list)
     #: Valid events whose processing raised (a defect of the worker): dead-lettered, state as before.
     failed: int = 0
     #: Viewers whose state changed but whose snapshot could not be made (a defect of ranking).
@@ -290,6 +299,7 @@ class Processor:
         budget), the best-estimated artwork. With personalisation off, the list is impersonal.
         """
         profile = Profile.loads(row)
+        model.shared = self.shared
         if profile.personalised:
             view, cohort = profile, model.cohorts.of_viewer(profile.user_id, profile.genres)
         else:
@@ -368,9 +378,11 @@ class Processor:
         event: PlaybackEvent,
         signal: Signal,
         cohort: int | None,
-    ) -> None:
+    ) -> Pairs | None:
+        """Learn the event; returns what a title finished or liked teaches the shared choice learner
+        (None: nothing), to go with its delta (:meth:`_share`)."""
         device = event.device or profile.device
-        x, passed = None, None
+        x, pairs = None, None
         if signal.learns:
             # Predict, then learn: the features are those the viewer had before this event, in
             # the event's context (for a redelivered event, those it has now: the one thing a
@@ -381,8 +393,10 @@ class Processor:
                 rows += competitors(self.catalog, idx, profile.passed, event.event_id)
             parts = pair_parts(viewer, self.catalog, np.asarray(rows, dtype=np.int64))
             x = dict(zip(FEATURES, parts[0].tolist(), strict=True))
-            passed = parts[1:].astype(np.float64)
-        model.learn_event(x, event, signal, profile.shown, device, cohort, passed)
+            if len(rows) > 1:
+                pairs = model.choice_pairs(parts[0].astype(np.float64), parts[1:].astype(np.float64))
+        model.learn_event(x, event, signal, profile.shown, device, cohort)
+        return pairs
 
     def _learn_cohort(self, model: PartitionModel, profile: Profile) -> int | None:
         """The cohorts learn each changed taste once per batch; the list borrows from its cohort."""
@@ -595,31 +609,32 @@ class Processor:
             if model is not None and not model.knows(offset):
                 # Read again after a crash: the profile kept it, the model's checkpoint did not.
                 signal = interpret(event, profile.paused)
-                self._learn(model, profile, idx, event, signal, cohort)
+                pairs = self._learn(model, profile, idx, event, signal, cohort)
                 result.learned_through = max(result.learned_through, offset)
                 if liked(signal) and self.share_deltas:  # replicas skip it if it was published
-                    self._share(result, offset, event.item_id, profile.positives())
+                    self._share(result, offset, event.item_id, profile.positives(), pairs)
             return SEEN
         signal = interpret(event, profile.paused)
         history = profile.positives() if model is not None and liked(signal) else None
+        pairs = None
         if model is not None:
-            self._learn(model, profile, idx, event, signal, cohort)
+            pairs = self._learn(model, profile, idx, event, signal, cohort)
             result.learned_through = max(result.learned_through, offset)
         profile.apply(event, signal, self.catalog.entry(idx), offset, self.half_life_ms)
         if history is not None:
-            self._share(result, offset, event.item_id, history)
+            self._share(result, offset, event.item_id, history, pairs)
         result.applied += 1
         return APPLIED
 
-    def _share(self, result: BatchResult, offset: int, item_id: str, history: list[str]) -> None:
+    def _share(self, result: BatchResult, offset: int, item_id: str, history: list[str], pairs: Pairs | None) -> None:
         """A finish or like, once applied, is what the deployment's model learns (``history``: the
-        viewer's recent positives before it): a delta for the runtime to publish (every worker
-        folds it into its replica), or learned at once."""
-        history = [h for h in history if h != item_id][:HISTORY]
+        viewer's recent positives before it; ``pairs``: what it teaches the choice learner): a
+        delta for the runtime to publish (every worker folds it into its replica), or learned at once."""
+        delta = Delta(offset, item_id, [h for h in history if h != item_id][:HISTORY], pairs)
         if self.share_deltas:
-            result.deltas.append((offset, item_id, history))
+            result.deltas.append(delta)
         else:
-            self.shared.learn(item_id, history)
+            self.shared.learn(delta.item_id, delta.history, pairs)
 
     def _restore(self, viewers: _Viewers, user_id: str, done: Sequence[tuple[Decoded, int, int, int | None]]) -> None:
         """Put a viewer back as it was before a failed item: as stored, plus the batch's items before it

@@ -235,7 +235,11 @@ class _Api:
 
     def _any_model(self) -> PartitionModel:
         models = self.s._partition_models
-        return next(iter(models.values())) if models else PartitionModel()
+        if models:
+            return next(iter(models.values()))
+        model = PartitionModel()
+        model.shared = self.s.shared
+        return model
 
 
 _SCOPES = {path: scope for (_, path), scope in ROUTES.items()}

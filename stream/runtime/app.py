@@ -39,7 +39,7 @@ from stream.contracts.topics import CATALOG, COMMANDS, ERASE_WITHIN_A_DAY, EVENT
 from stream.contracts.validation import InvalidMessage, decode_catalog, decode_command
 from stream.learning.catalog import Catalog
 from stream.learning.model import PartitionModel
-from stream.learning.shared import WINDOW, SharedModel
+from stream.learning.shared import WINDOW, SharedModel, delta_document, delta_pairs
 from stream.processing.step import BatchResult, Plan, Processor, RawMessage, dead_letter, in_order, split_held
 from stream.runtime import _faust, api
 from stream.runtime.kafka import partitions_of
@@ -207,6 +207,7 @@ class StreamApp:
         if model is None:
             raw = self.models.data.get(str(partition).encode())
             model = PartitionModel.from_state(orjson.loads(raw)) if raw else PartitionModel()
+            model.shared = self.shared  # the deployment's, in this worker's replica
             self._partition_models[partition] = model
             self._checkpointed[partition] = time.monotonic()
         return model
@@ -355,8 +356,8 @@ class StreamApp:
             letter = orjson.loads(record)
             pending.append(await self._send(letter["topic"] + "-dlq", key, record))
             m.dead_letter(letter["topic"], letter["error"])
-        for offset, item_id, history in result.deltas:
-            delta = orjson.dumps({"partition": partition, "offset": offset, "item_id": item_id, "history": history})
+        for d in result.deltas:
+            delta = orjson.dumps(delta_document(partition, d))
             pending.append(await self._send(self.settings.topic(MODEL), str(partition).encode(), delta, 0))
         for kind, n in result.commands.items():
             m.commands.labels(kind=kind).inc(n)
@@ -543,10 +544,11 @@ class StreamApp:
             doc = orjson.loads(record.value)
             partition, offset, item_id = int(doc["partition"]), int(doc["offset"]), str(doc["item_id"])
             history = [str(h) for h in doc.get("history", ())]
+            pairs = delta_pairs(doc)
         except (ValueError, TypeError, KeyError, AttributeError):
             log.warning("a malformed model delta at offset %d was skipped", record.offset)
             return
-        if self.shared.apply(partition, offset, item_id, history):
+        if self.shared.apply(partition, offset, item_id, history, pairs):
             self.counters["deltas_applied"] += 1
             if self.model_ready.is_set():
                 self.metrics.staleness.observe(max(0.0, now - record.timestamp / 1000))
@@ -645,8 +647,8 @@ class StreamApp:
                   [([str(p)], float(n)) for p, n in sorted(lag.items())]),
             gauge("stream_model_learned", "Events each partition's model learned from (regression)", ["partition"],
                   [([str(p)], float(model.learned)) for p, model in models]),
-            gauge("stream_model_choices_learned", "Pairs each partition's choice learner learned", ["partition"],
-                  [([str(p)], float(model.choice.learned)) for p, model in models]),
+            gauge("stream_model_choices_learned", "Pairs the deployment's choice learner learned (this replica)", [],
+                  [([], float(self.shared.choice.learned))]),
         ]  # fmt: skip
 
     def health(self) -> dict[str, Any]:
