@@ -892,20 +892,11 @@ async def run(cfg: Config, progress: Progress) -> dict[str, Any]:
         report["learning"] = {"model": learning["after"]["model"], "popularity": learning["after"]["popularity"],
                               "random": learning["after"]["random"], **learning}  # fmt: skip
     http_stream = http.get("stream") or {}
-    report["events_sent"] = (
-        pipeline["events"]
-        + latency["sent"]
-        + learning["events_sent"]
-        + ramp.get("sent", 0)
-        + http_stream.get("sent", 0)
-    )
-    report["events_applied"] = (
-        pipeline["applied"]
-        + latency["applied"]
-        + learning["events_applied"]
-        + ramp.get("applied", 0)
-        + http_stream.get("applied", 0)
-    )
+    for kind, drained in (("sent", pipeline["events"]), ("applied", pipeline["applied"])):
+        # every phase's events: the drain, the latency phase, the learning phase, the ramp, the reads' stream
+        report[f"events_{kind}"] = (
+            drained + latency[kind] + learning[f"events_{kind}"] + ramp.get(kind, 0) + http_stream.get(kind, 0)
+        )
     report["bytes_per_viewer"] = state_bytes(pop)
     report["elapsed_s"] = time.time() - started
     return report
