@@ -23,9 +23,6 @@ every worker folds the same ones (:mod:`stream.learning.shared`).
 >>> cw.learn("b", ["a"]); cw.learn("c", ["b", "a"]); cw.learn("b", ["x"])
 >>> {c: (round(v, 2), h) for c, (v, h) in sorted(cw.related(["a"]).items())}  # b goes with more: it counts less
 {'b': (0.88, 'a'), 'c': (1.0, 'a')}
->>> again = CoWatch.from_state(cw.to_state()).related(["a"])
->>> all(abs(again[c][0] - v) < 1e-9 and again[c][1] == h for c, (v, h) in cw.related(["a"]).items())
-True
 """
 
 from __future__ import annotations
@@ -33,7 +30,6 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 __all__ = ["BACK", "HALF_LIFE", "HISTORY", "KEEP", "RECENCY", "CoWatch"]
 
@@ -134,23 +130,3 @@ class CoWatch:
 
     def neighbours(self, item: str) -> int:
         return len(self.co.get(item, ()))
-
-    def to_state(self) -> dict[str, Any]:
-        u = self._unit
-        return {
-            "hl": self.half_life,
-            "keep": self.keep,
-            "n": self.learned,
-            "co": {a: {b: v / u for b, v in nb.items()} for a, nb in self.co.items()},
-            "count": {k: v / u for k, v in self.count.items()},
-        }
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any] | None) -> CoWatch:
-        if not state:
-            return cls()
-        cw = cls(state["hl"], state["keep"])
-        cw.learned = state["n"]
-        cw.co = {sys.intern(a): {sys.intern(b): v for b, v in nb.items()} for a, nb in state["co"].items()}
-        cw.count = {sys.intern(k): v for k, v in state["count"].items()}
-        return cw

@@ -40,7 +40,7 @@ from stream.learning.cohorts import Cohorts
 from stream.learning.features import FEATURES
 from stream.learning.profile import daypart
 from stream.learning.shared import Pairs, SharedModel
-from stream.learning.signals import Signal
+from stream.learning.signals import Signal, liked
 from stream.learning.velocity import Exploration, Trending
 
 __all__ = ["FEATURES", "PRIOR", "PartitionModel", "liked"]
@@ -61,11 +61,6 @@ PRIOR = {
 POPULARITY_HALF_LIFE = 5000.0
 #: Longest a ranking pass reuses the scaled popularity array.
 POPULARITY_REFRESH_S = 0.5
-
-
-def liked(signal: Signal) -> bool:
-    """A finish, a thumbs up or an add to the list: what a viewer chose and was glad of."""
-    return signal.finished or signal.value >= 0.6
 
 
 class PartitionModel:

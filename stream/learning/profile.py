@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from stream.contracts.validation import CatalogEntry, PlaybackEvent, UserCommand
-from stream.learning.signals import Signal
+from stream.learning.signals import LIKED, Signal
 
 __all__ = ["DAYPARTS", "Profile", "context_keys", "daypart", "weekend"]
 
@@ -310,8 +310,10 @@ class Profile:
         return self.version
 
     def positives(self) -> list[str]:
-        """The titles of the recent history the viewer finished or liked, newest first, each once."""
-        return list(dict.fromkeys(item for item, value, finished in reversed(self.history) if finished or value >= 0.6))
+        """The titles of the recent history the viewer finished or liked (as :func:`~stream.learning.signals.liked`
+        judges a signal), newest first, each once."""
+        liked = (item for item, value, finished in reversed(self.history) if finished or value >= LIKED)
+        return list(dict.fromkeys(liked))
 
     def finished_titles(self) -> list[str]:
         """Titles this viewer finished, newest first."""

@@ -23,7 +23,7 @@ once (:meth:`SharedModel.learn`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -33,7 +33,7 @@ from stream.learning.cowatch import CoWatch
 from stream.learning.features import FEATURES
 from stream.learning.trend import SharedTrend
 
-__all__ = ["WINDOW", "Pairs", "SharedModel", "delta_document", "delta_pairs"]
+__all__ = ["WINDOW", "Delta", "Pairs", "SharedModel", "delta_document", "delta_pairs"]
 
 #: What a finish or like teaches the choice learner: the chosen title's features less each passed
 #: title's (a row each, FEATURES order), and what the rest of the score gives each difference.
@@ -44,8 +44,17 @@ Pairs = tuple[np.ndarray, np.ndarray]
 WINDOW = 5 * int(COWATCH_HALF_LIFE)
 
 
-def delta_document(partition: int, delta: Any) -> dict[str, Any]:
-    """A delta (:class:`stream.processing.step.Delta`) as the model topic carries it (schemas/model-delta.json)."""
+class Delta(NamedTuple):
+    """One finish or like a partition applied, as the deployment-wide model learns it."""
+
+    offset: int  # the event's, in its partition
+    item_id: str
+    history: list[str]  # the viewer's recent positives before it, newest first
+    pairs: Pairs | None  # what it teaches the choice learner (None: nothing)
+
+
+def delta_document(partition: int, delta: Delta) -> dict[str, Any]:
+    """A delta of ``partition`` as the model topic carries it (schemas/model-delta.json)."""
     doc: dict[str, Any] = {"partition": partition, "offset": delta.offset, "item_id": delta.item_id}
     if delta.history:
         doc["history"] = delta.history

@@ -40,6 +40,15 @@ class Signal(NamedTuple):
     learns: bool = True
 
 
+#: A signal worth at least this (a thumbs up, an add to the list) is a like (see :func:`liked`).
+LIKED = 0.6
+
+
+def liked(signal: Signal) -> bool:
+    """A finish, a thumbs up or an add to the list: what a viewer chose and was glad of."""
+    return signal.finished or signal.value >= LIKED
+
+
 COMPLETED = Signal(1.0, "completed", exclude=True, finished=True)
 SKIPPED_EARLY = Signal(-1.0, "skipped early", exclude=True)
 THUMBS_UP = Signal(1.0, "thumbs up")

@@ -5,8 +5,8 @@ offset, title)``. The counts decay with the number of deltas learned: a delta we
 after :data:`HALF_LIFE` more (kept as a growing unit, rescaled now and then), so the trend
 follows what viewers like *now* however fast events come, and a delta :data:`WINDOW` deltas
 old weighs less than one part in a million. That bounds what a replica needs: the last
-:data:`WINDOW` deltas rebuild it (:mod:`stream.runtime.app` reads them from the model topic
-when a worker starts), with no snapshot.
+:data:`WINDOW` deltas rebuild it, with no snapshot (a starting worker reads more, for the
+co-watch counts: :data:`stream.learning.shared.WINDOW`).
 
 A delta is applied once: one delivered again (a worker re-publishes what it learned before a
 crash) is recognised by its source partition and offset among the last :data:`WINDOW`.
@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
@@ -111,20 +110,3 @@ class SharedTrend:
 
     def share(self, item: str) -> float:
         return self.counts.get(item, 0.0) / self._top if self._top > 0 else 0.0
-
-    def to_state(self) -> dict[str, Any]:
-        return {
-            "hl": self.half_life,
-            "n": self.learned,
-            "counts": {k: v / self._unit for k, v in self.counts.items() if v / self._unit > 1e-9},
-        }
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any] | None) -> SharedTrend:
-        trend = cls()
-        if state:
-            trend = cls(state["hl"])
-            trend.learned = state["n"]
-            trend.counts = dict(state["counts"])
-            trend._top = max(trend.counts.values(), default=0.0)
-        return trend

@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -39,14 +39,13 @@ from stream.learning.cowatch import HISTORY
 from stream.learning.features import FEATURES, ViewerTerms, pair_parts
 from stream.learning.model import PartitionModel, liked
 from stream.learning.profile import Profile, daypart
-from stream.learning.shared import Pairs, SharedModel
+from stream.learning.shared import Delta, Pairs, SharedModel
 from stream.learning.signals import Signal, interpret
 from stream.ranking.ranker import Memo, Ranked, RankedItem, rank
 
 __all__ = [
     "BatchResult",
     "Decoded",
-    "Delta",
     "Plan",
     "Processor",
     "RawMessage",
@@ -71,15 +70,6 @@ SHOWN_ARTWORK = 3
 Rows = Mapping[str, bytes | None]
 #: A viewer to list: (its partition's result, its profile, what the list is made from, model, cohort).
 Listing = tuple["BatchResult", Profile, Profile, PartitionModel, int | None]
-
-
-class Delta(NamedTuple):
-    """One finish or like applied, as the deployment-wide model learns it (:mod:`stream.learning.shared`)."""
-
-    offset: int  # the event's, in its partition
-    item_id: str
-    history: list[str]  # the viewer's recent positives before it, newest first
-    pairs: Pairs | None  # what it teaches the choice learner (None: nothing)
 
 
 @dataclass
