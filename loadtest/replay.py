@@ -13,8 +13,9 @@ of 5, 8 or more of MovieTweetings' 10; for JSONL one with a ``complete``,
 published, against its viewer's newest snapshot (with ``--judge read``, against
 the list a worker's API makes for the viewer at the interaction's time,
 ``GET /viewers/{id}/recommendations?fresh=true&at=``, as a home page opened then
-would show; ``reads_failed`` counts reads answered otherwise, judged on the
-snapshot): HR@10 and NDCG@10 of the
+would show; the reads of the interactions released together are made at once,
+before any of them is published; ``reads`` counts the lists read, ``reads_failed``
+the reads answered otherwise, judged on the snapshot): HR@10 and NDCG@10 of the
 model's list and of three baselines made from the positives before it: the ten
 most popular titles so far, the ten trending titles (positives decayed with a
 half-life of ``--trending-half-life`` positives, 1,000) and ten random titles,
@@ -228,6 +229,7 @@ class Reader:
         self.base_url = base_url
         self.headers = {"Authorization": f"Bearer {token}"}
         self.session: aiohttp.ClientSession | None = None
+        self.made = 0
         self.failed = 0
 
     async def read(self, user_id: str, at_ms: int) -> list[str] | None:
@@ -244,11 +246,22 @@ class Reader:
         except (TimeoutError, aiohttp.ClientError, ValueError):
             self.failed += 1
             return None
+        self.made += 1
         return [str(i["item_id"]) for i in doc["items"]]
 
     async def close(self) -> None:
         if self.session is not None:
             await self.session.close()
+
+
+async def _read_lists(reader: Reader, releases: Sequence[Release]) -> None:
+    """Judge each positive of ``releases`` on its viewer's list read at its time (the reads at once,
+    before any of them is published: a read sees no interaction released after it)."""
+    judged = [r for r in releases if r.items is not None and r.interaction.positive]
+    lists = await asyncio.gather(*(reader.read(r.interaction.user_id, r.interaction.ts) for r in judged))
+    for release, read in zip(judged, lists, strict=True):
+        if read is not None:  # None: judged on the snapshot
+            release.items = read
 
 
 async def _replay(
@@ -266,11 +279,11 @@ async def _replay(
     shown = t0
     try:
         while not pacer.done and time.monotonic() < deadline:
-            for release in pacer.release(time.monotonic()):
+            releases = pacer.release(time.monotonic())
+            if reader is not None:
+                await _read_lists(reader, releases)
+            for release in releases:
                 it = release.interaction
-                if reader is not None and release.items is not None and it.positive:
-                    read = await reader.read(it.user_id, it.ts)  # None: judged on the snapshot
-                    release.items = read if read is not None else release.items
                 state.before_publishing(release)
                 key = it.user_id.encode()
                 for doc in it.events:
@@ -292,7 +305,7 @@ async def _replay(
             await reader.close()
     report = state.report(log, time.monotonic() - t0)
     if reader is not None:
-        report["reads_failed"] = reader.failed
+        report["reads"], report["reads_failed"] = reader.made, reader.failed
     return report
 
 

@@ -555,3 +555,17 @@ def test_the_offline_replay_can_judge_lists_made_at_each_interactions_time() -> 
         if replica.apply(it.user_id, it.events):
             seen.add(it.user_id)
     assert report["hr_at_10"]["model"] == pytest.approx(hits / report["interactions_judged"])
+
+
+@pytest.mark.broker
+def test_a_replay_through_a_worker_can_judge_the_lists_its_api_makes(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    _taste_log(tmp_path / "log.csv")
+    log = read_log(tmp_path / "log.csv", columns="user=uid,item=movie,rating=stars,ts=time,genres=genre")
+    cfg = ReplayConfig(parallel=16, partitions=2, timeout_s=50, wait_s=15, bootstrap=broker.bootstrap, judge="read")
+    report = replay(log, cfg)
+    assert report["complete"] and report["waits_timed_out"] == 0 and report["leaks_refused"] == 0
+    assert report["events"] == report["events_applied"] == log.events
+    # every judged positive was judged on a list read from the worker's API at its time
+    assert report["reads_failed"] == 0 and report["reads"] == report["interactions_judged"] > 0
+    assert report["settings"]["judge"] == "read"
+    assert report["hr_at_10"]["model"] >= report["hr_at_10"]["random"]
