@@ -18,6 +18,7 @@ from stream.learning.features import ViewerTerms, features
 from stream.learning.model import FEATURES, PartitionModel
 from stream.learning.profile import Profile, daypart
 from stream.learning.signals import interpret
+from stream.learning.velocity import Trending
 from stream.processing.step import Processor, RawMessage
 from stream.ranking.explain import EXPLORING, MAX_REASONS, MIN_REASON
 from stream.ranking.group import rank_group
@@ -303,6 +304,21 @@ def test_trending_windows_fade_and_forget() -> None:
     back = PartitionModel.from_state(orjson.loads(orjson.dumps(model.to_state())))
     back.trending.refresh_s = 0.0
     assert back.trending.of("now") == model.trending.of("now")
+
+
+def test_trending_by_catalog_row_follows_a_growing_catalog_and_a_new_one() -> None:
+    trending = Trending()
+    trending.refresh_s = 0.0
+    ids = ["a", "b"]
+    for n, item in enumerate(["a", "c", "a", "b", "c", "c"]):
+        trending.record(item, T0 + n, 1.0)
+        ids.append(f"x{n}")
+        if n == 3:
+            ids.append("c")  # the catalog appends a row for c
+        fresh = [trending.of(i) for i in ids]  # what every row should hold
+        assert trending.array(ids).tolist() == pytest.approx(fresh), n
+    other = ["c", "b", "a"]  # another catalog: rows are its own
+    assert trending.array(other).tolist() == pytest.approx([trending.of(i) for i in other])
 
 
 # -- diversity and reasons -----------------------------------------------------

@@ -52,6 +52,8 @@ class Trending:
         self._array: tuple[int, int, np.ndarray] | None = None
         self._version = 0
         self._dirty = False
+        self._rows: dict[str, int] = {}  # row of each title of the id list last ranked
+        self._rows_of = 0  # which list (its id)
         #: Longest the values are reused while new counts arrive (0: always current).
         self.refresh_s = REFRESH_S
 
@@ -103,21 +105,32 @@ class Trending:
         """The trend of ``x["item_id"]``, -1..1 (:meth:`values`); changes nothing the state holds."""
         return self.of(str(x["item_id"]))
 
-    def array(self, ids: list[str], index: dict[str, int] | None = None) -> np.ndarray:
-        """:meth:`values` by catalog row (``ids``: the catalog's title id per row)."""
+    def array(self, ids: list[str]) -> np.ndarray:
+        """:meth:`values` by catalog row (``ids``: the catalog's title id per row, a list that only grows)."""
         values = self.values()
         cached = self._array
         if cached is not None and cached[0] == self._version and cached[1] == len(ids):
             return cached[2]
         out = np.zeros(len(ids), dtype=np.float32)
         if values:
-            rows = index if index is not None else {item: row for row, item in enumerate(ids)}
+            rows = self._index(ids)
             for item, value in values.items():
                 row = rows.get(item)
                 if row is not None:
                     out[row] = value
         self._array = (self._version, len(ids), out)
         return out
+
+    def _index(self, ids: list[str]) -> dict[str, int]:
+        """The row of each title of ``ids``, kept from call to call: only rows appended since are added
+        (a pass over a 100,000-title catalog at every refresh cost 57 ms)."""
+        rows, known = self._rows, len(self._rows)
+        if self._rows_of != id(ids) or known > len(ids) or (known and rows.get(ids[known - 1]) != known - 1):
+            rows = self._rows = {}
+            self._rows_of = id(ids)
+        if len(rows) < len(ids):
+            rows.update((ids[row], row) for row in range(len(rows), len(ids)))
+        return rows
 
     def to_state(self) -> dict[str, Any]:
         return {
