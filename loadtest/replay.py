@@ -36,8 +36,9 @@ snapshots report them), ``viewers``, ``interactions``, ``positives``,
 ``interactions_judged``, ``first_interactions_excluded``, ``waits_timed_out``,
 ``leaks_refused`` (always 0 unless something is badly wrong),
 ``replica_overlap`` (mean share of an awaited snapshot's titles that
-the replica's list for the same event holds too; popularity and trending are
-cached for half a second of wall time, and cohorts learn once per batch, whose
+the replica's list for the same event holds too; trending is cached for half a
+second of wall time, the workers learn the deployment's counts from the model
+topic a moment later, and cohorts learn once per batch, whose
 bounds differ between the workers and the replica, so lists need not be equal),
 ``complete`` (every interaction replayed within ``--timeout``),
 ``duration_s``, ``events_per_s``, ``log`` (its counts, format, time

@@ -230,7 +230,7 @@ def test_a_list_made_at_read_time_follows_what_others_did_since_and_changes_noth
     stored = _snapshots(first)["u1"]
     # since: many viewers finish a documentary
     w.run([log.event(f"o{n}", "m3", "complete") for n in range(30)])
-    time.sleep(0.6)  # ranking reuses the models' per-title arrays for half a second (POPULARITY_REFRESH_S)
+    time.sleep(0.6)  # ranking reuses the partition's trending values for half a second (velocity.REFRESH_S)
     state, row = w.state(), w.store["u1"]
     fresh = orjson.loads(w.processor.read_list(row, w.model, T0 + 10**6))
     SNAPSHOT.validate(fresh)

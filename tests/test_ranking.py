@@ -15,6 +15,7 @@ from stream.learning.catalog import Catalog
 from stream.learning.features import ViewerTerms, features
 from stream.learning.model import FEATURES, PRIOR, PartitionModel
 from stream.learning.profile import Profile
+from stream.learning.shared import SharedModel
 from stream.learning.signals import interpret
 from stream.processing.step import Processor, RawMessage
 from stream.ranking.explain import MIN_REASON
@@ -100,9 +101,8 @@ def test_ranking_many_viewers_at_once_equals_ranking_each_alone(diversity: float
         assert [(i.item_id, i.score) for i in listed] == [(i.item_id, i.score) for i in alone]
     # viewers of two partitions in one pass: each row ranked with its own partition's model
     other = PartitionModel()
-    for n in range(50):
-        other.record_start(ids[n % 3])
-        other.learn_one({"genre": 0.0, "tag": 0.0, "popularity": 1.0, "freshness": 0.0}, 1.0)
+    for _ in range(50):  # its viewers' outcomes taught it that taste counts for little
+        other.learn_one({"genre": 1.0, "tag": 1.0, "popularity": 0.0, "freshness": 0.0}, -1.0)
     models = [model if v % 2 else other for v in range(len(viewers))]
     mixed = rank(viewers, cat, models, top_k=5, now_ms=T0, diversity=diversity)
     for p, m, listed in zip(viewers, models, mixed, strict=True):
@@ -116,7 +116,7 @@ def test_each_score_is_the_model_prediction_of_the_titles_features() -> None:
     p = Profile("u1")
     watched(p, cat, "complete", "d1", 1)
     watched(p, cat, "play", "m1", 2, progress=0.0)
-    model.record_start("m1")
+    model.shared.learn_start("m1")
     for item in rank([p], cat, model, top_k=20, now_ms=T0)[0]:
         idx = cat.index_of(item.item_id)
         assert idx is not None
@@ -165,17 +165,17 @@ def test_the_model_learns_what_viewers_do_and_survives_a_checkpoint() -> None:
     assert restored.learned == model.learned == 600
 
 
-def test_popularity_counts_starts_and_fades() -> None:
-    model = PartitionModel()
-    for _ in range(10):
-        model.record_start("a")
-    model.record_start("b")
-    pop = model.popularity(["a", "b", "c"])
+def test_popularity_counts_the_deployments_starts_and_fades() -> None:
+    shared = SharedModel()
+    for offset in range(10):
+        shared.apply(0, offset, "a", start=True)
+    shared.apply(1, 0, "b", start=True)  # another partition's start counts alike
+    pop = shared.popularity.array(["a", "b", "c"])
     assert pop[0] == pytest.approx(1.0) and 0 < pop[1] < pop[0] and pop[2] == 0
+    assert shared.trend.learned == 0, "a start is not a finish or like"
     for _ in range(60000):  # many half-lives of other titles' starts later
-        model.record_start("z")
-    assert model.popularity_of("a") < 0.1 * model.popularity_of("z")
-    assert math.isfinite(model.popularity_of("a"))
+        shared.learn_start("z")
+    assert shared.popularity.share("a") < 1e-3 and math.isfinite(shared.popularity.array(["a"])[0])
 
 
 def rows(profiles: dict[str, Profile]) -> dict[str, bytes]:
@@ -343,7 +343,8 @@ def test_after_a_crash_the_model_learns_each_event_once_from_its_checkpoint() ->
     again = proc.process([*batch[3:], _message(_event(4, "u1", "d2", "complete"), 6)], store, restored)
     assert again.applied == 0 and again.duplicates == 4
     assert restored.learned == live.learned  # each learning event once, none twice
-    assert [restored.popularity_of(i) for i in items] == pytest.approx([live.popularity_of(i) for i in items])
+    restored.trending.refresh_s = live.trending.refresh_s = 0.0  # counts of starts and finishes, as they are
+    assert [restored.trending.of(i) for i in items] == pytest.approx([live.trending.of(i) for i in items])
     assert restored.offset == 5  # the newest event it learned from: the copy at 6 teaches nothing
     # read once more (a second crash before the next checkpoint): nothing changes
     before = restored.learned
@@ -369,7 +370,7 @@ def test_candidates_on_a_large_catalog_find_what_scoring_every_title_finds(monke
             )
         )
     for _ in range(3000):
-        model.record_start(f"x{rng.randrange(25_000)}")
+        model.shared.learn_start(f"x{rng.randrange(25_000)}")
     viewers = []
     for v in range(20):
         p = Profile(f"u{v}")

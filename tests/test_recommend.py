@@ -136,14 +136,14 @@ def test_a_known_viewer_on_a_new_device_gets_no_context_lift_from_it() -> None:
 def test_a_title_nobody_has_watched_ranks_for_a_viewer_whose_taste_matches_its_tags() -> None:
     cat, model = catalog(), PartitionModel()
     for n in range(30):
-        model.record_start(f"c{1 + n % 6}")  # comedy is what everyone starts
+        model.shared.learn_start(f"c{1 + n % 6}")  # comedy is what everyone starts
     cat.upsert(CatalogEntry("x1", "Ward Nine", ("medical",), ("drama-tag",), 3000.0, OLD))  # unseen, old
     p = Profile("u1")
     for n in range(3):
         apply(p, cat, event("u1", f"d{n + 1}", "complete", EVENING + n))
     items = rank([p], cat, model, top_k=5, now_ms=EVENING)[0]
     x1 = next((i for i in items if i.item_id == "x1"), None)
-    assert x1 is not None and model.popularity_of("x1") == 0.0, [i.item_id for i in items]
+    assert x1 is not None and model.shared.popularity.share("x1") == 0.0, [i.item_id for i in items]
     assert "because you finished Drama 3" in x1.reasons, x1.reasons
 
 
@@ -210,7 +210,7 @@ def test_a_cold_viewers_first_list_is_its_cohorts_not_the_global_popularity_list
             profiles,
             [_doc(user, skipped, "play", ts), _doc(user, skipped, "skip", ts, progress=0.01)],
         )
-    popular = sorted(cat.ids, key=lambda i: -model.popularity_of(i))[:5]
+    popular = sorted(cat.ids, key=lambda i: -model.shared.popularity.share(i))[:5]
     assert genres_of(popular) == ["comedy"] * 5
 
     snapshot = _feed(
@@ -347,6 +347,7 @@ def test_every_reason_names_a_part_of_the_score_that_is_really_there() -> None:
         cohort = model.cohorts.learn_viewer(f"f{v}", {"drama": 1.0, "comedy": 0.8}, applied=1)
         for item in ("k1", "k2", "m1"):
             model.record_start(item)
+            model.shared.learn_start(item)  # what the deployment starts
             model.record_liked(item, cohort, "tv", daypart(EVENING))
         model.trending.record("k3", EVENING, 1.0)
     p = Profile("u1")

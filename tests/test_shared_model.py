@@ -34,23 +34,38 @@ def test_the_step_shares_each_applied_finish_or_like_once_and_nothing_of_an_opte
     processor = Processor(make_catalog(), share_deltas=True)
     batch = [
         log.event("u1", "d1", "complete"),
-        log.event("u1", "d2", "play"),  # a start: nothing to share
+        log.event("u1", "d2", "play"),  # a start: shared for popularity only
         log.event("u1", "d2", "complete"),  # shared with what u1 liked before it
         log.command("u2", "opt_out"),
         log.event("u2", "c1", "complete"),  # opted out: teaches nothing, shares nothing
         log.event("u3", "m1", "complete"),
     ]
     [result] = processor.step(processor.plan([(0, batch)]), {}, {0: PartitionModel()})
-    assert [d[:3] for d in result.deltas] == [(0, "d1", []), (2, "d2", ["d1"]), (4, "m1", [])]
-    # each with what it teaches the choice learner: three titles drawn from the catalog, their differences
-    assert all(d.pairs is not None and d.pairs[0].shape == (3, len(FEATURES)) for d in result.deltas)
-    doc = orjson.loads(orjson.dumps(delta_document(0, result.deltas[1])))
-    Draft202012Validator(load_schema("schemas/model-delta.json")).validate(doc)
-    assert doc["history"] == ["d1"] and np.allclose(delta_pairs(doc)[0], result.deltas[1].pairs[0], atol=1e-4)
+    assert [d[:3] for d in result.deltas] == [(0, "d1", []), (1, "d2", []), (2, "d2", ["d1"]), (4, "m1", [])]
+    assert [d.start for d in result.deltas] == [False, True, False, False]
+    # each finish with what it teaches the choice learner: three titles drawn from the catalog, their differences
+    finishes = [d for d in result.deltas if not d.start]
+    assert all(d.pairs is not None and d.pairs[0].shape == (3, len(FEATURES)) for d in finishes)
+    assert result.deltas[1].pairs is None and orjson.loads(orjson.dumps(delta_document(0, result.deltas[1]))) == {
+        "partition": 0,
+        "offset": 1,
+        "item_id": "d2",
+        "start": True,
+    }
+    validator = Draft202012Validator(load_schema("schemas/model-delta.json"))
+    validator.validate(orjson.loads(orjson.dumps(delta_document(0, result.deltas[1]))))
+    doc = orjson.loads(orjson.dumps(delta_document(0, result.deltas[2])))
+    validator.validate(doc)
+    assert doc["history"] == ["d1"] and np.allclose(delta_pairs(doc)[0], result.deltas[2].pairs[0], atol=1e-4)
     assert processor.shared.learned == 0, "with share_deltas, the runtime folds them in"
     local = Processor(make_catalog())
-    local.process([log.event("u9", "d1", "complete"), log.event("u9", "d3", "complete")], {}, PartitionModel())
-    assert local.shared.learned == 2 and local.shared.trend.share("d1") > 0.99
+    local.process(
+        [log.event("u9", "d1", "play"), log.event("u9", "d1", "complete"), log.event("u9", "d3", "complete")],
+        {},
+        PartitionModel(),
+    )
+    assert local.shared.learned == 3 and local.shared.trend.share("d1") > 0.99
+    assert local.shared.popularity.share("d1") == 1.0 and local.shared.popularity.share("d3") == 0.0
     assert set(local.shared.cowatch.related(["d1"])) == {"d3"}
 
 
@@ -79,10 +94,12 @@ def test_every_partition_model_ranks_with_the_one_choice_learner_of_the_deployme
 
 
 def test_a_replica_applies_a_delta_once_and_forgets_repeats_beyond_its_window() -> None:
-    trend = SharedTrend(window=3)
-    assert [trend.apply(1, o, "a") for o in (5, 6, 5, 7)] == [True, True, False, True]
-    assert trend.learned == 3
-    assert trend.apply(2, 5, "a"), "the same offset of another partition is another delta"
+    shared = SharedModel(repeats=3)
+    assert [shared.apply(1, o, "a") for o in (5, 6, 5, 7)] == [True, True, False, True]
+    assert shared.learned == shared.trend.learned == 3
+    assert not shared.apply(1, 6, "a", start=True), "a start at an offset applied is a repeat too"
+    assert shared.apply(2, 5, "a"), "the same offset of another partition is another delta"
+    assert shared.apply(1, 5, "a"), "forgotten: more than 3 deltas ago"
 
 
 def _health(cfg: Settings) -> dict[str, Any]:
@@ -118,9 +135,11 @@ async def test_every_worker_folds_every_partitions_deltas_once_also_after_a_kill
             if p.poll() is None
         )
 
-    await _until(lambda: every_replica(len(liked)), 60, "both replicas to hold every partition's deltas")
-    deltas = await read_to_end(settings.bootstrap, settings.topic(MODEL))
-    assert len({(d["partition"], d["offset"]) for d in map(orjson.loads, (r.value for r in deltas))}) == len(liked)
+    shared = len(liked) + len(starts)  # a delta per finish, one per start
+    await _until(lambda: every_replica(shared), 60, "both replicas to hold every partition's deltas")
+    deltas = [orjson.loads(r.value) for r in await read_to_end(settings.bootstrap, settings.topic(MODEL))]
+    assert len({(d["partition"], d["offset"]) for d in deltas}) == shared
+    assert sum(d.get("start", False) for d in deltas) >= len(starts)
     # a worker killed at once: its uncommitted events are applied again by the next owner, which
     # publishes their deltas again; every replica, the new one too, holds each delta once
     os.kill(procs[0].pid, signal.SIGKILL)
@@ -129,14 +148,15 @@ async def test_every_worker_folds_every_partitions_deltas_once_also_after_a_kill
         producer, settings.topic(EVENTS), [encode(event(200 + n, f"w{n}", "k1", "complete")) for n in range(8)]
     )
     workers.start()
-    await _until(lambda: every_replica(len(liked) + 8), 90, "every replica to hold each delta once")
+    await _until(lambda: every_replica(shared + 8), 90, "every replica to hold each delta once")
     await asyncio.sleep(2)
-    assert every_replica(len(liked) + 8), "a delta was applied twice"
+    assert every_replica(shared + 8), "a delta was applied twice"
 
 
-def test_the_trend_array_kept_up_title_by_title_equals_one_gathered_afresh() -> None:
+@pytest.mark.parametrize("scale", [1000.0, None])
+def test_the_trend_array_kept_up_title_by_title_equals_one_gathered_afresh(scale: float | None) -> None:
     """The array is updated only where deltas landed; across rescales and a growing catalog it must stay
-    what gathering every count again gives."""
+    what gathering every count again gives (the trend's scaling, and popularity's: log counts)."""
     import math
     import random
 
@@ -144,15 +164,48 @@ def test_the_trend_array_kept_up_title_by_title_equals_one_gathered_afresh() -> 
 
     def afresh(trend: SharedTrend, ids: list[str]) -> np.ndarray:
         top = max(trend.counts.values(), default=0.0) or 1.0
-        share = np.asarray([trend.counts.get(i, 0.0) for i in ids]) / top
-        return (np.log1p(share * 1000.0) / math.log1p(1000.0)).astype(np.float32)
+        counts = np.asarray([trend.counts.get(i, 0.0) for i in ids])
+        if scale is None:
+            unit = trend._unit
+            return (np.log1p(counts / unit) / math.log1p(top / unit)).astype(np.float32)
+        return (np.log1p(counts / top * scale) / math.log1p(scale)).astype(np.float32)
 
     rng = random.Random(3)
     ids = [f"t{i}" for i in range(300)]
-    trend = SharedTrend(half_life=5.0)  # rescales every 200 deltas
+    trend = SharedTrend(half_life=5.0, scale=scale)  # rescales every 200 deltas
     for n in range(5000):
         trend.learn(f"t{rng.randrange(320)}")  # some titles the catalog does not have yet
         if n % 97 == 0:
             if n % 3 == 0:
                 ids.append(f"t{300 + n % 20}")  # the catalog grows in place, as Catalog.ids does
             assert np.array_equal(trend.array(ids), afresh(trend, ids)), n
+
+
+def test_what_a_finish_teaches_sees_the_title_as_it_was_before_the_viewers_own_start() -> None:
+    """Each viewer starts and finishes a title nobody else started: its popularity when chosen was 0.
+    Counting the viewer's own start (a moment before) would teach that what viewers finish is popular."""
+    log, catalog = Log(), make_catalog()
+    processor = Processor(catalog)
+    model = PartitionModel()
+    for v, item in enumerate(catalog.ids[:8]):
+        processor.process([log.event(f"v{v}", item, "play"), log.event(f"v{v}", item, "complete")], {}, model)
+    assert processor.shared.popularity.share(catalog.ids[0]) > 0, "the starts are counted"
+    assert processor.shared.choice.learned > 0
+    assert processor.shared.choice.weights["popularity"] <= 0.0, processor.shared.choice.weights
+    x = np.zeros(len(FEATURES))
+    processor.shared.without_viewer(x, catalog.ids[0], started=True, liked=False)
+    assert x[FEATURES.index("popularity")] == 0.0
+
+
+def test_a_start_sent_with_the_batch_is_not_taken_out_of_counts_that_do_not_hold_it_yet() -> None:
+    """Through workers a start comes back from the model topic after its batch: a finish in the same
+    batch sees the title's count without it already, and takes nothing out."""
+    log = Log()
+    processor = Processor(make_catalog(), share_deltas=True)
+    processor.shared.apply(5, 0, "d1", start=True)  # another viewer started d1 before
+    batch = [log.event("u1", "d1", "play"), log.event("u1", "d1", "complete")]
+    [result] = processor.step(processor.plan([(0, batch)]), {}, {0: PartitionModel()})
+    finish = next(d for d in result.deltas if not d.start)
+    assert finish.pairs is not None
+    # the competitors were never started: each difference is d1's popularity, the other viewer's start
+    assert finish.pairs[0][:, FEATURES.index("popularity")].tolist() == pytest.approx([1.0] * len(finish.pairs[0]))

@@ -250,12 +250,11 @@ def cowatch_part(viewer: ViewerTerms, catalog: Catalog, rows: np.ndarray | None)
 def title_parts(model: PartitionModel, catalog: Catalog, now_ms: int, rows: np.ndarray | None = None) -> np.ndarray:
     """(titles, 4): the popularity, trending, trend and freshness features of ``rows`` (None: every title).
 
-    Read from the model's and the catalog's per-title arrays (each cached while it holds:
-    popularity for half a second, trending until new counts, trend until the next delta, freshness
-    for the minute).
+    Read from the models' and the catalog's per-title arrays (each cached while it holds:
+    trending until new counts, popularity and trend until the next delta, freshness for the minute).
     """
     columns = [
-        model.popularity(catalog.ids),
+        model.shared.popularity.array(catalog.ids),
         model.trending.array(catalog.ids),
         model.shared.trend.array(catalog.ids),
         catalog.freshness(now_ms, FRESH_DAYS),

@@ -25,8 +25,6 @@ True
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -57,10 +55,8 @@ PRIOR = {
     "trend": 0.4,
     "freshness": 0.1,
 }
-#: Half-life of title popularity, in events seen by the partition.
-POPULARITY_HALF_LIFE = 5000.0
-#: Longest a ranking pass reuses the scaled popularity array.
-POPULARITY_REFRESH_S = 0.5
+#: Starts of the partition after which a cohort's count of a title weighs half.
+UNIT_HALF_LIFE = 5000.0
 
 
 class PartitionModel:
@@ -86,16 +82,7 @@ class PartitionModel:
         self.shared = SharedModel()
         #: Offsets at or below ``offset`` whose events are not learned yet (see :meth:`hold`).
         self.pending: set[int] = set()
-        #: Decayed starts per title id.
-        self.plays: dict[str, float] = {}
-        self._play_scale = 1.0
-        self._play_max = 0.0
-        # popularity by catalog row, kept in step with ``plays`` for ranking
-        self._pop_index: dict[str, int] = {}
-        self._pop_counts = np.zeros(0, dtype=np.float64)
-        self._pop_dirty: set[str] = set()
-        self._pop_scaled: np.ndarray | None = None
-        self._pop_at = 0.0
+        self._play_scale = 1.0  # the unit of the cohorts' counts (see record_start)
         self.cohorts = Cohorts()
         self.trending = Trending()
         self.exploration = Exploration()
@@ -216,61 +203,14 @@ class PartitionModel:
         self.cohorts.record(item_id, cohort, device, part, self._play_scale)
 
     def record_start(self, item_id: str) -> None:
-        """Count a start of ``item_id``; older starts fade (exponential decay by event count)."""
+        """Count a start (of ``item_id``): the unit the cohorts' counts fade by grows (exponential decay by
+        the partition's starts). What the deployment has started is counted in its shared model (its
+        popularity), from the start's delta."""
         # Growing the unit instead of shrinking every count keeps this O(1).
-        self._play_scale *= 2.0 ** (1.0 / POPULARITY_HALF_LIFE)
-        count = self.plays[item_id] = self.plays.get(item_id, 0.0) + self._play_scale
-        self._play_max = max(self._play_max, count)
-        self._pop_dirty.add(item_id)
+        self._play_scale *= 2.0 ** (1.0 / UNIT_HALF_LIFE)
         if self._play_scale > 1e12:
-            self._rescale()
-
-    def _rescale(self) -> None:
-        scale = self._play_scale
-        self.cohorts.rescale(scale)
-        self.plays = {k: v / scale for k, v in self.plays.items() if v / scale > 1e-3}
-        self._play_scale = 1.0
-        self._play_max = max(self.plays.values(), default=0.0)
-        self._pop_index, self._pop_counts = {}, np.zeros(0)  # rebuilt in full at the next ranking
-        self._pop_scaled = None
-
-    def popularity(self, item_ids: list[str]) -> np.ndarray:
-        """Popularity of each title in catalog order (``item_ids``: the catalog's rows), scaled to 0..1.
-
-        The catalog only appends rows, so counts are kept as an array by row and
-        only titles started since the last call are updated. The scaled array is
-        recomputed at most every ``POPULARITY_REFRESH_S`` seconds: popularity
-        moves over thousands of events, and the full pass costs O(titles).
-        """
-        now = time.monotonic()
-        cached = self._pop_scaled
-        if cached is not None and len(cached) == len(item_ids) and now - self._pop_at < POPULARITY_REFRESH_S:
-            return cached
-        get = self.plays.get
-        known = len(self._pop_counts)
-        if known < len(item_ids):
-            new = item_ids[known:]
-            fresh = np.fromiter((get(i, 0.0) for i in new), dtype=np.float64, count=len(new))
-            self._pop_counts = np.concatenate([self._pop_counts, fresh])
-            self._pop_index.update((item, known + i) for i, item in enumerate(new))
-        for item in self._pop_dirty:
-            row = self._pop_index.get(item)
-            if row is not None:
-                self._pop_counts[row] = get(item, 0.0)
-        self._pop_dirty.clear()
-        scale = self._play_scale
-        if self._play_max <= 0:
-            scaled = np.zeros(len(item_ids), dtype=np.float32)
-        else:
-            scaled = (np.log1p(self._pop_counts / scale) / math.log1p(self._play_max / scale)).astype(np.float32)
-        self._pop_scaled, self._pop_at = scaled, now
-        return scaled
-
-    def popularity_of(self, item_id: str) -> float:
-        if self._play_max <= 0:
-            return 0.0
-        scale = self._play_scale
-        return math.log1p(self.plays.get(item_id, 0.0) / scale) / math.log1p(self._play_max / scale)
+            self.cohorts.rescale(self._play_scale)
+            self._play_scale = 1.0
 
     # -- checkpoint ------------------------------------------------------------
 
@@ -285,7 +225,6 @@ class PartitionModel:
             "o": self.offset,
             "hold": sorted(self.pending),
             "mae": [self.mae.get(), self.mae._mean.n],
-            "plays": {k: round(v / scale, 4) for k, v in self.plays.items() if v / scale > 1e-3},
             "co": self.cohorts.to_state(scale),
             "tr": self.trending.to_state(),
             "ex": self.exploration.to_state(),
@@ -304,8 +243,6 @@ class PartitionModel:
         mean, n = state["mae"]
         if n:
             model.mae._mean.update(mean, n)
-        model.plays = dict(state["plays"])
-        model._play_max = max(model.plays.values(), default=0.0)
         # checkpoints written before cohorts, trending and exploration existed have none
         model.cohorts = Cohorts.from_state(state.get("co"))
         model.trending = Trending.from_state(state.get("tr"))

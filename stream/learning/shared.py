@@ -1,27 +1,33 @@
-"""The deployment-wide model: what every partition and worker learns from every viewer's positives.
+"""The deployment-wide model: what every partition and worker learns from every viewer's starts and positives.
 
-One *delta* per finish or like applied anywhere: ``(source partition, offset, title, the
-viewer's recent positives before it, the choice pairs)``. A replica folds each delta into
-the shared trend (:mod:`stream.learning.trend`), the co-watch counts
-(:mod:`stream.learning.cowatch`) and the choice learner (:mod:`stream.learning.choice`:
-what the score's features are worth, learned from which titles viewers finish over those they
-passed), once: a delta delivered again is recognised by its source partition and offset.
-The model topic has one partition, so every replica applies the same deltas in the same
-order: every worker ranks with the same weights, however many partitions feed them.
+One *delta* per start, finish or like applied anywhere: ``(source partition, offset, title,
+the viewer's recent positives before it, the choice pairs)``, or for a start only the title.
+A replica folds the starts into the deployment's popularity, and each finish or like into
+the shared trend (both :class:`~stream.learning.trend.SharedTrend`: decayed counts), the
+co-watch counts (:mod:`stream.learning.cowatch`) and the choice learner
+(:mod:`stream.learning.choice`: what the score's features are worth, learned from which
+titles viewers finish over those they passed), once: a delta delivered again is recognised
+by its source partition and offset. The model topic has one partition, so every replica
+applies the same deltas in the same order: every worker ranks with the same counts and
+weights, however many partitions feed them (with popularity counted per partition, each of
+32 partitions knew a thirty-second of what is popular).
 
 In a worker the deltas come back from the model topic, so every worker's replica learns
 every partition's deltas (:mod:`stream.runtime.app`); offline, the processor learns them at
-once (:meth:`SharedModel.learn`).
+once (:meth:`SharedModel.learn`, :meth:`SharedModel.learn_start`).
 
 >>> m = SharedModel()
 >>> [m.apply(0, 1, "b", ["a"]), m.apply(0, 1, "b", ["a"]), m.apply(3, 1, "c", ["b", "a"])]
 [True, False, True]
->>> m.learned, sorted(m.cowatch.related(["a"]))
-(2, ['b', 'c'])
+>>> m.apply(3, 2, "c", start=True)
+True
+>>> m.learned, sorted(m.cowatch.related(["a"])), round(m.popularity.share("c"), 2)
+(3, ['b', 'c'], 1.0)
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -33,15 +39,35 @@ from stream.learning.cowatch import CoWatch
 from stream.learning.features import FEATURES
 from stream.learning.trend import SharedTrend
 
-__all__ = ["WINDOW", "Delta", "Pairs", "SharedModel", "delta_document", "delta_pairs"]
+__all__ = [
+    "POPULARITY_HALF_LIFE",
+    "REPEATS",
+    "WINDOW",
+    "Delta",
+    "Pairs",
+    "SharedModel",
+    "delta_document",
+    "delta_pairs",
+]
 
 #: What a finish or like teaches the choice learner: the chosen title's features less each passed
 #: title's (a row each, FEATURES order), and what the rest of the score gives each difference.
 Pairs = tuple[np.ndarray, np.ndarray]
 
-#: Deltas a starting worker reads back: the co-watch counts' older ones weigh less than 2**-5 (the
-#: trend's far less), so a replica is ready in seconds however long the deployment has run.
-WINDOW = 5 * int(COWATCH_HALF_LIFE)
+#: Starts after which one counts half for popularity: over the whole deployment, what one partition
+#: counted when each partition had its own (its 5,000 starts); a replay with one partition, the
+#: same then, showed no loss on either kind of log.
+POPULARITY_HALF_LIFE = 5000.0
+#: Deltas a starting worker reads back. About half are starts (a title is started more often than
+#: finished or liked), so the co-watch counts' older ones weigh about 2**-5 or less, popularity's
+#: and the trend's far less: a replica is ready in seconds however long the deployment has run.
+WINDOW = 10 * int(COWATCH_HALF_LIFE)
+#: Deltas among which a repeat is recognised: those a worker that took over a crashed one's
+#: partitions publishes again come within seconds of the first.
+REPEATS = 100_000
+
+
+_POPULARITY, _TREND = FEATURES.index("popularity"), FEATURES.index("trend")
 
 
 class Delta(NamedTuple):
@@ -51,11 +77,14 @@ class Delta(NamedTuple):
     item_id: str
     history: list[str]  # the viewer's recent positives before it, newest first
     pairs: Pairs | None  # what it teaches the choice learner (None: nothing)
+    start: bool = False  # a start (popularity), not a finish or like
 
 
 def delta_document(partition: int, delta: Delta) -> dict[str, Any]:
     """A delta of ``partition`` as the model topic carries it (schemas/model-delta.json)."""
     doc: dict[str, Any] = {"partition": partition, "offset": delta.offset, "item_id": delta.item_id}
+    if delta.start:
+        doc["start"] = True
     if delta.history:
         doc["history"] = delta.history
     if delta.pairs is not None and len(delta.pairs[0]):
@@ -79,31 +108,62 @@ def delta_pairs(doc: dict[str, Any]) -> Pairs | None:
 
 
 class SharedModel:
-    def __init__(self) -> None:
+    def __init__(self, repeats: int = REPEATS) -> None:
+        self.popularity = SharedTrend(POPULARITY_HALF_LIFE, scale=None)
         self.trend = SharedTrend()
         self.cowatch = CoWatch()
         self.choice = Choice()
-
-    @property
-    def learned(self) -> int:
-        """Deltas applied (each once)."""
-        return self.trend.learned
+        #: Deltas learned (each once).
+        self.learned = 0
+        self.repeats = repeats
+        self._recent: deque[tuple[int, int]] = deque()
+        self._seen: set[tuple[int, int]] = set()
 
     def apply(
-        self, partition: int, offset: int, item: str, history: Sequence[str] = (), pairs: Pairs | None = None
+        self,
+        partition: int,
+        offset: int,
+        item: str,
+        history: Sequence[str] = (),
+        pairs: Pairs | None = None,
+        start: bool = False,
     ) -> bool:
-        """Fold in one delta; False (and nothing changes) if it was applied before."""
-        if not self.trend.apply(partition, offset, item):
+        """Fold in one delta; False (and nothing changes) if it was applied before (among the last
+        :attr:`repeats`)."""
+        key = (partition, offset)
+        if key in self._seen:
             return False
-        self._learn_rest(item, history, pairs)
+        self._seen.add(key)
+        self._recent.append(key)
+        if len(self._recent) > self.repeats:
+            self._seen.discard(self._recent.popleft())
+        if start:
+            self.learn_start(item)
+        else:
+            self.learn(item, history, pairs)
         return True
 
     def learn(self, item: str, history: Sequence[str] = (), pairs: Pairs | None = None) -> None:
         """One more finish or like (no repeat check: for in-process use)."""
+        self.learned += 1
         self.trend.learn(item)
-        self._learn_rest(item, history, pairs)
-
-    def _learn_rest(self, item: str, history: Sequence[str], pairs: Pairs | None) -> None:
         self.cowatch.learn(item, history)
         if pairs is not None and len(pairs[0]):
             self.choice.learn_many(*pairs)
+
+    def without_viewer(self, parts: np.ndarray, item: str, started: bool, liked: bool) -> None:
+        """Take the viewer's own start (``started``) and earlier finish or like (``liked``) of ``item`` out
+        of its popularity and trend features (``parts``: its row, FEATURES order), in place.
+
+        What a finish teaches (the outcome regression, the choice pairs) must see the title as the
+        viewer chose it: its own start, counted a moment before, would otherwise teach that
+        what viewers finish is popular because they started it."""
+        if started:
+            parts[_POPULARITY] = self.popularity.value(item, less=1.0)
+        if liked:
+            parts[_TREND] = self.trend.value(item, less=1.0)
+
+    def learn_start(self, item: str) -> None:
+        """One more start (no repeat check: for in-process use)."""
+        self.learned += 1
+        self.popularity.learn(item)

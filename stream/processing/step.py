@@ -94,6 +94,9 @@ class BatchResult:
     #: What the deployment-wide model learns from this batch, for the runtime to publish to the
     #: model topic (see ``Processor.share_deltas``).
     deltas: list[Delta] = field(default_factory=list)
+    #: (viewer, title) of this batch's deltas (starts; finishes and likes): sent with the batch, so not
+    #: in the replica yet when the batch's later events are learned.
+    unsent: tuple[set[tuple[str, str]], set[tuple[str, str]]] = field(default_factory=lambda: (set(), set()))
     #: Valid events whose processing raised (a defect of the worker): dead-lettered, state as before.
     failed: int = 0
     #: Viewers whose state changed but whose snapshot could not be made (a defect of ranking).
@@ -368,9 +371,10 @@ class Processor:
         event: PlaybackEvent,
         signal: Signal,
         cohort: int | None,
+        unsent: tuple[set[tuple[str, str]], set[tuple[str, str]]] = (set(), set()),
     ) -> Pairs | None:
         """Learn the event; returns what a title finished or liked teaches the shared choice learner
-        (None: nothing), to go with its delta (:meth:`_share`)."""
+        (None: nothing), to go with its delta (:meth:`_share`). ``unsent``: see :attr:`BatchResult.unsent`."""
         device = event.device or profile.device
         x, pairs = None, None
         if signal.learns:
@@ -382,6 +386,10 @@ class Processor:
             if liked(signal):
                 rows += competitors(self.catalog, idx, profile.passed, event.event_id)
             parts = pair_parts(viewer, self.catalog, np.asarray(rows, dtype=np.int64))
+            # the viewer's own start and earlier finish or like of the title, if the replica counted them
+            item, key, (starts, positives) = event.item_id, (profile.user_id, event.item_id), unsent
+            started = key not in starts and any(h[0] == item for h in profile.history)
+            model.shared.without_viewer(parts[0], item, started, key not in positives and item in profile.positives())
             x = dict(zip(FEATURES, parts[0].tolist(), strict=True))
             if len(rows) > 1:
                 pairs = model.choice_pairs(parts[0].astype(np.float64), parts[1:].astype(np.float64))
@@ -599,32 +607,48 @@ class Processor:
             if model is not None and not model.knows(offset):
                 # Read again after a crash: the profile kept it, the model's checkpoint did not.
                 signal = interpret(event, profile.paused)
-                pairs = self._learn(model, profile, idx, event, signal, cohort)
+                pairs = self._learn(model, profile, idx, event, signal, cohort, result.unsent)
                 result.learned_through = max(result.learned_through, offset)
-                if liked(signal) and self.share_deltas:  # replicas skip it if it was published
-                    self._share(result, offset, event.item_id, profile.positives(), pairs)
+                if self.share_deltas:  # replicas skip what was published before
+                    if event.type == "play":
+                        self._share_start(result, offset, profile.user_id, event.item_id)
+                    if liked(signal):
+                        self._share(result, offset, profile.user_id, event.item_id, profile.positives(), pairs)
             return SEEN
         signal = interpret(event, profile.paused)
         history = profile.positives() if model is not None and liked(signal) else None
         pairs = None
         if model is not None:
-            pairs = self._learn(model, profile, idx, event, signal, cohort)
+            pairs = self._learn(model, profile, idx, event, signal, cohort, result.unsent)
             result.learned_through = max(result.learned_through, offset)
         profile.apply(event, signal, self.catalog.entry(idx), offset, self.half_life_ms)
+        if model is not None and event.type == "play":
+            self._share_start(result, offset, profile.user_id, event.item_id)
         if history is not None:
-            self._share(result, offset, event.item_id, history, pairs)
+            self._share(result, offset, profile.user_id, event.item_id, history, pairs)
         result.applied += 1
         return APPLIED
 
-    def _share(self, result: BatchResult, offset: int, item_id: str, history: list[str], pairs: Pairs | None) -> None:
+    def _share(
+        self, result: BatchResult, offset: int, user_id: str, item_id: str, history: list[str], pairs: Pairs | None
+    ) -> None:
         """A finish or like, once applied, is what the deployment's model learns (``history``: the
         viewer's recent positives before it; ``pairs``: what it teaches the choice learner): a
         delta for the runtime to publish (every worker folds it into its replica), or learned at once."""
         delta = Delta(offset, item_id, [h for h in history if h != item_id][:HISTORY], pairs)
         if self.share_deltas:
             result.deltas.append(delta)
+            result.unsent[1].add((user_id, item_id))
         else:
             self.shared.learn(delta.item_id, delta.history, pairs)
+
+    def _share_start(self, result: BatchResult, offset: int, user_id: str, item_id: str) -> None:
+        """A start, once applied, counts for the deployment's popularity (as :meth:`_share`)."""
+        if self.share_deltas:
+            result.deltas.append(Delta(offset, item_id, [], None, start=True))
+            result.unsent[0].add((user_id, item_id))
+        else:
+            self.shared.learn_start(item_id)
 
     def _restore(self, viewers: _Viewers, user_id: str, done: Sequence[tuple[Decoded, int, int, int | None]]) -> None:
         """Put a viewer back as it was before a failed item: as stored, plus the batch's items before it

@@ -545,10 +545,13 @@ class StreamApp:
             partition, offset, item_id = int(doc["partition"]), int(doc["offset"]), str(doc["item_id"])
             history = [str(h) for h in doc.get("history", ())]
             pairs = delta_pairs(doc)
+            start = doc.get("start", False)
+            if not isinstance(start, bool):
+                raise ValueError("start: expected true or false")
         except (ValueError, TypeError, KeyError, AttributeError):
             log.warning("a malformed model delta at offset %d was skipped", record.offset)
             return
-        if self.shared.apply(partition, offset, item_id, history, pairs):
+        if self.shared.apply(partition, offset, item_id, history, pairs, start):
             self.counters["deltas_applied"] += 1
             if self.model_ready.is_set():
                 self.metrics.staleness.observe(max(0.0, now - record.timestamp / 1000))
