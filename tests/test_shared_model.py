@@ -178,6 +178,8 @@ def test_the_trend_array_kept_up_title_by_title_equals_one_gathered_afresh(scale
         if n % 97 == 0:
             if n % 3 == 0:
                 ids.append(f"t{300 + n % 20}")  # the catalog grows in place, as Catalog.ids does
+            some = np.asarray([0, 5, len(ids) - 1])
+            assert np.array_equal(trend.array(ids, some), afresh(trend, ids)[some]), n  # a few rows, alone
             assert np.array_equal(trend.array(ids), afresh(trend, ids)), n
 
 

@@ -253,14 +253,11 @@ def title_parts(model: PartitionModel, catalog: Catalog, now_ms: int, rows: np.n
     Read from the models' and the catalog's per-title arrays (each cached while it holds:
     trending until new counts, popularity and trend until the next delta, freshness for the minute).
     """
-    columns = [
-        model.shared.popularity.array(catalog.ids),
-        model.trending.array(catalog.ids),
-        model.shared.trend.array(catalog.ids),
-        catalog.freshness(now_ms, FRESH_DAYS),
-    ]
+    columns = [model.trending.array(catalog.ids), catalog.freshness(now_ms, FRESH_DAYS)]
     if rows is not None:
         columns = [c[rows] for c in columns]
+    popularity, trend = (t.array(catalog.ids, rows) for t in (model.shared.popularity, model.shared.trend))
+    columns = [popularity, columns[0], trend, columns[1]]
     return np.column_stack(columns).astype(np.float32, copy=False)
 
 

@@ -35,6 +35,8 @@ WINDOW = 20 * int(HALF_LIFE)
 #: The trend's log scale: a title liked this much less often than the top one is at half.
 _SCALE = 1000.0
 _RESCALE = 2.0**40
+#: Fewer rows than this asked for between counts are scaled alone.
+FEW = 2000
 
 
 class SharedTrend:
@@ -72,8 +74,9 @@ class SharedTrend:
         self._top = max(self._top, count)
         self._changed.add(item)
 
-    def array(self, ids: Sequence[str]) -> np.ndarray:
-        """Per title of ``ids``: the log-scaled share of the top title's count (cached until the next count)."""
+    def array(self, ids: Sequence[str], rows: np.ndarray | None = None) -> np.ndarray:
+        """Per title of ``ids`` (of its ``rows`` only, if given): the feature (cached until the next count;
+        a few rows asked for between counts are scaled alone, not the whole catalog)."""
         key = (id(ids), len(ids))
         if self._ids != key:
             counts = self.counts
@@ -81,24 +84,30 @@ class SharedTrend:
             self._gathered = np.fromiter((counts.get(i, 0.0) for i in ids), dtype=np.float64, count=len(ids))
             self._ids, self._cache = key, None
         elif self._changed:
-            rows, gathered, counts = self._rows, self._gathered, self.counts
+            index, gathered, counts = self._rows, self._gathered, self.counts
             for item in self._changed:
-                row = rows.get(item)
+                row = index.get(item)
                 if row is not None:
                     gathered[row] = counts[item]
         self._changed.clear()
         if self._cache is not None and self._cache[0] == self.learned:
-            return self._cache[1]
-        if self._top <= 0:
-            out = np.zeros(len(self._gathered), dtype=np.float32)
-        elif self.scale is None:
-            unit = self._unit
-            out = (np.log1p(self._gathered / unit) / math.log1p(self._top / unit)).astype(np.float32)
-        else:
-            share = self._gathered / self._top
-            out = (np.log1p(share * self.scale) / math.log1p(self.scale)).astype(np.float32)
+            return self._cache[1] if rows is None else self._cache[1][rows]
+        if rows is not None and len(rows) < FEW:
+            return self._scaled(self._gathered[rows])
+        out = self._scaled(self._gathered)
         self._cache = (self.learned, out)
+        if rows is not None:
+            return out[rows]
         return out
+
+    def _scaled(self, gathered: np.ndarray) -> np.ndarray:
+        """The feature of stored counts."""
+        if self._top <= 0:
+            return np.zeros(len(gathered), dtype=np.float32)
+        if self.scale is None:
+            unit = self._unit
+            return (np.log1p(gathered / unit) / math.log1p(self._top / unit)).astype(np.float32)
+        return (np.log1p(gathered / self._top * self.scale) / math.log1p(self.scale)).astype(np.float32)
 
     def value(self, item: str, less: float = 0.0) -> float:
         """The feature of ``item`` (as :meth:`array` gives it) with ``less`` of its most recent counts taken out."""
