@@ -1,7 +1,8 @@
 """How much memory a worker's replica of the deployment-wide model takes at full size.
 
-Fills a :class:`~stream.learning.shared.SharedModel` with deltas over ``--titles`` titles (each
-with a history of 10 titles drawn from a long-tailed popularity, as viewers' histories are),
+Fills a :class:`~stream.learning.shared.SharedModel` with deltas over ``--titles`` titles (a start
+and a finish of each, with a history of 10 titles drawn from a long-tailed popularity, as viewers'
+histories are),
 until every title's neighbour list is as full as pruning lets it be, and reports the process's
 resident memory before and after, and per title. Bounded: at most ``--deltas`` deltas.
 
@@ -32,7 +33,7 @@ def resident_bytes() -> int:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--titles", type=int, default=100_000)
-    p.add_argument("--deltas", type=int, default=3_000_000, help="most deltas to apply")
+    p.add_argument("--deltas", type=int, default=3_000_000, help="most finishes to apply (each after its start)")
     p.add_argument("--seed", type=int, default=7)
     args = p.parse_args()
     rng = np.random.default_rng(args.seed)
@@ -46,8 +47,9 @@ def main() -> int:
     done = 0
     while done < args.deltas:
         draws = rng.choice(args.titles, size=(batch, HISTORY + 1), p=weights)
-        for row in draws.tolist():
-            shared.apply(done % 64, done, ids[row[0]], [ids[r] for r in row[1:]])
+        for row in draws.tolist():  # the viewer's start, then its finish
+            shared.apply(done % 64, 2 * done, ids[row[0]], start=True)
+            shared.apply(done % 64, 2 * done + 1, ids[row[0]], [ids[r] for r in row[1:]])
             done += 1
         full = sum(1 for nb in shared.cowatch.co.values() if len(nb) >= KEEP)
         if full >= 0.99 * args.titles:
@@ -56,7 +58,8 @@ def main() -> int:
     co = shared.cowatch.co
     entries = sum(map(len, co.values()))
     print(
-        f"{args.titles:,} titles, {done:,} deltas in {time.monotonic() - t0:.0f} s: {entries:,} neighbour entries"
+        f"{args.titles:,} titles, {done:,} finishes and their starts ({2 * done:,} deltas) in"
+        f" {time.monotonic() - t0:.0f} s: {entries:,} neighbour entries"
         f" ({entries / max(1, len(co)):.0f} per title); resident memory {before / 2**20:.0f} MiB ->"
         f" {after / 2**20:.0f} MiB, the replica {(after - before) / 2**20:.0f} MiB"
         f" ({(after - before) / args.titles:.0f} bytes per title)"
