@@ -4,8 +4,10 @@
 - :mod:`~stream.learning.signals`: what each event means (an early skip, a completion, ...);
 - :mod:`~stream.learning.profile`: one viewer's state, changed only by its own methods;
 - :mod:`~stream.learning.features`: the one definition of a (viewer, title) pair's score parts;
-- :mod:`~stream.learning.model`: what a partition learned (weights, popularity, cohorts,
-  trending, exploration, artwork), changed only by its own methods;
+- :mod:`~stream.learning.model`: what a partition learned (weights, cohorts, trending,
+  exploration, artwork), changed only by its own methods;
+- :mod:`~stream.learning.shared`: what the whole deployment learned (popularity, trend,
+  co-watch, the choice weights), from the deltas every worker reads;
 - :mod:`~stream.learning.cohorts`, :mod:`~stream.learning.velocity`, :mod:`~stream.learning.artwork`:
   the learners it holds.
 

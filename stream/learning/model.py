@@ -5,8 +5,8 @@ A title's score for a viewer is the weighted sum of the features of
 regression learns, from every event's outcome (predict, then learn), the
 correction to sensible prior weights, so a cold model ranks sensibly and a warm
 one ranks by what viewers actually do. Beside the weights, a partition's model
-holds what its viewers' events taught about titles: popularity, cohorts,
-trending windows, exploration budgets and artwork (what the whole deployment learned, the
+holds what its viewers' events taught about titles: cohorts, trending windows,
+exploration budgets and artwork (what the whole deployment learned, popularity among it: the
 shared model of :mod:`stream.learning.shared`, it reads but does not hold). Every change to it goes
 through its own methods (:meth:`PartitionModel.learn_event`,
 :meth:`~PartitionModel.learn_viewer`, :meth:`~PartitionModel.spend_exploration`).
