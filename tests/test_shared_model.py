@@ -180,6 +180,7 @@ def test_the_trend_array_kept_up_title_by_title_equals_one_gathered_afresh(scale
                 ids.append(f"t{300 + n % 20}")  # the catalog grows in place, as Catalog.ids does
             some = np.asarray([0, 5, len(ids) - 1])
             assert np.array_equal(trend.array(ids, some), afresh(trend, ids)[some]), n  # a few rows, alone
+            assert trend.value(ids[5]) == pytest.approx(float(afresh(trend, ids)[5]), rel=1e-6), n  # one title
             assert np.array_equal(trend.array(ids), afresh(trend, ids)), n
 
 

@@ -111,12 +111,8 @@ class SharedTrend:
 
     def value(self, item: str, less: float = 0.0) -> float:
         """The feature of ``item`` (as :meth:`array` gives it) with ``less`` of its most recent counts taken out."""
-        if self._top <= 0:
-            return 0.0
-        count = max(0.0, self.counts.get(item, 0.0) / self._unit - less)
-        if self.scale is None:
-            return math.log1p(count) / math.log1p(self._top / self._unit)
-        return math.log1p(self.scale * count * self._unit / self._top) / math.log1p(self.scale)
+        stored = max(0.0, self.counts.get(item, 0.0) - less * self._unit)
+        return float(self._scaled(np.asarray([stored]))[0])
 
     def share(self, item: str) -> float:
         return self.counts.get(item, 0.0) / self._top if self._top > 0 else 0.0
