@@ -253,11 +253,11 @@ def title_parts(model: PartitionModel, catalog: Catalog, now_ms: int, rows: np.n
     Read from the models' and the catalog's per-title arrays (each cached while it holds:
     trending until new counts, popularity and trend until the next delta, freshness for the minute).
     """
-    columns = [model.trending.array(catalog.ids), catalog.freshness(now_ms, FRESH_DAYS)]
+    ids, shared = catalog.ids, model.shared
+    trending, freshness = model.trending.array(ids), catalog.freshness(now_ms, FRESH_DAYS)
     if rows is not None:
-        columns = [c[rows] for c in columns]
-    popularity, trend = (t.array(catalog.ids, rows) for t in (model.shared.popularity, model.shared.trend))
-    columns = [popularity, columns[0], trend, columns[1]]
+        trending, freshness = trending[rows], freshness[rows]
+    columns = [shared.popularity.array(ids, rows), trending, shared.trend.array(ids, rows), freshness]
     return np.column_stack(columns).astype(np.float32, copy=False)
 
 

@@ -371,7 +371,7 @@ class Processor:
         event: PlaybackEvent,
         signal: Signal,
         cohort: int | None,
-        unsent: tuple[set[tuple[str, str]], set[tuple[str, str]]] = (set(), set()),
+        unsent: tuple[set[tuple[str, str]], set[tuple[str, str]]],
     ) -> Pairs | None:
         """Learn the event; returns what a title finished or liked teaches the shared choice learner
         (None: nothing), to go with its delta (:meth:`_share`). ``unsent``: see :attr:`BatchResult.unsent`."""
