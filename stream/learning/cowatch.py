@@ -127,6 +127,3 @@ class CoWatch:
         if top <= 0:
             return {}
         return {c: (s / top, best[c][1]) for c, s in scores.items()}
-
-    def neighbours(self, item: str) -> int:
-        return len(self.co.get(item, ()))
