@@ -52,6 +52,9 @@ class Settings:
     batch_max: int = 500
     #: STREAM_FETCH_WAIT_MS: the consumer's fetch wait (Faust hard-codes 1500 ms).
     fetch_wait_ms: int = 10
+    #: STREAM_FETCH_MAX_BYTES: most bytes one fetch returns of one partition (a larger backlog is
+    #: read in several fetches; Faust's default).
+    fetch_max_bytes: int = 1048576
     #: STREAM_CATALOG_WAIT_MS: longest an event naming a title the worker's catalog does not hold
     #: waits for the catalog reader to catch up before it is dead-lettered (0: no wait).
     catalog_wait_ms: int = 2000
@@ -113,7 +116,9 @@ class Settings:
         return settings
 
     def check(self) -> None:
-        positive = ("partitions", "replication", "top_k", "batch_max", "max_event_bytes", "max_body_bytes")
+        positive = (
+            "partitions", "replication", "top_k", "batch_max", "fetch_max_bytes", "max_event_bytes", "max_body_bytes",
+        )  # fmt: skip
         for name in positive:
             if getattr(self, name) < 1:
                 raise SettingsError(f"{VARIABLES[name]} must be at least 1, got {getattr(self, name)}")

@@ -180,6 +180,7 @@ class _Consumer:
         self.gaps: list[tuple[TP, int, int]] = []
         self.called: list[tuple[int, dict[TP, int | None]]] = []  # per-event callbacks: offset, read offsets then
         self.acked: list[int] = []
+        self.crashed: list[BaseException] = []
         self.generation = 1
         self.app = SimpleNamespace(
             topics=SimpleNamespace(acks_enabled_for=lambda topic: True), consumer_generation_id=1
@@ -205,6 +206,9 @@ class _Consumer:
     def ack(self, message: _Message) -> None:
         self.acked.append(message.offset)
         self._n_acked += 1
+
+    async def crash(self, reason: BaseException) -> None:
+        self.crashed.append(reason)
 
 
 async def _records(items: list[tuple[TP, _Message]]) -> AsyncIterator[tuple[TP, _Message]]:
@@ -258,6 +262,32 @@ async def test_a_batch_of_a_past_generation_is_dropped_unacknowledged_and_unread
     c.app.consumer_generation_id = 2  # a rebalance while the fetch was read
     await reader.hand_over(batches, 1, runtime)
     assert calls == [] and c._read_offset[events0] is None and c.acked == []
+
+
+async def test_a_round_without_records_calls_the_handler_with_none_and_a_withdrawn_batch_is_not_acknowledged() -> None:
+    c = _Consumer()
+    events0 = TP("events", 0)
+    calls: list[dict[TP, list[int]]] = []
+    answers: list[asyncio.Future[None]] = []
+
+    async def handler(fetched: dict[TP, list[Any]]) -> asyncio.Future[None]:
+        calls.append({tp: [m.offset for m in ms] for tp, ms in fetched.items()})
+        answers.append(asyncio.get_running_loop().create_future())
+        return answers[-1]
+
+    runtime = _faust._AppRuntime(10, {"events": handler, "commands": handler})
+    reader = _faust._FetchReader(c, runtime.handlers)
+    await reader.hand_over(await reader.read(_records([(events0, _Message("events", 0, 4))])), 1, runtime)
+    await reader.hand_over(await reader.read(_records([])), 1, runtime)
+    assert calls == [{events0: [4]}, {}], "an empty round: one call (two topics, one handler), with nothing"
+    answers[0].set_exception(_faust.Withdrawn("their partition went"))
+    answers[1].set_exception(RuntimeError("a delivery failed"))
+    await asyncio.sleep(0.01)
+    assert c.acked == [], "neither is acknowledged"
+    assert [str(e) for e in c.crashed] == ["a delivery failed"], "records given back crash nothing; a failure does"
+    c.app.consumer_generation_id = 2
+    await reader.hand_over(await reader.read(_records([])), 1, runtime)
+    assert len(calls) == 2, "an empty round of a past generation calls nothing"
 
 
 async def test_the_fetch_loop_yields_to_the_event_loop_every_hundred_records_and_commits_when_due() -> None:

@@ -380,3 +380,39 @@ async def _rewind(settings: Settings) -> bool:
         return False
     finally:
         await consumer.stop()
+
+
+async def test_a_forget_read_before_the_events_published_before_it_still_forgets_them(
+    settings: Settings, workers: Workers, producer: AIOKafkaProducer
+) -> None:
+    """A backlog read in many small fetches: the first brings the viewer's ``forget`` (its partition of the
+    commands topic is short) with only the first of the events the viewer published before it. The forget
+    waits for the rest, so none of them comes back after it; the events published after it are applied."""
+    await publish(producer, settings.topic(CATALOG), catalog_messages())
+    events, commands = settings.topic(EVENTS), settings.topic(COMMANDS)
+    before = [event(n, "u1", f"{'dcmk'[n % 4]}{n % 4 + 1}", "complete") for n in range(60)]
+    after = [event(100 + n, "u1", f"c{n + 1}", "complete") for n in range(3)]
+    forget = orjson.dumps({"command": "forget", "ts": _now()})
+    # one record per batch (each awaited): a fetch stops at the first batch past its byte limit
+    for topic, (key, value) in [*((events, encode(d)) for d in before), (commands, (b"u1", forget))]:
+        await producer.send_and_wait(topic, value, key=key)
+    for key, value in (encode(d) for d in after):
+        await producer.send_and_wait(events, value, key=key)
+
+    workers.start(fetch_max_bytes=1024)
+    cfg = workers.configs[0]
+    total = len(before) + len(after)
+    await _until(
+        lambda: _async(_health(cfg)["applied"] + _health(cfg)["ignored"] >= total and _health(cfg)["forgotten"] >= 1),
+        timeout_s=60, what="the backlog",
+    )  # fmt: skip
+    profiles_topic = f"{settings.faust_id}-profiles-changelog"
+
+    async def row() -> dict[str, Any] | None:
+        value = (await _latest(settings, profiles_topic)).get(b"u1")
+        return orjson.loads(value) if value else None
+
+    profile = await _until(row, what="u1's row")
+    assert profile["n"] == len(after), f"events from before the forget came back: {profile['n']} applied after it"
+    snapshot = orjson.loads((await _latest(settings, settings.topic(RECOMMENDATIONS)))[b"u1"] or b"{}")
+    assert snapshot["events_applied"] == len(after) and snapshot["trigger"]["event_id"] == after[-1]["event_id"]

@@ -49,6 +49,7 @@ __all__ = [
     "Plan",
     "Processor",
     "RawMessage",
+    "commands_due",
     "dead_letter",
     "in_order",
     "prefetch_hint",
@@ -170,6 +171,29 @@ def in_order(*partitions: Sequence[RawMessage]) -> list[RawMessage]:
     """
     keyed = [[((m.timestamp_ms or 0), rank, m) for m in messages] for rank, messages in enumerate(partitions)]
     return [m for _, _, m in heapq.merge(*keyed, key=lambda x: (x[0], x[1]))]
+
+
+def commands_due(commands: Sequence[RawMessage], events_read_ms: int | None, caught_up: bool) -> int:
+    """How many of a partition's commands (in offset order) may be applied now; the rest wait.
+
+    A command goes between the events published before it and those after (:func:`in_order`),
+    so it waits while events published before it may still be unread: until an event stamped
+    later than it has been read (``events_read_ms``: the newest event's timestamp read), or
+    the events partition is read to its end (``caught_up``). A larger backlog of events than
+    one fetch returns would otherwise put the events before a ``forget`` after it. The commands
+    after a waiting one wait too, so they keep their order (Kafka Streams aligns a task's
+    inputs by timestamp in the same way).
+
+    >>> c = [RawMessage(b"u", b"", "commands", 0, o, ts) for o, ts in [(0, 10), (1, 30), (2, 20)]]
+    >>> commands_due(c, 25, False), commands_due(c, 30, False), commands_due(c, None, True)
+    (1, 1, 3)
+    """
+    if caught_up:
+        return len(commands)
+    for n, command in enumerate(commands):
+        if events_read_ms is None or (command.timestamp_ms or 0) >= events_read_ms:
+            return n
+    return len(commands)
 
 
 def prefetch_hint(profile: Profile, items: Sequence[RankedItem], catalog: Catalog) -> dict[str, str] | None:

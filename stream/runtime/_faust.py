@@ -24,7 +24,10 @@ from module state, so several apps in one process (as in tests) keep their own.
    state and output it caused, and the next fetch is applied meanwhile. A batch that a
    rebalance made stale is dropped unacknowledged: the partition's next owner reads it
    again. A handler call is shielded from cancellation (Faust stops the fetch loop to
-   recover tables), so a batch is never left half applied.
+   recover tables), so a batch is never left half applied. After a round that brought
+   them nothing, handlers are called with an empty fetch, so what waits in them (commands
+   waiting for earlier events) can go on; and a handler's awaitable that raises
+   :class:`Withdrawn` gives its records back: not acknowledged, no crash.
 2. **Fetch wait.** Faust hard-codes ``fetch_max_wait_ms=1500`` for the worker's
    consumer; a broker that holds a fetch that long (the embedded one always does)
    adds up to 1.5 s to every event's latency. The consumer takes the app's wait.
@@ -77,10 +80,13 @@ __all__ = [
     "TESTED",
     "BatchHandler",
     "UntestedVersion",
+    "Withdrawn",
     "check_versions",
     "delete_row",
+    "fetched_to_end",
     "install",
     "lag",
+    "last_fetched_ms",
     "positions",
     "refresh_metadata",
     "seek_known_offsets",
@@ -102,6 +108,11 @@ _ATTR = "_stream_runtime"
 
 class UntestedVersion(RuntimeError):
     """An installed faust-streaming or aiokafka is not the release this module was written for."""
+
+
+class Withdrawn(Exception):
+    """What a handler's awaitable raises for records it gives back unapplied: a rebalance took their
+    partition, whose next owner reads them again. They are not acknowledged, and nothing crashes."""
 
 
 @dataclass
@@ -251,6 +262,9 @@ class _FetchReader:
                 log.info("dropped a stale batch of %d records of %s (rebalance)", len(messages), tp)
                 continue
             by_handler.setdefault(self.handlers[tp.topic], {})[tp] = messages
+        if not batches and c.app.consumer_generation_id == generation:
+            for handler in dict.fromkeys(self.handlers.values()):
+                by_handler[handler] = {}  # a round that brought nothing: what waits in a handler may go on
         for handler, fetched in by_handler.items():
             delivered = asyncio.ensure_future(await asyncio.shield(handler(fetched)))
             if c.app.consumer_generation_id == generation:  # a rebalance meanwhile seeks and sets its own
@@ -274,6 +288,9 @@ def _acknowledge(consumer: Any, messages: list[Any], runtime: _AppRuntime, deliv
     if delivered.cancelled():
         return  # the worker is stopping: the records will be read again
     exc = delivered.exception()
+    if isinstance(exc, Withdrawn):
+        log.info("%d records not acknowledged: %s", len(messages), exc)
+        return
     if exc is not None:
         log.error("delivery failed; stopping without acknowledging %d records: %r", len(messages), exc)
         crash = asyncio.ensure_future(consumer.crash(exc))
@@ -402,6 +419,41 @@ async def delete_row(app: faust.App, table: Any, partition: int, key: bytes) -> 
     topic = table.changelog_topic.get_topic_name()
     delivered: Any = await app.producer.send(topic, key, None, partition, None, None)
     return delivered
+
+
+def last_fetched_ms(app: faust.App, topic: str, partition: int) -> int | None:
+    """When (epoch ms) the worker's consumer read the newest fetch answer for the partition (None: none yet)."""
+    state = _partition_state(app, topic, partition)
+    return None if state is None else state.timestamp
+
+
+def fetched_to_end(app: faust.App, topic: str, partition: int, since_ms: int) -> bool:
+    """Whether a fetch answered at or after ``since_ms`` (epoch ms) showed the partition read to its end:
+    every record the broker held then was handed over. False when not known (not assigned, not fetched).
+
+    Only sound between fetch rounds (in a handler): the consumer's position is where the records
+    handed over end, except while a round's records are being gathered.
+    """
+    state = _partition_state(app, topic, partition)
+    if state is None:
+        return False
+    answered = state.timestamp  # before the high watermark: a newer answer only makes it stricter
+    high = state.highwater
+    if answered is None or high is None or answered < since_ms or not state.has_valid_position:
+        return False
+    return bool(state.position >= high)
+
+
+def _partition_state(app: faust.App, topic: str, partition: int) -> Any:
+    """aiokafka's state of one assigned partition of the worker's consumer (None: not assigned)."""
+    try:
+        consumer = app.consumer._thread._ensure_consumer()  # type: ignore[attr-defined]
+    except (ConsumerNotStarted, AttributeError):
+        return None
+    tp = TopicPartition(topic, partition)
+    if not consumer._subscription.is_assigned(tp):
+        return None
+    return consumer._subscription.subscription.assignment.state_value(tp)
 
 
 def positions(app: faust.App, topic: str) -> str:

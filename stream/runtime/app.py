@@ -28,6 +28,7 @@ import hashlib
 import logging
 import socket
 import time
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -40,7 +41,16 @@ from stream.contracts.validation import InvalidMessage, decode_catalog, decode_c
 from stream.learning.catalog import Catalog
 from stream.learning.model import PartitionModel
 from stream.learning.shared import WINDOW, SharedModel, delta_document, delta_pairs
-from stream.processing.step import BatchResult, Plan, Processor, RawMessage, dead_letter, in_order, split_held
+from stream.processing.step import (
+    BatchResult,
+    Plan,
+    Processor,
+    RawMessage,
+    commands_due,
+    dead_letter,
+    in_order,
+    split_held,
+)  # fmt: skip
 from stream.runtime import _faust, api
 from stream.runtime.kafka import partitions_of
 from stream.runtime.metrics import CONTENT_TYPE, Metrics, gauge
@@ -96,6 +106,7 @@ class StreamApp:
             broker_rebalance_timeout=s.session_timeout_s,
             broker_request_timeout=max(90.0, s.session_timeout_s * 2),
             consumer_auto_offset_reset="earliest",
+            consumer_max_fetch_size=s.fetch_max_bytes,
             producer_linger_ms=1,
             producer_acks=-1,
             stream_wait_empty=False,
@@ -132,6 +143,10 @@ class StreamApp:
         # Per events partition: the newest offset processed (where a command without events before it
         # in its batch stands); dropped when the partition goes.
         self._events_through: dict[int, int] = {}
+        # Per partition: the newest event timestamp read, and the commands waiting for the events
+        # published before them (see _align); dropped when the partition goes.
+        self._events_read_ms: dict[int, int] = {}
+        self._waiting: dict[int, _Waiting] = {}
         # Viewers with messages held for the catalog (how many held plans hold them), and the
         # newest held plan's "applied" future: held plans are applied in the order they were held.
         self._held: dict[str, int] = {}
@@ -228,21 +243,26 @@ class StreamApp:
         """The ``process-events`` handler: apply one fetch's events and commands, by partition.
 
         A partition's commands and events are merged in the order they were published
-        (:func:`in_order`). Partitions' batches are processed together (one ranking pass) up
-        to ``STREAM_BATCH_MAX`` messages at a time. Returns a future that completes when all
-        they produced is delivered, and the model checkpoints covering them too.
+        (:func:`in_order`); a command waits, unacknowledged, while events published before it
+        may be unread (:meth:`_align`). Partitions' batches are processed together (one ranking
+        pass) up to ``STREAM_BATCH_MAX`` messages at a time. Returns a future that completes
+        when all they produced is delivered, and the model checkpoints covering them too.
         """
+        if not fetched and not self._waiting:
+            return _resolved()  # a round that brought nothing, and no command waits
         await self.catalog_ready.wait()
         await self.model_ready.wait()
         size = self.settings.batch_max
         events_topic = self.events.get_topic_name()
-        by_partition: dict[int, list[list[RawMessage]]] = {}
-        for tp, ms in sorted(fetched.items(), key=lambda kv: kv[0].topic != events_topic):  # events first on a tie
-            by_partition.setdefault(tp.partition, []).append([_raw(m) for m in ms])
-        merged = {p: in_order(*lists) for p, lists in by_partition.items()}
-        chunks = [(p, ms[i : i + size]) for p, ms in merged.items() for i in range(0, len(ms), size)]
+        events: dict[int, list[RawMessage]] = {}
+        commands: dict[int, list[RawMessage]] = {}
+        for tp, ms in fetched.items():
+            (events if tp.topic == events_topic else commands)[tp.partition] = [_raw(m) for m in ms]
         pending: list[Any] = []
+        waits: list[asyncio.Future[None]] = []
         async with self._batch_lock:
+            merged, released = self._align(events, commands, waits)
+            chunks = [(p, ms[i : i + size]) for p, ms in merged.items() for i in range(0, len(ms), size)]
             group: list[tuple[int, list[RawMessage]]] = []
             for chunk in chunks:
                 if any(chunk[0] == partition for partition, _ in group):
@@ -260,10 +280,55 @@ class StreamApp:
                 pending.append(self._covered_by_checkpoint(partition))
                 if time.monotonic() - self._checkpointed.get(partition, 0.0) >= self.settings.checkpoint_s:
                     await self._checkpoint(partition)
-        delivered = asyncio.gather(*pending)
+        applied = asyncio.gather(*pending)
+        for waiting in released:  # the fetches that brought them are acknowledged once these are delivered
+            applied.add_done_callback(partial(_settle, waiting.done))
+        delivered = asyncio.gather(applied, *waits)
         self._in_flight.add(delivered)
         delivered.add_done_callback(self._in_flight.discard)
         return delivered
+
+    def _align(
+        self, events: dict[int, list[RawMessage]], commands: dict[int, list[RawMessage]], waits: list[Any]
+    ) -> tuple[dict[int, list[RawMessage]], list[_Waiting]]:
+        """Each partition's events and the commands due now, merged in the order they were published.
+
+        A command is due once events published after it are read, or the events partition is
+        read to its end as a fetch answered after the command's showed (:func:`commands_due`).
+        Until then it waits in ``_waiting``, with every later command of its partition; the
+        futures of those a fetch brought go to ``waits`` (its records are acknowledged once the
+        commands are applied and delivered). Returns the merged messages by partition, and the
+        waits whose commands all went.
+        """
+        events_topic, commands_topic = self.events.get_topic_name(), self.commands.get_topic_name()
+        merged: dict[int, list[RawMessage]] = {}
+        released: list[_Waiting] = []
+        for p in sorted({*events, *commands, *self._waiting}):
+            read = events.get(p, [])
+            if read:
+                newest = max(m.timestamp_ms or 0 for m in read)
+                self._events_read_ms[p] = max(newest, self._events_read_ms.get(p, 0))
+            waiting = self._waiting.get(p)
+            new = commands.get(p, [])
+            queued = [*waiting.messages, *new] if waiting is not None else new
+            due = len(queued)
+            if queued:
+                since = waiting.since_ms if waiting is not None else _faust.last_fetched_ms(self.app, commands_topic, p)
+                since = since if since is not None else int(time.time() * 1000)
+                to_end = _faust.fetched_to_end(self.app, events_topic, p, since)
+                due = commands_due(queued, self._events_read_ms.get(p), to_end)
+                if due < len(queued):
+                    if waiting is None:
+                        waiting = self._waiting[p] = _Waiting([], since, asyncio.get_running_loop().create_future())
+                    waiting.messages = queued[due:]
+                    if new:
+                        waits.append(waiting.done)
+                elif waiting is not None:
+                    released.append(self._waiting.pop(p))
+            ready = in_order(read, queued[:due])
+            if ready:
+                merged[p] = ready
+        return merged, released
 
     async def _process_group(self, group: list[tuple[int, list[RawMessage]]], pending: list[Any]) -> None:
         """Plan, split off what must wait for the catalog reader, apply the rest now.
@@ -453,6 +518,12 @@ class StreamApp:
         if self._held_applied is not None:
             await self._held_applied  # plans held for the catalog are applied first (each takes the lock)
         async with self._batch_lock:  # the batch being applied finishes first
+            events_topic = self.events.get_topic_name()
+            for tp in revoked:
+                waiting = self._waiting.pop(tp.partition, None) if tp.topic == events_topic else None
+                if waiting is not None and not waiting.done.done():
+                    # unapplied, so the fetches that brought them are not acknowledged: the next owner reads them
+                    waiting.done.set_exception(_faust.Withdrawn(f"{len(waiting.messages)} commands of {tp} waited"))
             pending = [
                 await self._checkpoint(tp.partition)
                 for tp in revoked
@@ -464,6 +535,7 @@ class StreamApp:
                 if tp.topic == self.events.get_topic_name():
                     self._partition_models.pop(tp.partition, None)
                     self._events_through.pop(tp.partition, None)
+                    self._events_read_ms.pop(tp.partition, None)
 
     # -- catalog: a global table every worker reads whole -------------------------
 
@@ -669,6 +741,23 @@ def _raw(message: Any) -> RawMessage:
 def _advertised(host: str) -> str:
     """The host peers reach this worker at: the bound one, or for a wildcard bind, the machine's name."""
     return socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+
+
+@dataclass
+class _Waiting:
+    """A partition's commands read but not yet due (:meth:`StreamApp._align`), in offset order."""
+
+    messages: list[RawMessage]
+    #: Epoch ms: a fetch answered after this tells whether the events partition is read to its end.
+    since_ms: int
+    #: Resolved once they are applied and delivered; :class:`_faust.Withdrawn` if their partition goes first.
+    done: asyncio.Future[None]
+
+
+def _resolved() -> asyncio.Future[None]:
+    done = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    return done
 
 
 def _settle(waiter: asyncio.Future[None], delivered: asyncio.Future[Any]) -> None:
