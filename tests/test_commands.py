@@ -238,3 +238,35 @@ def test_a_list_made_at_read_time_follows_what_others_did_since_and_changes_noth
     assert "m3" in [i["item_id"] for i in fresh["items"]] and "m3" not in [i["item_id"] for i in stored["items"]]
     assert w.state() == state and w.store["u1"] == row, "a read changed the model or the profile"
     assert "fresh" not in stored
+
+
+async def test_a_command_waits_until_an_event_stamped_after_it_is_read_and_keeps_its_record_until_then(
+    tmp_path: Any,
+) -> None:
+    """The worker's bookkeeping (no broker: a consumer not started never shows a partition read to its end)."""
+    from stream.runtime.app import StreamApp
+    from stream.settings import Settings
+
+    app = StreamApp(Settings(data_dir=tmp_path, web_port=0, api_tokens_file=tmp_path / "tokens.json"))
+    events, commands = app.events.get_topic_name(), app.commands.get_topic_name()
+
+    def ev(offset: int, ts: int) -> RawMessage:
+        return RawMessage(b"u1", b"{}", events, 0, offset, ts)
+
+    def cmd(offset: int, ts: int) -> tuple[RawMessage, str]:
+        return RawMessage(b"u1", b"{}", commands, 0, offset, ts), f"record {offset}"
+
+    def order(merged: dict[int, list[RawMessage]]) -> list[tuple[str, int]]:
+        return [("event" if m.topic == events else "command", m.offset) for m in merged.get(0, [])]
+
+    merged, released, kept = app._align({0: [ev(0, 10), ev(1, 20)]}, {0: [cmd(0, 15), cmd(1, 25), cmd(2, 26)]})
+    assert order(merged) == [("event", 0), ("command", 0), ("event", 1)], "due: an event stamped after it was read"
+    assert (released, kept) == ([], ["record 1", "record 2"]), "the rest wait, their records kept"
+    merged, released, kept = app._align({}, {0: [cmd(3, 40)]})
+    assert (order(merged), released, kept) == ([], [], ["record 3"]), "a later command waits behind them"
+    merged, released, kept = app._align({0: [ev(2, 24), ev(3, 30)]}, {})
+    assert order(merged) == [("event", 2), ("command", 1), ("command", 2), ("event", 3)]
+    assert (released, kept) == (["record 1", "record 2"], []), "those that went are acknowledged once delivered"
+    merged, released, kept = app._align({0: [ev(4, 50)]}, {0: [cmd(4, 45)]})
+    assert order(merged) == [("command", 3), ("command", 4), ("event", 4)]
+    assert (released, kept) == (["record 3"], []) and not app._waiting

@@ -201,7 +201,7 @@ class _Consumer:
         coros[1].close()
 
     def assignment(self) -> set[TP]:
-        return {TP("events", 0), TP("events", 1), TP("other", 0)}
+        return {TP("events", 0), TP("events", 1), TP("commands", 0), TP("other", 0)}
 
     def ack(self, message: _Message) -> None:
         self.acked.append(message.offset)
@@ -264,27 +264,31 @@ async def test_a_batch_of_a_past_generation_is_dropped_unacknowledged_and_unread
     assert calls == [] and c._read_offset[events0] is None and c.acked == []
 
 
-async def test_a_round_without_records_calls_the_handler_with_none_and_a_withdrawn_batch_is_not_acknowledged() -> None:
+async def test_a_round_without_records_calls_the_handler_with_none_and_records_it_keeps_are_not_acknowledged() -> None:
     c = _Consumer()
-    events0 = TP("events", 0)
+    events0, commands0 = TP("events", 0), TP("commands", 0)
     calls: list[dict[TP, list[int]]] = []
-    answers: list[asyncio.Future[None]] = []
+    answers: list[asyncio.Future[Any]] = []
+    fetched: list[dict[TP, list[Any]]] = []
 
-    async def handler(fetched: dict[TP, list[Any]]) -> asyncio.Future[None]:
-        calls.append({tp: [m.offset for m in ms] for tp, ms in fetched.items()})
+    async def handler(batch: dict[TP, list[Any]]) -> asyncio.Future[Any]:
+        calls.append({tp: [m.offset for m in ms] for tp, ms in batch.items()})
+        fetched.append(batch)
         answers.append(asyncio.get_running_loop().create_future())
         return answers[-1]
 
     runtime = _faust._AppRuntime(10, {"events": handler, "commands": handler})
     reader = _faust._FetchReader(c, runtime.handlers)
-    await reader.hand_over(await reader.read(_records([(events0, _Message("events", 0, 4))])), 1, runtime)
+    records = [(events0, _Message("events", 0, 4)), (commands0, _Message("commands", 0, 7))]
+    records.append((commands0, _Message("commands", 0, 8)))
+    await reader.hand_over(await reader.read(_records(records)), 1, runtime)
     await reader.hand_over(await reader.read(_records([])), 1, runtime)
-    assert calls == [{events0: [4]}, {}], "an empty round: one call (two topics, one handler), with nothing"
-    answers[0].set_exception(_faust.Withdrawn("their partition went"))
+    assert calls == [{events0: [4], commands0: [7, 8]}, {}], "an empty round: one call (one handler), with nothing"
+    answers[0].set_result([fetched[0][commands0][1]])  # the command at 8 waits
     answers[1].set_exception(RuntimeError("a delivery failed"))
     await asyncio.sleep(0.01)
-    assert c.acked == [], "neither is acknowledged"
-    assert [str(e) for e in c.crashed] == ["a delivery failed"], "records given back crash nothing; a failure does"
+    assert sorted(c.acked) == [4, 7], "the record the handler keeps is not acknowledged with its batch"
+    assert [str(e) for e in c.crashed] == ["a delivery failed"], "a failed delivery crashes the worker"
     c.app.consumer_generation_id = 2
     await reader.hand_over(await reader.read(_records([])), 1, runtime)
     assert len(calls) == 2, "an empty round of a past generation calls nothing"

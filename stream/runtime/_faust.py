@@ -24,10 +24,11 @@ from module state, so several apps in one process (as in tests) keep their own.
    state and output it caused, and the next fetch is applied meanwhile. A batch that a
    rebalance made stale is dropped unacknowledged: the partition's next owner reads it
    again. A handler call is shielded from cancellation (Faust stops the fetch loop to
-   recover tables), so a batch is never left half applied. After a round that brought
-   them nothing, handlers are called with an empty fetch, so what waits in them (commands
-   waiting for earlier events) can go on; and a handler's awaitable that raises
-   :class:`Withdrawn` gives its records back: not acknowledged, no crash.
+   recover tables), so a batch is never left half applied. A handler may keep some records
+   to apply later (commands waiting for earlier events): its awaitable completes with them,
+   and they are acknowledged when the handler says so (:func:`acknowledge`), or never if
+   their partition goes first. After a round that brought them nothing, handlers are called
+   with an empty fetch, so what they keep can go on.
 2. **Fetch wait.** Faust hard-codes ``fetch_max_wait_ms=1500`` for the worker's
    consumer; a broker that holds a fetch that long (the embedded one always does)
    adds up to 1.5 s to every event's latency. The consumer takes the app's wait.
@@ -80,7 +81,7 @@ __all__ = [
     "TESTED",
     "BatchHandler",
     "UntestedVersion",
-    "Withdrawn",
+    "acknowledge",
     "check_versions",
     "delete_row",
     "fetched_to_end",
@@ -99,7 +100,8 @@ log = logging.getLogger(__name__)
 #: The releases every piece here was written and tested against.
 TESTED = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
 #: ``await handler({tp: records})`` applies one fetch's records of a topic, by partition, and
-#: returns what completes once everything they caused is delivered.
+#: returns what completes once everything they caused is delivered. It may complete with records
+#: it keeps: those are not acknowledged with the rest, the handler does it (:func:`acknowledge`).
 BatchHandler = Callable[[dict[TP, list[Any]]], Awaitable[Awaitable[Any]]]
 #: Upstream's loop yields to the event loop after this many records; so does the copy.
 YIELD_EVERY = 100
@@ -108,11 +110,6 @@ _ATTR = "_stream_runtime"
 
 class UntestedVersion(RuntimeError):
     """An installed faust-streaming or aiokafka is not the release this module was written for."""
-
-
-class Withdrawn(Exception):
-    """What a handler's awaitable raises for records it gives back unapplied: a rebalance took their
-    partition, whose next owner reads them again. They are not acknowledged, and nothing crashes."""
 
 
 @dataclass
@@ -288,15 +285,21 @@ def _acknowledge(consumer: Any, messages: list[Any], runtime: _AppRuntime, deliv
     if delivered.cancelled():
         return  # the worker is stopping: the records will be read again
     exc = delivered.exception()
-    if isinstance(exc, Withdrawn):
-        log.info("%d records not acknowledged: %s", len(messages), exc)
-        return
     if exc is not None:
         log.error("delivery failed; stopping without acknowledging %d records: %r", len(messages), exc)
         crash = asyncio.ensure_future(consumer.crash(exc))
         runtime.crashes.add(crash)
         crash.add_done_callback(runtime.crashes.discard)
         return
+    kept = {id(message) for message in delivered.result() or ()}
+    for message in messages:
+        if id(message) not in kept:
+            consumer.ack(message)
+
+
+def acknowledge(app: faust.App, messages: Iterable[Any]) -> None:
+    """Acknowledge records a batch handler kept (see :data:`BatchHandler`), once what they caused is delivered."""
+    consumer: Any = app.consumer
     for message in messages:
         consumer.ack(message)
 

@@ -28,6 +28,7 @@ import hashlib
 import logging
 import socket
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -50,7 +51,7 @@ from stream.processing.step import (
     dead_letter,
     in_order,
     split_held,
-)  # fmt: skip
+)
 from stream.runtime import _faust, api
 from stream.runtime.kafka import partitions_of
 from stream.runtime.metrics import CONTENT_TYPE, Metrics, gauge
@@ -243,25 +244,23 @@ class StreamApp:
         """The ``process-events`` handler: apply one fetch's events and commands, by partition.
 
         A partition's commands and events are merged in the order they were published
-        (:func:`in_order`); a command waits, unacknowledged, while events published before it
-        may be unread (:meth:`_align`). Partitions' batches are processed together (one ranking
-        pass) up to ``STREAM_BATCH_MAX`` messages at a time. Returns a future that completes
-        when all they produced is delivered, and the model checkpoints covering them too.
+        (:func:`in_order`); a command waits while events published before it may be unread
+        (:meth:`_align`). Partitions' batches are processed together (one ranking pass) up to
+        ``STREAM_BATCH_MAX`` messages at a time. Returns a future that completes when all they
+        produced is delivered, and the model checkpoints covering them too, with the commands
+        of the fetch that wait: those are acknowledged once they are applied and delivered.
         """
         if not fetched and not self._waiting:
-            return _resolved()  # a round that brought nothing, and no command waits
+            return _resolved([])  # a round that brought nothing, and no command waits
         await self.catalog_ready.wait()
         await self.model_ready.wait()
         size = self.settings.batch_max
         events_topic = self.events.get_topic_name()
-        events: dict[int, list[RawMessage]] = {}
-        commands: dict[int, list[RawMessage]] = {}
-        for tp, ms in fetched.items():
-            (events if tp.topic == events_topic else commands)[tp.partition] = [_raw(m) for m in ms]
+        events = {tp.partition: [_raw(m) for m in ms] for tp, ms in fetched.items() if tp.topic == events_topic}
+        commands = {tp.partition: [(_raw(m), m) for m in ms] for tp, ms in fetched.items() if tp.topic != events_topic}
         pending: list[Any] = []
-        waits: list[asyncio.Future[None]] = []
         async with self._batch_lock:
-            merged, released = self._align(events, commands, waits)
+            merged, released, kept = self._align(events, commands)
             chunks = [(p, ms[i : i + size]) for p, ms in merged.items() for i in range(0, len(ms), size)]
             group: list[tuple[int, list[RawMessage]]] = []
             for chunk in chunks:
@@ -281,54 +280,51 @@ class StreamApp:
                 if time.monotonic() - self._checkpointed.get(partition, 0.0) >= self.settings.checkpoint_s:
                     await self._checkpoint(partition)
         applied = asyncio.gather(*pending)
-        for waiting in released:  # the fetches that brought them are acknowledged once these are delivered
-            applied.add_done_callback(partial(_settle, waiting.done))
-        delivered = asyncio.gather(applied, *waits)
+        if released:  # commands that waited: acknowledged once delivered (a failure crashes the worker via this fetch)
+            applied.add_done_callback(partial(_acknowledge_when_delivered, self.app, released))
+        delivered = asyncio.ensure_future(_then(applied, kept))
         self._in_flight.add(delivered)
         delivered.add_done_callback(self._in_flight.discard)
         return delivered
 
     def _align(
-        self, events: dict[int, list[RawMessage]], commands: dict[int, list[RawMessage]], waits: list[Any]
-    ) -> tuple[dict[int, list[RawMessage]], list[_Waiting]]:
+        self, events: dict[int, list[RawMessage]], commands: dict[int, list[tuple[RawMessage, Any]]]
+    ) -> tuple[dict[int, list[RawMessage]], list[Any], list[Any]]:
         """Each partition's events and the commands due now, merged in the order they were published.
 
         A command is due once events published after it are read, or the events partition is
         read to its end as a fetch answered after the command's showed (:func:`commands_due`).
-        Until then it waits in ``_waiting``, with every later command of its partition; the
-        futures of those a fetch brought go to ``waits`` (its records are acknowledged once the
-        commands are applied and delivered). Returns the merged messages by partition, and the
-        waits whose commands all went.
+        Until then it waits in ``_waiting``, with every later command of its partition.
+        ``commands``: each with its record. Returns the merged messages by partition, the
+        records of the commands that waited and go now, and those of this fetch that wait.
         """
         events_topic, commands_topic = self.events.get_topic_name(), self.commands.get_topic_name()
         merged: dict[int, list[RawMessage]] = {}
-        released: list[_Waiting] = []
+        released: list[Any] = []
+        kept: list[Any] = []
         for p in sorted({*events, *commands, *self._waiting}):
             read = events.get(p, [])
             if read:
                 newest = max(m.timestamp_ms or 0 for m in read)
                 self._events_read_ms[p] = max(newest, self._events_read_ms.get(p, 0))
-            waiting = self._waiting.get(p)
+            waiting = self._waiting.pop(p, None)
+            older = waiting.commands if waiting is not None else []
             new = commands.get(p, [])
-            queued = [*waiting.messages, *new] if waiting is not None else new
+            queued = [*older, *new]
             due = len(queued)
             if queued:
                 since = waiting.since_ms if waiting is not None else _faust.last_fetched_ms(self.app, commands_topic, p)
                 since = since if since is not None else int(time.time() * 1000)
                 to_end = _faust.fetched_to_end(self.app, events_topic, p, since)
-                due = commands_due(queued, self._events_read_ms.get(p), to_end)
+                due = commands_due([raw for raw, _ in queued], self._events_read_ms.get(p), to_end)
                 if due < len(queued):
-                    if waiting is None:
-                        waiting = self._waiting[p] = _Waiting([], since, asyncio.get_running_loop().create_future())
-                    waiting.messages = queued[due:]
-                    if new:
-                        waits.append(waiting.done)
-                elif waiting is not None:
-                    released.append(self._waiting.pop(p))
-            ready = in_order(read, queued[:due])
+                    self._waiting[p] = _Waiting(queued[due:], since)
+                released += [record for _, record in older[:due]]
+                kept += [record for _, record in new[max(0, due - len(older)) :]]
+            ready = in_order(read, [raw for raw, _ in queued[:due]])
             if ready:
                 merged[p] = ready
-        return merged, released
+        return merged, released, kept
 
     async def _process_group(self, group: list[tuple[int, list[RawMessage]]], pending: list[Any]) -> None:
         """Plan, split off what must wait for the catalog reader, apply the rest now.
@@ -518,12 +514,10 @@ class StreamApp:
         if self._held_applied is not None:
             await self._held_applied  # plans held for the catalog are applied first (each takes the lock)
         async with self._batch_lock:  # the batch being applied finishes first
-            events_topic = self.events.get_topic_name()
             for tp in revoked:
-                waiting = self._waiting.pop(tp.partition, None) if tp.topic == events_topic else None
-                if waiting is not None and not waiting.done.done():
-                    # unapplied, so the fetches that brought them are not acknowledged: the next owner reads them
-                    waiting.done.set_exception(_faust.Withdrawn(f"{len(waiting.messages)} commands of {tp} waited"))
+                if tp.topic == self.events.get_topic_name() and self._waiting.pop(tp.partition, None):
+                    # commands not applied yet, nor acknowledged: the partition's next owner reads them
+                    log.info("commands waiting on %s are left to its next owner", tp)
             pending = [
                 await self._checkpoint(tp.partition)
                 for tp in revoked
@@ -747,17 +741,27 @@ def _advertised(host: str) -> str:
 class _Waiting:
     """A partition's commands read but not yet due (:meth:`StreamApp._align`), in offset order."""
 
-    messages: list[RawMessage]
+    #: Each command with its record (acknowledged once the command is applied and delivered).
+    commands: list[tuple[RawMessage, Any]]
     #: Epoch ms: a fetch answered after this tells whether the events partition is read to its end.
     since_ms: int
-    #: Resolved once they are applied and delivered; :class:`_faust.Withdrawn` if their partition goes first.
-    done: asyncio.Future[None]
 
 
-def _resolved() -> asyncio.Future[None]:
+def _resolved(value: Any) -> asyncio.Future[Any]:
     done = asyncio.get_running_loop().create_future()
-    done.set_result(None)
+    done.set_result(value)
     return done
+
+
+async def _then(applied: Awaitable[Any], kept: list[Any]) -> list[Any]:
+    """``kept`` once ``applied`` completes: a fetch's answer to :data:`_faust.BatchHandler`."""
+    await applied
+    return kept
+
+
+def _acknowledge_when_delivered(app: faust.App, records: list[Any], applied: asyncio.Future[Any]) -> None:
+    if not applied.cancelled() and applied.exception() is None:
+        _faust.acknowledge(app, records)
 
 
 def _settle(waiter: asyncio.Future[None], delivered: asyncio.Future[Any]) -> None:
