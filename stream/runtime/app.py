@@ -708,9 +708,11 @@ class StreamApp:
         return 202, {"published": {"topic": topic, "partition": sent.partition, "offset": sent.offset}}, None
 
     def _gauges(self) -> list[Any]:
-        """Read at each scrape: the consumer's lag per held partition, and what each partition model learned."""
+        """Read at each scrape: the consumer's lag per held partition, what each partition model learned, and the
+        commands waiting per partition."""
         lag = _faust.lag(self.app, self.events.get_topic_name())
         models = sorted(self._partition_models.items())
+        waiting = {p: len(self._waiting[p].commands) if p in self._waiting else 0 for p in {*self._waiting, *lag}}
         return [
             gauge("stream_consumer_lag", "Playback events not yet read, per held partition", ["partition"],
                   [([str(p)], float(n)) for p, n in sorted(lag.items())]),
@@ -718,6 +720,8 @@ class StreamApp:
                   [([str(p)], float(model.learned)) for p, model in models]),
             gauge("stream_model_choices_learned", "Pairs the deployment's choice learner learned (this replica)", [],
                   [([], float(self.shared.choice.learned))]),
+            gauge("stream_commands_waiting", "Commands read and waiting for the events published before them",
+                  ["partition"], [([str(p)], float(n)) for p, n in sorted(waiting.items())]),
         ]  # fmt: skip
 
     def health(self) -> dict[str, Any]:
