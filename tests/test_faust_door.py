@@ -292,6 +292,11 @@ async def test_a_round_without_records_calls_the_handler_with_none_and_records_i
     c.app.consumer_generation_id = 2
     await reader.hand_over(await reader.read(_records([])), 1, runtime)
     assert len(calls) == 2, "an empty round of a past generation calls nothing"
+    keeping = [False]
+    runtime.keeping = lambda: keeping[0]
+    assert runtime.poll_s() == 1.0, "a round waits upstream's second for records"
+    keeping[0] = True
+    assert runtime.poll_s() == 0.01, "while the handler keeps records, one fetch wait"
 
 
 async def test_the_fetch_loop_yields_to_the_event_loop_every_hundred_records_and_commits_when_due() -> None:

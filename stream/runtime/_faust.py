@@ -28,7 +28,8 @@ from module state, so several apps in one process (as in tests) keep their own.
    to apply later (commands waiting for earlier events): its awaitable completes with them,
    and they are acknowledged when the handler says so (:func:`acknowledge`), or never if
    their partition goes first. After a round that brought them nothing, handlers are called
-   with an empty fetch, so what they keep can go on.
+   with an empty fetch, so what they keep can go on; while they keep some, a round waits a
+   fetch wait for records, not upstream's second.
 2. **Fetch wait.** Faust hard-codes ``fetch_max_wait_ms=1500`` for the worker's
    consumer; a broker that holds a fetch that long (the embedded one always does)
    adds up to 1.5 s to every event's latency. The consumer takes the app's wait.
@@ -119,6 +120,12 @@ class _AppRuntime:
     fetch_wait_ms: int | None
     handlers: dict[str, BatchHandler] = field(default_factory=dict)
     crashes: set[asyncio.Future[Any]] = field(default_factory=set)  # crash tasks, referenced until run
+    #: Whether a handler keeps records (see :data:`BatchHandler`): the loop then polls again soon.
+    keeping: Callable[[], bool] = lambda: False
+
+    def poll_s(self) -> float:
+        """How long a round waits for records: upstream's second, or a fetch wait while a handler keeps some."""
+        return max(self.fetch_wait_ms or 0, 5) / 1000 if self.keeping() else 1.0
 
 
 def check_versions(installed: Callable[[str], str] | None = None) -> None:
@@ -145,18 +152,27 @@ def check_versions(installed: Callable[[str], str] | None = None) -> None:
 
 
 def install(
-    app: faust.App, *, fetch_wait_ms: int | None = None, handlers: Mapping[str, BatchHandler] | None = None
+    app: faust.App,
+    *,
+    fetch_wait_ms: int | None = None,
+    handlers: Mapping[str, BatchHandler] | None = None,
+    keeping: Callable[[], bool] | None = None,
 ) -> None:
     """Check the versions, patch Faust's classes once per process, and give ``app`` its settings.
 
     ``fetch_wait_ms``: the worker consumer's fetch wait (None: Faust's); ``handlers``: a
     :data:`BatchHandler` per topic name, delivered whole fetches instead of Faust's events
-    (topics given the same handler are delivered together, in one call per fetch).
+    (topics given the same handler are delivered together, in one call per fetch); ``keeping``:
+    whether a handler keeps records now, so that the loop's next round comes after a fetch
+    wait instead of upstream's second when no records come.
     An app that was not given settings keeps every upstream behaviour but the fixes 3-5.
     """
     check_versions()
     _patch_classes()
-    setattr(app, _ATTR, _AppRuntime(fetch_wait_ms, dict(handlers or {})))
+    runtime = _AppRuntime(fetch_wait_ms, dict(handlers or {}))
+    if keeping is not None:
+        runtime.keeping = keeping
+    setattr(app, _ATTR, runtime)
 
 
 def _runtime(app: Any) -> _AppRuntime | None:
@@ -178,7 +194,7 @@ async def _drain_in_batches(self: Any, fetcher: Any) -> None:  # pragma: no cove
         while not (consumer_should_stop() or fetcher_should_stop()):
             self.diag.set_flag(faust_consumer.CONSUMER_FETCHING)
             generation = self.app.consumer_generation_id
-            ait = self.getmany(timeout=1.0)
+            ait = self.getmany(timeout=runtime.poll_s())  # upstream: 1.0
             # Sleeping because sometimes getmany is called in a loop never releasing to the event loop
             await self.sleep(0)
             if not self.should_stop:

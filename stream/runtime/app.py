@@ -194,7 +194,7 @@ class StreamApp:
         app.topics.add(self.commands)
         # a viewer's commands and events are applied together, in the order they were published
         handlers = {topic.get_topic_name(): self._process_fetch for topic in (self.events, self.commands)}
-        _faust.install(app, fetch_wait_ms=s.fetch_wait_ms, handlers=handlers)
+        _faust.install(app, fetch_wait_ms=s.fetch_wait_ms, handlers=handlers, keeping=lambda: bool(self._waiting))
         app.agent(self.catalog_topic, name="check-catalog")(self._check_catalog)
         app.task(self._follow_catalog)
         app.task(self._follow_model)
