@@ -20,6 +20,7 @@ from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssigno
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream.contracts.topics import CATALOG, COMMANDS, EVENTS, RECOMMENDATIONS
+from stream.learning.profile import Profile
 from stream.runtime.api import ROUTES
 from stream.runtime.app import StreamApp
 from stream.runtime.kafka import read_to_end
@@ -408,11 +409,12 @@ async def test_a_forget_read_before_the_events_published_before_it_still_forgets
     )  # fmt: skip
     profiles_topic = f"{settings.faust_id}-profiles-changelog"
 
-    async def row() -> dict[str, Any] | None:
+    async def row() -> Profile | None:  # the row written for u1's last event (the writes before it delivered too)
         value = (await _latest(settings, profiles_topic)).get(b"u1")
-        return orjson.loads(value) if value else None
+        profile = Profile.loads(value) if value else None
+        return profile if profile and profile.trigger and profile.trigger[0] == after[-1]["event_id"] else None
 
-    profile = await _until(row, what="u1's row")
-    assert profile["n"] == len(after), f"events from before the forget came back: {profile['n']} applied after it"
+    profile = await _until(row, what="u1's row after its last event")
+    assert profile.applied == len(after), f"events from before the forget came back: {profile.applied} applied after it"
     snapshot = orjson.loads((await _latest(settings, settings.topic(RECOMMENDATIONS)))[b"u1"] or b"{}")
     assert snapshot["events_applied"] == len(after) and snapshot["trigger"]["event_id"] == after[-1]["event_id"]
