@@ -14,6 +14,8 @@ from stream.learning.profile import Profile
 from stream.processing.step import BatchResult, Processor, RawMessage, split_held
 from stream.ranking.explain import PERSONALISATION_OFF
 from stream.ranking.group import rank_group
+from stream.runtime.app import StreamApp
+from stream.settings import Settings
 from tests.test_ranking import T0, make_catalog, rows
 
 SNAPSHOT = Draft202012Validator(load_schema("schemas/recommendation-snapshot.json"))
@@ -244,9 +246,6 @@ async def test_a_command_waits_until_an_event_stamped_after_it_is_read_and_keeps
     tmp_path: Any,
 ) -> None:
     """The worker's bookkeeping (no broker: a consumer not started never shows a partition read to its end)."""
-    from stream.runtime.app import StreamApp
-    from stream.settings import Settings
-
     app = StreamApp(Settings(data_dir=tmp_path, web_port=0, api_tokens_file=tmp_path / "tokens.json"))
     events, commands = app.events.get_topic_name(), app.commands.get_topic_name()
 
