@@ -13,6 +13,7 @@ import pytest
 
 from stream.contracts.validation import CatalogEntry, PlaybackEvent
 from stream.learning.catalog import Catalog
+from stream.learning.choice import competitors
 from stream.learning.cohorts import Cohorts
 from stream.learning.features import ViewerTerms, features
 from stream.learning.model import FEATURES, PartitionModel
@@ -457,6 +458,11 @@ def test_the_titles_listed_above_a_started_one_are_what_it_was_chosen_over() -> 
     pick = listed[3]
     _feed(processor, model, profiles, [_doc("u1", pick, "play", EVENING + 1)])
     assert profiles["u1"].passed == listed[:3], "the three titles above it (at most MAX_PASSED)"
-    learned = model.choice.learned
-    _feed(processor, model, profiles, [_doc("u1", pick, "complete", EVENING + 2)])
-    assert model.choice.learned == learned + 3 + 3, "three passed over, three drawn from the catalog"
+    learned, finish = model.choice.learned, _doc("u1", pick, "complete", EVENING + 2)
+    rows, corrections = competitors(
+        cat, cat.index_of(pick), profiles["u1"].passed, finish["event_id"], model.shared.trend
+    )
+    assert [cat.ids[r] for r in rows[:3]] == listed[:3] and corrections[:3] == [0.0] * 3, "each listed title once"
+    assert len(rows) > 3 and pick not in {cat.ids[r] for r in rows}, "and titles drawn from the catalog"
+    _feed(processor, model, profiles, [finish])
+    assert model.choice.learned == learned + 1, "one choice, over all of them"

@@ -88,8 +88,11 @@ FRESH_DAYS = 30.0
 CONTEXT_PRIOR_MASS = 2.0
 
 _GENRE, _TAG, _CONTEXT, _COHORT, _COWATCH = range(5)
-#: Up to this many titles, per-title look-ups beat building a whole-catalog array.
+#: Up to this many titles, slicing the tag matrix by hand beats scipy's indexing.
 FEW = 8
+#: Up to this many titles, a cohort look-up per title beats building the whole catalog's column (a
+#: finish is learned against a few dozen titles: its cost must not grow with the catalog).
+LOOKUPS = 64
 
 
 def weight_vector(weights: dict[str, float]) -> np.ndarray:
@@ -279,7 +282,7 @@ def cohort_part(viewer: ViewerTerms, catalog: Catalog, rows: np.ndarray | None) 
         return out
     if viewer.bucket is None:
         return np.zeros(len(rows), dtype=np.float32)
-    if len(rows) > FEW:
+    if len(rows) > LOOKUPS:
         return cohort_part(viewer, catalog, None)[rows]
     share, bucket, names, unit_now = viewer.model.cohorts.share, viewer.bucket, catalog.ids, viewer.model.unit
     return np.asarray([share(bucket, names[i], unit_now) for i in rows.tolist()], dtype=np.float32)

@@ -25,7 +25,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -115,14 +115,15 @@ class PartitionModel:
         learned, chosen = self.linear.weights, self.shared.choice.w
         return {f: PRIOR[f] + float(learned.get(f, 0.0)) + c for f, c in zip(FEATURES, chosen.tolist(), strict=True)}
 
-    def choice_pairs(self, chosen: np.ndarray, passed: np.ndarray) -> Pairs:
-        """What a viewer finishing or liking a title (``chosen``: its features) over titles it passed
-        (``passed``: theirs, a row each; FEATURES order) teaches the shared choice learner: the
-        differences, and what the rest of this partition's score gives each."""
+    def choice_pairs(self, chosen: np.ndarray, passed: np.ndarray, corrections: Sequence[float]) -> Pairs:
+        """What a viewer finishing or liking a title (``chosen``: its features) over titles it competed with
+        (``passed``: theirs, a row each; FEATURES order; ``corrections``: each one's sampling correction, see
+        :func:`stream.learning.choice.competitors`) teaches the shared choice learner: the differences, and
+        what the rest of this partition's score gives each plus its correction."""
         learned = self.linear.weights
         rest = np.asarray([PRIOR[f] + float(learned.get(f, 0.0)) for f in FEATURES])  # the score's other weights
         diffs = chosen[None, :] - passed
-        return diffs, diffs @ rest
+        return diffs, diffs @ rest + np.asarray(corrections, dtype=np.float64)
 
     @property
     def unit(self) -> float:

@@ -11,16 +11,26 @@ The feature (:meth:`SharedTrend.array`) is each title's count as a share of the 
 log-scaled (``log1p(1000 x share) / log1p(1000)``): the top titles at 1, a title counted a
 thousandth as often still well above 0.
 
+The trend also draws titles in proportion to their counts (:meth:`SharedTrend.draw`), in O(1):
+a count is the sum of ``2 ** (-age / half_life)`` over the title's positives, so drawing one
+of the last :data:`WINDOW` positives with that weight by its age and taking its title draws
+titles by count. The choice learner draws the titles a chosen one competed with this way
+(:mod:`stream.learning.choice`).
+
 >>> t = SharedTrend()
 >>> for item in ["a", "a", "b"]:
 ...     t.learn(item)
 >>> [round(float(v), 2) for v in t.array(["a", "b", "c"])]
 [1.0, 0.9, 0.0]
+>>> round(t.probability("a"), 2), t.probability("c")
+(0.67, 0.0)
 """
 
 from __future__ import annotations
 
 import math
+import random
+from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
@@ -48,6 +58,10 @@ class SharedTrend:
         self.half_life = half_life
         self.scale = scale
         self.counts: dict[str, float] = {}
+        #: The sum of the counts.
+        self.total = 0.0
+        #: The titles of the last positives, oldest first: what :meth:`draw` draws from.
+        self.recent: deque[str] = deque(maxlen=20 * int(half_life))
         #: Counts learned.
         self.learned = 0
         self._unit = 1.0
@@ -68,11 +82,28 @@ class SharedTrend:
             for k in self.counts:
                 self.counts[k] /= self._unit
             self._top /= self._unit
+            self.total /= self._unit
             self._unit = 1.0
             self._ids = None  # every gathered count changed
         count = self.counts[item] = self.counts.get(item, 0.0) + self._unit
+        self.total += self._unit
         self._top = max(self._top, count)
         self._changed.add(item)
+        self.recent.append(item)
+
+    def draw(self, rng: random.Random) -> str | None:
+        """A title drawn with :meth:`probability` (but for counts older than the window's), None before any."""
+        n = len(self.recent)
+        if not n:
+            return None
+        # an age k < n with weight r ** k (r = 2 ** (-1 / half_life)): the inverse of its distribution
+        r = 2.0 ** (-1.0 / self.half_life)
+        k = int(math.log1p(-rng.random() * (1.0 - r**n)) / math.log(r))
+        return self.recent[n - 1 - min(k, n - 1)]
+
+    def probability(self, item: str) -> float:
+        """``item``'s share of all the counts: how likely :meth:`draw` is to draw it."""
+        return self.counts.get(item, 0.0) / self.total if self.total > 0 else 0.0
 
     def array(self, ids: Sequence[str], rows: np.ndarray | None = None) -> np.ndarray:
         """Per title of ``ids`` (of its ``rows`` only, if given): the feature (cached until the next count;

@@ -406,9 +406,10 @@ class Processor:
             # the event's context (for a redelivered event, those it has now: the one thing a
             # crash can change). A title finished or liked is also learned against competitors.
             viewer = ViewerTerms.of(profile, model, self.catalog, event.ts, device, cohort)
-            rows = [idx]
+            rows, corrections = [idx], list[float]()
             if liked(signal):
-                rows += competitors(self.catalog, idx, profile.passed, event.event_id)
+                others, corrections = competitors(self.catalog, idx, profile.passed, event.event_id, model.shared.trend)
+                rows += others
             parts = pair_parts(viewer, self.catalog, np.asarray(rows, dtype=np.int64))
             # the viewer's own start and earlier finish or like of the title, if the replica counted them
             item, key, (starts, positives) = event.item_id, (profile.user_id, event.item_id), unsent
@@ -416,7 +417,7 @@ class Processor:
             model.shared.without_viewer(parts[0], item, started, key not in positives and item in profile.positives())
             x = dict(zip(FEATURES, parts[0].tolist(), strict=True))
             if len(rows) > 1:
-                pairs = model.choice_pairs(parts[0].astype(np.float64), parts[1:].astype(np.float64))
+                pairs = model.choice_pairs(parts[0].astype(np.float64), parts[1:].astype(np.float64), corrections)
         model.learn_event(x, event, signal, profile.shown, device, cohort)
         return pairs
 
