@@ -77,6 +77,7 @@ def test_context_changes_the_ranking_as_much_as_the_viewers_history_says() -> No
     p = tv_evenings_and_mobile_mornings(cat, days=6)
     assert p.genres["drama"] == pytest.approx(p.genres["comedy"], rel=0.01), "equal overall"
     p.excluded.clear()  # let finished titles be ranked: only their order matters here
+    p.history.clear()  # nor are the recent ones left out
 
     def top_genres(device: str, ts: int) -> list[str]:
         p.device, p.last_ts = device, ts
@@ -466,3 +467,21 @@ def test_the_titles_listed_above_a_started_one_are_what_it_was_chosen_over() -> 
     assert len(rows) > 3 and pick not in {cat.ids[r] for r in rows}, "and titles drawn from the catalog"
     _feed(processor, model, profiles, [finish])
     assert model.choice.learned == learned + 1, "one choice, over all of them"
+
+
+def test_a_title_the_viewer_started_and_left_is_not_offered_while_it_is_among_its_recent_titles() -> None:
+    cat, model = catalog(), PartitionModel()
+    processor, profiles = Processor(cat, top_k=len(cat)), {}
+    docs = [_doc("u1", "d1", "play", EVENING), _doc("u1", "d1", "stop", EVENING + 1, progress=0.4)]
+    listed = [i["item_id"] for i in _feed(processor, model, profiles, docs)[-1]["items"]]
+    assert "d1" not in listed and "d2" in listed, "every other title is listed, not the one just left"
+    assert "d1" not in profiles["u1"].excluded, "it is not put away for good"
+    later = [
+        _doc("u1", f"c{n}", kind, EVENING + 10 + 2 * n + (kind == "stop"))
+        for n in range(1, 6)
+        for kind in ("play", "stop")
+    ]
+    nine = _feed(processor, model, profiles, later[:9])[-1]
+    assert "d1" not in [i["item_id"] for i in nine["items"]], "nine events later it is still among them"
+    tenth = _feed(processor, model, profiles, later[9:])[-1]
+    assert "d1" in [i["item_id"] for i in tenth["items"]], "ten events later it may come back"

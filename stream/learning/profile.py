@@ -315,6 +315,13 @@ class Profile:
         liked = (item for item, value, finished in reversed(self.history) if finished or value >= LIKED)
         return list(dict.fromkeys(liked))
 
+    def not_listed(self) -> list[str]:
+        """Titles the viewer's list leaves out: those never to be shown again (:attr:`excluded`: finished,
+        skipped, thumbed down) and those of its recent history (:data:`MAX_HISTORY` events), each once.
+        A title the viewer just started and left is one it knows: what it goes back to belongs in a
+        continue-watching row, not among the titles it is offered to discover."""
+        return list(dict.fromkeys([*self.excluded, *(item for item, _, _ in self.history)]))
+
     def finished_titles(self) -> list[str]:
         """Titles this viewer finished, newest first."""
         return [item for item, _, finished in reversed(self.history) if finished]

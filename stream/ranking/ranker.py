@@ -156,8 +156,9 @@ def rank(
 
 
 def _excluded(profile: Profile, catalog: Catalog) -> list[int]:
-    """Rows never to show this viewer: what it put away, and every title of a genre it said it dislikes."""
-    rows = [i for i in map(catalog.index_of, profile.excluded) if i is not None]
+    """Rows not to show this viewer: what it put away or started lately (:meth:`Profile.not_listed`), and
+    every title of a genre it said it dislikes."""
+    rows = [i for i in map(catalog.index_of, profile.not_listed()) if i is not None]
     if profile.dislikes:
         rows.extend(catalog.rows_with_genres(profile.dislikes).tolist())
     return rows

@@ -190,7 +190,7 @@ class OpenSlots:
             cohort = self._cohort_parts[key] = cohort_part(viewer, self.catalog, rows)
         parts = pair_parts(viewer, self.catalog, rows, slot.gathered, cohort=cohort)
         scores = parts @ weight_vector(viewer.model.weights)
-        excluded = set(viewer.profile.excluded)
+        excluded = set(viewer.profile.not_listed())
         if excluded:
             ids = self.catalog.ids
             scores[[j for j, row in enumerate(rows.tolist()) if ids[row] in excluded]] = -np.inf
