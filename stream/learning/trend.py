@@ -13,9 +13,9 @@ thousandth as often still well above 0.
 
 The trend also draws titles in proportion to their counts (:meth:`SharedTrend.draw`), in O(1):
 a count is the sum of ``2 ** (-age / half_life)`` over the title's positives, so drawing one
-of the last :data:`WINDOW` positives with that weight by its age and taking its title draws
-titles by count. The choice learner draws the titles a chosen one competed with this way
-(:mod:`stream.learning.choice`).
+of the last 20 half-lives of positives with that weight by its age and taking its title draws
+titles by count (but for the counts older than that, which weigh less than 2**-20). The choice
+learner draws the titles a chosen one competed with this way (:mod:`stream.learning.choice`).
 
 >>> t = SharedTrend()
 >>> for item in ["a", "a", "b"]:
