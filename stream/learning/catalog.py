@@ -35,6 +35,7 @@ class CatalogMatrices:
     genres_dense: np.ndarray  # the same, dense: cheap row gathers for candidate scoring
     tags: sp.csr_matrix  # (titles, tags) float32, rows scaled to unit length
     active: np.ndarray  # (titles,) bool
+    n_active: int  # how many are active
     release_ts: np.ndarray  # (titles,) float64 epoch ms, NaN when unknown
     version: int
 
@@ -167,11 +168,13 @@ class Catalog:
             return self._cached
         # sparse: a title has a few genres and tags, and sparse products beat dense BLAS here
         genres = _unit_rows(self._genre_rows, len(self.genre_names))
+        active = np.asarray(self._active, dtype=bool)
         self._cached = CatalogMatrices(
             genres=genres,
             genres_dense=genres.toarray(),
             tags=_unit_rows(self._tag_rows, len(self.tag_names)),
-            active=np.asarray(self._active, dtype=bool),
+            active=active,
+            n_active=int(np.count_nonzero(active)),
             release_ts=np.asarray(self._release, dtype=np.float64),
             version=self.version,
         )

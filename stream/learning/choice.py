@@ -92,10 +92,11 @@ def competitors(
     >>> (rows, corrections) == competitors(cat, 0, ["t3", "nope", "t0"], "e1", trend, sampled=2)
     True
     """
-    active = catalog.matrices().active
+    mats = catalog.matrices()
+    active = mats.active
     rows = [row for row in map(catalog.index_of, passed) if row is not None and row != idx and active[row]]
     corrections = [0.0] * len(rows)
-    n, n_active = len(catalog.ids), int(np.count_nonzero(active))
+    n, n_active = len(catalog.ids), mats.n_active
     if n_active < 2:
         return rows, corrections
     uniform = UNIFORM if trend.total > 0 else 1.0
