@@ -2,7 +2,7 @@
 
 Fills a :class:`~stream.learning.shared.SharedModel` with deltas over ``--titles`` titles (a start
 and a finish of each, with a history of 10 titles drawn from a long-tailed popularity, as viewers'
-histories are),
+histories are, and 16 competitors drawn the same way, for the item factors),
 until every title's neighbour list is as full as pruning lets it be, and reports the process's
 resident memory before and after, and per title. Bounded: at most ``--deltas`` deltas.
 
@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from stream.learning.choice import SAMPLED
 from stream.learning.cowatch import HISTORY, KEEP
 from stream.learning.shared import SharedModel
 
@@ -46,10 +47,12 @@ def main() -> int:
     batch = 100_000
     done = 0
     while done < args.deltas:
-        draws = rng.choice(args.titles, size=(batch, HISTORY + 1), p=weights)
+        draws = rng.choice(args.titles, size=(batch, 1 + HISTORY + SAMPLED), p=weights)
         for row in draws.tolist():  # the viewer's start, then its finish
             shared.apply(done % 64, 2 * done, ids[row[0]], start=True)
-            shared.apply(done % 64, 2 * done + 1, ids[row[0]], [ids[r] for r in row[1:]])
+            history = [ids[r] for r in row[1 : 1 + HISTORY]]
+            drawn = [ids[r] for r in dict.fromkeys(row[1 + HISTORY :]) if r != row[0]]  # each once, as drawn
+            shared.apply(done % 64, 2 * done + 1, ids[row[0]], history, competitors=(drawn, [-3.0] * len(drawn)))
             done += 1
         full = sum(1 for nb in shared.cowatch.co.values() if len(nb) >= KEEP)
         if full >= 0.99 * args.titles:
@@ -60,7 +63,8 @@ def main() -> int:
     print(
         f"{args.titles:,} titles, {done:,} finishes and their starts ({2 * done:,} deltas) in"
         f" {time.monotonic() - t0:.0f} s: {entries:,} neighbour entries"
-        f" ({entries / max(1, len(co)):.0f} per title); resident memory {before / 2**20:.0f} MiB ->"
+        f" ({entries / max(1, len(co)):.0f} per title), {len(shared.factors.index):,} titles' factors"
+        f" ({shared.factors.nbytes() / 2**20:.0f} MiB of arrays); resident memory {before / 2**20:.0f} MiB ->"
         f" {after / 2**20:.0f} MiB, the replica {(after - before) / 2**20:.0f} MiB"
         f" ({(after - before) / args.titles:.0f} bytes per title)"
     )

@@ -48,6 +48,11 @@ def world(seed: int = 5) -> tuple[Catalog, list[PartitionModel], list[Profile], 
             model.learn_event(x, e, _signal(p, e), p.shown, e.device, None)
             apply(p, cat, e)
         profiles.append(p)
+    for p, model in zip(profiles, itertools.cycle(models)):  # the item factors learn each viewer's choices
+        chosen = p.positives()[::-1]  # oldest first
+        for k in range(1, len(chosen)):
+            passed = next(f"t{t}" for t in range(k, 60) if f"t{t}" != chosen[k])
+            model.shared.factors.learn(chosen[k], chosen[:k][::-1], [passed], [0.0])
     cohorts = [m.learn_viewer(p.user_id, p.genres, p.applied) for p, m in zip(profiles, itertools.cycle(models))]
     for p, c in zip(profiles, cohorts, strict=True):
         model = models[int(p.user_id[1:]) % 2]
@@ -67,7 +72,9 @@ def test_the_full_scan_scores_every_pair_as_pair_parts_does() -> None:
     cat, models, profiles, cohorts = world()
     owners = [models[v % 2] for v in range(len(profiles))]
     viewers = [ViewerTerms.current(p, m, cat, EVENING, c) for p, m, c in zip(profiles, owners, cohorts, strict=True)]
+    viewers.append(ViewerTerms.current(Profile("cold"), models[0], cat, EVENING))
     assert any(v.lift for v in viewers) and any(v.bucket for v in viewers), "the world exercises context and cohorts"
+    assert any(v.taste is not None for v in viewers) and viewers[-1].taste is None, "and item factors"
     result = scan(viewers, cat)
     active = cat.matrices().active
     every = np.arange(len(cat.ids))

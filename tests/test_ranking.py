@@ -403,3 +403,25 @@ def test_what_other_viewers_finished_after_a_title_is_picked_and_named_for_a_vie
     assert x["cowatch"] == 1.0 and x["genre"] == 0.0
     cold = rank([Profile("u2")], cat, model, top_k=3, now_ms=T0)[0]
     assert all("Drama 1" not in r for i in cold for r in i.reasons), "a viewer without that history is not told so"
+
+
+def test_what_the_item_factors_learned_is_picked_and_named_by_the_history_title_that_put_it_there() -> None:
+    """The factors alone (no co-watch count links the two): viewers who finished Drama 1 or Drama 2
+    went on to Comedy 3 over the other comedies; a viewer who finished only Drama 2 gets Comedy 3,
+    because of Drama 2, not of the older Drama 3 it also finished."""
+    cat, model = make_catalog(), PartitionModel()
+    comedies = [f"c{n}" for n in range(1, 5) if n != 3]
+    for _ in range(100):
+        for seen in (["d1"], ["d2"]):
+            model.shared.factors.learn("c3", seen, comedies, [0.0] * len(comedies))
+    assert not model.shared.cowatch.co, "nothing co-watched"
+    p = Profile("u1")
+    watched(p, cat, "complete", "d3", 1)
+    watched(p, cat, "complete", "d2", 2)
+    items = {i.item_id: i for i in rank([p], cat, model, top_k=4, now_ms=T0)[0]}
+    assert "c3" in items and "because you finished Drama 2" in items["c3"].reasons, items
+    assert not any(i.item_id.startswith("c") for i in rank([p], cat, PartitionModel(), top_k=4, now_ms=T0)[0])
+    x = features(ViewerTerms.of(p, model, cat, T0), cat, cat.index_of("c3") or 0)
+    assert x["factor"] > 0.5 and x["cowatch"] == 0.0 and x["genre"] == 0.0, x
+    other = features(ViewerTerms.of(p, model, cat, T0), cat, cat.index_of("c1") or 0)
+    assert other["factor"] < 0, "a comedy passed over for it"

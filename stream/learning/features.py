@@ -1,6 +1,6 @@
 """The one home of the score: what a (viewer, title) pair's features are, and how they add up.
 
-A title's score for a viewer is ``parts @ weights``, the weighted sum of nine features:
+A title's score for a viewer is ``parts @ weights``, the weighted sum of ten features:
 
 - ``genre``: how the viewer's decayed genre affinities match the title's genres;
 - ``tag``: the same for fine-grained tags;
@@ -12,6 +12,8 @@ A title's score for a viewer is ``parts @ weights``, the weighted sum of nine fe
   :mod:`stream.learning.cohorts`;
 - ``cowatch``: how much it goes with the viewer's recent finishes and likes, by what the whole
   deployment's viewers finished or liked after or beside them: see :mod:`stream.learning.cowatch`;
+- ``factor``: how well it fits the viewer's recent finishes and likes by the deployment's item
+  factors (a latent-factor model of which titles viewers choose): see :mod:`stream.learning.factors`;
 - ``popularity``: how often it was started lately (log-scaled);
 - ``trending``: what this partition's viewers did with it in the last hour's windows (early
   skips count against it): see :mod:`stream.learning.velocity`;
@@ -19,8 +21,8 @@ A title's score for a viewer is ``parts @ weights``, the weighted sum of nine fe
   count, shared by every partition and worker: see :mod:`stream.learning.trend`;
 - ``freshness``: how recently it was released.
 
-The first five depend on the viewer (:class:`ViewerTerms`), the last four only on
-the title and the model (:func:`title_parts`). :func:`pair_parts` computes all nine
+The first six depend on the viewer (:class:`ViewerTerms`), the last four only on
+the title and the model (:func:`title_parts`). :func:`pair_parts` computes all ten
 for any set of one viewer's titles: learning (one pair), candidate and exploration
 scoring (a few hundred) and the group list (every title) call it. :func:`scan` is the
 same computation for many viewers and every title at once, from the same viewer rows,
@@ -70,6 +72,7 @@ __all__ = [
     "cohort_part",
     "context_lift",
     "cowatch_part",
+    "factor_part",
     "features",
     "pair_parts",
     "scan",
@@ -79,15 +82,15 @@ __all__ = [
     "weight_vector",
 ]
 
-FEATURES = ("genre", "tag", "context", "cohort", "cowatch", "popularity", "trending", "trend", "freshness")
+FEATURES = ("genre", "tag", "context", "cohort", "cowatch", "factor", "popularity", "trending", "trend", "freshness")
 #: The features only the viewer changes, then those of the title alone (and the model).
-VIEWER_FEATURES, TITLE_FEATURES = FEATURES[:5], FEATURES[5:]
+VIEWER_FEATURES, TITLE_FEATURES = FEATURES[:6], FEATURES[6:]
 #: Freshness halves every this many days after release.
 FRESH_DAYS = 30.0
 #: A context's evidence counts fully once its affinities sum to well above this (see context_lift).
 CONTEXT_PRIOR_MASS = 2.0
 
-_GENRE, _TAG, _CONTEXT, _COHORT, _COWATCH = range(5)
+_GENRE, _TAG, _CONTEXT, _COHORT, _COWATCH, _FACTOR = range(6)
 #: Up to this many titles, slicing the tag matrix by hand beats scipy's indexing.
 FEW = 8
 #: Up to this many titles, a cohort look-up per title beats building the whole catalog's column (a
@@ -181,6 +184,9 @@ class ViewerTerms:
     #: The same, as arrays: rows, and their feature.
     related_rows: np.ndarray
     related_values: np.ndarray
+    #: The viewer's vector of item factors (None: no recent positive has factors yet): see
+    #: :mod:`stream.learning.factors`.
+    taste: np.ndarray | None
 
     @classmethod
     def of(
@@ -216,6 +222,7 @@ class ViewerTerms:
             related,
             np.fromiter(related, dtype=np.int64, count=len(related)),
             np.fromiter((v for v, _ in related.values()), dtype=np.float32, count=len(related)),
+            model.shared.factors.viewer(profile.positives()) if profile.history else None,
         )
 
     @classmethod
@@ -248,6 +255,13 @@ def cowatch_part(viewer: ViewerTerms, catalog: Catalog, rows: np.ndarray | None)
     if not related:
         return np.zeros(len(rows), dtype=np.float32)
     return np.fromiter((related.get(r, (0.0, ""))[0] for r in rows.tolist()), dtype=np.float32, count=len(rows))
+
+
+def factor_part(viewer: ViewerTerms, catalog: Catalog, rows: np.ndarray | None) -> np.ndarray:
+    """The factor feature of the viewer's pairs with ``rows`` (None: every title)."""
+    if viewer.taste is None:
+        return np.zeros(len(catalog.ids) if rows is None else len(rows), dtype=np.float32)
+    return viewer.model.shared.factors.catalog_scores(viewer.taste, catalog.ids, rows)
 
 
 def title_parts(model: PartitionModel, catalog: Catalog, now_ms: int, rows: np.ndarray | None = None) -> np.ndarray:
@@ -301,7 +315,7 @@ def pair_parts(
     gathered: tuple[np.ndarray, Any] | None = None,
     cohort: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(titles, 8): every feature of the pairs (viewer, title) for the catalog ``rows`` (None: every title).
+    """(titles, 10): every feature of the pairs (viewer, title) for the catalog ``rows`` (None: every title).
 
     The one definition of the features, in :data:`FEATURES` order; ``parts @ weight_vector(w)``
     is the score. ``gathered`` (:func:`title_rows` of ``rows``) and ``cohort`` (the cohort
@@ -319,6 +333,7 @@ def pair_parts(
     parts[:, _CONTEXT] = np.asarray(title_genres @ viewer.context).ravel()
     parts[:, _COHORT] = cohort_part(viewer, catalog, rows) if cohort is None else cohort
     parts[:, _COWATCH] = cowatch_part(viewer, catalog, rows)
+    parts[:, _FACTOR] = factor_part(viewer, catalog, rows)
     parts[:, len(VIEWER_FEATURES) :] = title_parts(viewer.model, catalog, viewer.now_ms, rows)
     return parts
 
@@ -348,11 +363,12 @@ class Scan:
     genre: np.ndarray  # (viewers, titles) raw genre feature
     tag: np.ndarray
     context: np.ndarray | None  # None: 0 for every viewer in the scan
+    factor: np.ndarray | None  # (viewers, titles) raw factor feature; None: 0 for every viewer in the scan
     titles: dict[int, np.ndarray]  # per model (by id): (titles, 3) raw title features
     cohorts: dict[tuple[int, str], np.ndarray]  # per (model, bucket): (titles,) the cohort feature
 
     def parts(self, r: int, rows: np.ndarray, viewer: ViewerTerms, catalog: Catalog) -> np.ndarray:
-        """(len(rows), 8) raw features of viewer ``r``'s pairs with ``rows``, as :func:`pair_parts` gives them."""
+        """(len(rows), 10) raw features of viewer ``r``'s pairs with ``rows``, as :func:`pair_parts` gives them."""
         parts = np.zeros((len(rows), len(FEATURES)), dtype=np.float32)
         parts[:, _GENRE] = self.genre[r, rows]
         parts[:, _TAG] = self.tag[r, rows]
@@ -362,6 +378,8 @@ class Scan:
             parts[:, _COHORT] = self.cohorts[(id(viewer.model), viewer.bucket)][rows]
         if viewer.related:
             parts[:, _COWATCH] = cowatch_part(viewer, catalog, rows)
+        if self.factor is not None:
+            parts[:, _FACTOR] = self.factor[r, rows]
         parts[:, len(VIEWER_FEATURES) :] = self.titles[id(viewer.model)][rows]
         return parts
 
@@ -387,6 +405,7 @@ def scan(viewers: Sequence[ViewerTerms], catalog: Catalog) -> Scan:
     if len(lifted):
         context = np.zeros((n, n_titles), dtype=np.float32)
         context[lifted] = both[n:]
+    factor = _factor_scan(viewers, catalog)
     by_model: dict[int, list[int]] = {}
     for r, v in enumerate(viewers):
         by_model.setdefault(id(v.model), []).append(r)
@@ -402,6 +421,8 @@ def scan(viewers: Sequence[ViewerTerms], catalog: Catalog) -> Scan:
         scores[sel] = w[_GENRE] * genre[sel] + w[_TAG] * tag[sel] + shared[None, :]
         if context is not None:
             scores[sel] += w[_CONTEXT] * context[sel]
+        if factor is not None:
+            scores[sel] += w[_FACTOR] * factor[sel]
     cohorts: dict[tuple[int, str], np.ndarray] = {}  # viewers of a bucket share its cohort feature
     for r, v in enumerate(viewers):
         if v.bucket is not None:
@@ -411,4 +432,21 @@ def scan(viewers: Sequence[ViewerTerms], catalog: Catalog) -> Scan:
             scores[r] += v.model.weights["cohort"] * cohorts[key2]
         if v.related:
             scores[r, v.related_rows] += v.model.weights["cowatch"] * v.related_values
-    return Scan(scores, genre, tag, context, titles, cohorts)
+    return Scan(scores, genre, tag, context, factor, titles, cohorts)
+
+
+def _factor_scan(viewers: Sequence[ViewerTerms], catalog: Catalog) -> np.ndarray | None:
+    """(viewers, titles): the factor feature of every pair, one product per replica (None: no viewer
+    has a vector)."""
+    tasted = [r for r, v in enumerate(viewers) if v.taste is not None]
+    if not tasted:
+        return None
+    out = np.zeros((len(viewers), len(catalog.ids)), dtype=np.float32)
+    by_replica: dict[int, list[int]] = {}
+    for r in tasted:
+        by_replica.setdefault(id(viewers[r].model.shared), []).append(r)
+    for rows in by_replica.values():
+        factors = viewers[rows[0]].model.shared.factors
+        tastes = np.vstack([viewers[r].taste for r in rows])  # type: ignore[misc]
+        out[rows] = factors.catalog_scores_many(tastes, catalog.ids)
+    return out

@@ -50,6 +50,7 @@ PRIOR = {
     "context": 1.0,
     "cohort": 0.4,
     "cowatch": 1.0,
+    "factor": 0.5,
     "popularity": 0.25,
     "trending": 0.4,
     "trend": 0.4,

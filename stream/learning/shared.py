@@ -4,9 +4,11 @@ One *delta* per start, finish or like applied anywhere: ``(source partition, off
 the viewer's recent positives before it, the choice pairs)``, or for a start only the title.
 A replica folds the starts into the deployment's popularity, and each finish or like into
 the shared trend (both :class:`~stream.learning.trend.SharedTrend`: decayed counts), the
-co-watch counts (:mod:`stream.learning.cowatch`) and the choice learner
-(:mod:`stream.learning.choice`: what the score's features are worth, learned from which
-titles viewers finish over those they passed), once: a delta delivered again is recognised
+co-watch counts (:mod:`stream.learning.cowatch`), the item factors
+(:mod:`stream.learning.factors`) and the choice learner (:mod:`stream.learning.choice`: what
+the score's features are worth, learned from which titles viewers finish over those they
+passed; the factors learn from the same choice, by the competitors' ids the delta carries),
+once: a delta delivered again is recognised
 by its source partition and offset. The model topic has one partition, so every replica
 applies the same deltas in the same order: every worker ranks with the same counts and
 weights, however many partitions feed them (with popularity counted per partition, each of
@@ -23,6 +25,8 @@ once (:meth:`SharedModel.learn`, :meth:`SharedModel.learn_start`).
 True
 >>> m.learned, sorted(m.cowatch.related(["a"])), round(m.popularity.share("c"), 2)
 (3, ['b', 'c'], 1.0)
+>>> m.apply(3, 3, "d", ["c"], competitors=(["b"], [0.0])), sorted(m.factors.index)
+(True, ['b', 'c', 'd'])
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import numpy as np
 from stream.learning.choice import Choice
 from stream.learning.cowatch import HALF_LIFE as COWATCH_HALF_LIFE
 from stream.learning.cowatch import CoWatch
+from stream.learning.factors import ItemFactors
 from stream.learning.features import FEATURES
 from stream.learning.trend import SharedTrend
 
@@ -43,9 +48,11 @@ __all__ = [
     "POPULARITY_HALF_LIFE",
     "REPEATS",
     "WINDOW",
+    "Competitors",
     "Delta",
     "Pairs",
     "SharedModel",
+    "delta_competitors",
     "delta_document",
     "delta_pairs",
 ]
@@ -53,6 +60,9 @@ __all__ = [
 #: What a finish or like teaches the choice learner: the chosen title's features less each passed
 #: title's (a row each, FEATURES order), and what the rest of the score gives each difference.
 Pairs = tuple[np.ndarray, np.ndarray]
+#: The titles a finished or liked title competed with (ids), and each one's sampling correction
+#: (see :func:`stream.learning.choice.competitors`): what the item factors learn the choice from.
+Competitors = tuple[list[str], list[float]]
 
 #: Starts after which one counts half for popularity: over the whole deployment, what one partition
 #: counted when each partition had its own (its 5,000 starts); a replay with one partition, the
@@ -67,7 +77,7 @@ WINDOW = 10 * int(COWATCH_HALF_LIFE)
 REPEATS = 100_000
 
 
-_POPULARITY, _TREND = FEATURES.index("popularity"), FEATURES.index("trend")
+_POPULARITY, _TREND, _FACTOR = FEATURES.index("popularity"), FEATURES.index("trend"), FEATURES.index("factor")
 
 
 class Delta(NamedTuple):
@@ -78,6 +88,7 @@ class Delta(NamedTuple):
     history: list[str]  # the viewer's recent positives before it, newest first
     pairs: Pairs | None  # what it teaches the choice learner (None: nothing)
     start: bool = False  # a start (popularity), not a finish or like
+    competitors: Competitors | None = None  # what it teaches the item factors (None: nothing)
 
 
 def delta_document(partition: int, delta: Delta) -> dict[str, Any]:
@@ -91,6 +102,10 @@ def delta_document(partition: int, delta: Delta) -> dict[str, Any]:
         diffs, offsets = delta.pairs
         doc["pairs"] = np.round(diffs, 4).tolist()
         doc["offsets"] = np.round(offsets, 4).tolist()
+    if delta.competitors is not None and delta.competitors[0]:
+        ids, corrections = delta.competitors
+        doc["competitors"] = ids
+        doc["corrections"] = [round(c, 4) for c in corrections]
     return doc
 
 
@@ -100,6 +115,8 @@ def delta_pairs(doc: dict[str, Any]) -> Pairs | None:
         return None
     diffs = np.asarray(doc["pairs"], dtype=np.float64)
     offsets = np.asarray(doc["offsets"], dtype=np.float64)
+    if diffs.ndim == 2 and diffs.shape[1] == len(FEATURES) - 1:  # written before the factor feature: 0
+        diffs = np.insert(diffs, _FACTOR, 0.0, axis=1)
     if diffs.ndim != 2 or diffs.shape[1] != len(FEATURES) or offsets.shape != (len(diffs),):
         raise ValueError(f"pairs: expected rows of {len(FEATURES)} features and one offset per row")
     if not (np.isfinite(diffs).all() and np.isfinite(offsets).all()):
@@ -107,11 +124,27 @@ def delta_pairs(doc: dict[str, Any]) -> Pairs | None:
     return diffs, offsets
 
 
+def delta_competitors(doc: dict[str, Any]) -> Competitors | None:
+    """The competitors of a delta's document (None: none); ValueError if malformed."""
+    if "competitors" not in doc:
+        return None
+    ids, corrections = doc["competitors"], doc.get("corrections")
+    if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
+        raise ValueError("competitors: expected a list of title ids")
+    if not isinstance(corrections, list) or len(corrections) != len(ids):
+        raise ValueError("corrections: expected one number per competitor")
+    values = [float(c) for c in corrections]
+    if not all(np.isfinite(values)):
+        raise ValueError("corrections: expected finite numbers")
+    return ids, values
+
+
 class SharedModel:
     def __init__(self, repeats: int = REPEATS) -> None:
         self.popularity = SharedTrend(POPULARITY_HALF_LIFE, scale=None)
         self.trend = SharedTrend()
         self.cowatch = CoWatch()
+        self.factors = ItemFactors()
         self.choice = Choice()
         #: Deltas learned (each once).
         self.learned = 0
@@ -127,6 +160,7 @@ class SharedModel:
         history: Sequence[str] = (),
         pairs: Pairs | None = None,
         start: bool = False,
+        competitors: Competitors | None = None,
     ) -> bool:
         """Fold in one delta; False (and nothing changes) if it was applied before (among the last
         :attr:`repeats`)."""
@@ -140,14 +174,22 @@ class SharedModel:
         if start:
             self.learn_start(item)
         else:
-            self.learn(item, history, pairs)
+            self.learn(item, history, pairs, competitors)
         return True
 
-    def learn(self, item: str, history: Sequence[str] = (), pairs: Pairs | None = None) -> None:
+    def learn(
+        self,
+        item: str,
+        history: Sequence[str] = (),
+        pairs: Pairs | None = None,
+        competitors: Competitors | None = None,
+    ) -> None:
         """One more finish or like (no repeat check: for in-process use)."""
         self.learned += 1
         self.trend.learn(item)
         self.cowatch.learn(item, history)
+        if competitors is not None and competitors[0]:
+            self.factors.learn(item, history, *competitors)
         if pairs is not None and len(pairs[0]):
             self.choice.learn_many(*pairs)
 

@@ -39,7 +39,7 @@ from stream.learning.cowatch import HISTORY
 from stream.learning.features import FEATURES, ViewerTerms, pair_parts
 from stream.learning.model import PartitionModel, liked
 from stream.learning.profile import Profile, daypart
-from stream.learning.shared import Delta, Pairs, SharedModel
+from stream.learning.shared import Competitors, Delta, Pairs, SharedModel
 from stream.learning.signals import Signal, interpret
 from stream.ranking.ranker import Memo, Ranked, RankedItem, rank
 
@@ -396,11 +396,12 @@ class Processor:
         signal: Signal,
         cohort: int | None,
         unsent: tuple[set[tuple[str, str]], set[tuple[str, str]]],
-    ) -> Pairs | None:
-        """Learn the event; returns what a title finished or liked teaches the shared choice learner
-        (None: nothing), to go with its delta (:meth:`_share`). ``unsent``: see :attr:`BatchResult.unsent`."""
+    ) -> tuple[Pairs | None, Competitors | None]:
+        """Learn the event; returns what a title finished or liked teaches the shared choice learner and
+        the item factors (None: nothing), to go with its delta (:meth:`_share`). ``unsent``: see
+        :attr:`BatchResult.unsent`."""
         device = event.device or profile.device
-        x, pairs = None, None
+        x, pairs, taught = None, None, None
         if signal.learns:
             # Predict, then learn: the features are those the viewer had before this event, in
             # the event's context (for a redelivered event, those it has now: the one thing a
@@ -410,6 +411,7 @@ class Processor:
             if liked(signal):
                 others, corrections = competitors(self.catalog, idx, profile.passed, event.event_id, model.shared.trend)
                 rows += others
+                taught = ([self.catalog.ids[r] for r in others], corrections)
             parts = pair_parts(viewer, self.catalog, np.asarray(rows, dtype=np.int64))
             # the viewer's own start and earlier finish or like of the title, if the replica counted them
             item, key, (starts, positives) = event.item_id, (profile.user_id, event.item_id), unsent
@@ -419,7 +421,7 @@ class Processor:
             if len(rows) > 1:
                 pairs = model.choice_pairs(parts[0].astype(np.float64), parts[1:].astype(np.float64), corrections)
         model.learn_event(x, event, signal, profile.shown, device, cohort)
-        return pairs
+        return pairs, taught
 
     def _learn_cohort(self, model: PartitionModel, profile: Profile) -> int | None:
         """The cohorts learn each changed taste once per batch; the list borrows from its cohort."""
@@ -632,40 +634,48 @@ class Processor:
             if model is not None and not model.knows(offset):
                 # Read again after a crash: the profile kept it, the model's checkpoint did not.
                 signal = interpret(event, profile.paused)
-                pairs = self._learn(model, profile, idx, event, signal, cohort, result.unsent)
+                again = self._learn(model, profile, idx, event, signal, cohort, result.unsent)
                 result.learned_through = max(result.learned_through, offset)
                 if self.share_deltas:  # replicas skip what was published before
                     if event.type == "play":
                         self._share_start(result, offset, profile.user_id, event.item_id)
                     if liked(signal):
-                        self._share(result, offset, profile.user_id, event.item_id, profile.positives(), pairs)
+                        self._share(result, offset, profile.user_id, event.item_id, profile.positives(), *again)
             return SEEN
         signal = interpret(event, profile.paused)
         history = profile.positives() if model is not None and liked(signal) else None
-        pairs = None
+        taught: tuple[Pairs | None, Competitors | None] = (None, None)
         if model is not None:
-            pairs = self._learn(model, profile, idx, event, signal, cohort, result.unsent)
+            taught = self._learn(model, profile, idx, event, signal, cohort, result.unsent)
             result.learned_through = max(result.learned_through, offset)
         profile.apply(event, signal, self.catalog.entry(idx), offset, self.half_life_ms)
         if model is not None and event.type == "play":
             self._share_start(result, offset, profile.user_id, event.item_id)
         if history is not None:
-            self._share(result, offset, profile.user_id, event.item_id, history, pairs)
+            self._share(result, offset, profile.user_id, event.item_id, history, *taught)
         result.applied += 1
         return APPLIED
 
     def _share(
-        self, result: BatchResult, offset: int, user_id: str, item_id: str, history: list[str], pairs: Pairs | None
+        self,
+        result: BatchResult,
+        offset: int,
+        user_id: str,
+        item_id: str,
+        history: list[str],
+        pairs: Pairs | None,
+        competitors: Competitors | None = None,
     ) -> None:
         """A finish or like, once applied, is what the deployment's model learns (``history``: the
-        viewer's recent positives before it; ``pairs``: what it teaches the choice learner): a
-        delta for the runtime to publish (every worker folds it into its replica), or learned at once."""
-        delta = Delta(offset, item_id, [h for h in history if h != item_id][:HISTORY], pairs)
+        viewer's recent positives before it; ``pairs`` and ``competitors``: what it teaches the choice
+        learner and the item factors): a delta for the runtime to publish (every worker folds it into
+        its replica), or learned at once."""
+        delta = Delta(offset, item_id, [h for h in history if h != item_id][:HISTORY], pairs, False, competitors)
         if self.share_deltas:
             result.deltas.append(delta)
             result.unsent[1].add((user_id, item_id))
         else:
-            self.shared.learn(delta.item_id, delta.history, pairs)
+            self.shared.learn(delta.item_id, delta.history, pairs, competitors)
 
     def _share_start(self, result: BatchResult, offset: int, user_id: str, item_id: str) -> None:
         """A start, once applied, counts for the deployment's popularity (as :meth:`_share`)."""

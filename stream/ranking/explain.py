@@ -8,7 +8,7 @@ the viewer's context lift for that genre is positive.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from stream.contracts.validation import CatalogEntry
 from stream.learning.catalog import Catalog
@@ -51,7 +51,9 @@ class Explainer:
 
     ``context``: the viewer's current context in words; ``bucket``: the cohort bucket it
     borrowed from; ``lift``: its context lift (computed here when not given); ``related``: its
-    co-watched titles (:attr:`stream.learning.features.ViewerTerms.related`).
+    co-watched titles (:attr:`stream.learning.features.ViewerTerms.related`); ``fits``: which of its
+    recent positives gives a title's factor feature most (by id; see
+    :meth:`stream.learning.factors.ItemFactors.strongest`).
     """
 
     def __init__(
@@ -63,10 +65,12 @@ class Explainer:
         bucket: str | None = None,
         lift: dict[str, float] | None = None,
         related: dict[int, tuple[float, str]] | None = None,
+        fits: Callable[[str], str | None] | None = None,
     ) -> None:
         self.profile = profile
         #: Co-watched titles: row -> (feature, the viewer's positive that gave it most).
         self.related = related or {}
+        self.fits = fits
         self.catalog = catalog
         self.release_ts = catalog.matrices().release_ts
         self.now_ms = now_ms
@@ -111,12 +115,20 @@ class Explainer:
         return self.cohort
 
     def _cowatch(self, idx: int, entry: CatalogEntry, said: list[str]) -> str | None:
-        because = self.related.get(idx, (0.0, ""))[1]
-        found = self.catalog.get(because) if because else None
+        reason = self._because(self.related.get(idx, (0.0, ""))[1])
+        return None if reason in said else reason
+
+    def _factor(self, idx: int, entry: CatalogEntry, said: list[str]) -> str | None:
+        because = self.fits(entry.item_id) if self.fits is not None else None
+        reason = self._because(because)
+        return None if reason in said else reason
+
+    def _because(self, item_id: str | None) -> str | None:
+        """ "because you finished (liked) X" for one of the viewer's positives (None: not in the catalog)."""
+        found = self.catalog.get(item_id) if item_id else None
         if found is None:
             return None
-        finished = because in self.finished.titles
-        return f"because you {'finished' if finished else 'liked'} {found.title}"
+        return f"because you {'finished' if item_id in self.finished.titles else 'liked'} {found.title}"
 
     def _popularity(self, idx: int, entry: CatalogEntry, said: list[str]) -> str | None:
         return "popular right now"

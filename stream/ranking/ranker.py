@@ -16,6 +16,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -256,7 +257,11 @@ def _listed(
     weighted = (picks.parts * weight_vector(viewer.model.weights)).tolist()
     profile = viewer.profile
     where = context_label(profile.device, profile.last_ts)
-    explainer = Explainer(profile, catalog, now_ms, where, viewer.bucket, viewer.lift, viewer.related)
+    fits = None
+    if viewer.taste is not None:
+        history, factors = profile.positives(), viewer.model.shared.factors
+        fits = partial(factors.strongest, history)
+    explainer = Explainer(profile, catalog, now_ms, where, viewer.bucket, viewer.lift, viewer.related, fits)
     listed = zip(picks.rows.tolist(), picks.scores.tolist(), picks.relevance.tolist(), weighted, strict=True)
     for j, (idx, score, relevance, parts) in enumerate(listed):
         reasons = explainer.reasons(idx, parts)

@@ -41,7 +41,7 @@ from stream.contracts.topics import CATALOG, COMMANDS, ERASE_WITHIN_A_DAY, EVENT
 from stream.contracts.validation import InvalidMessage, decode_catalog, decode_command
 from stream.learning.catalog import Catalog
 from stream.learning.model import PartitionModel
-from stream.learning.shared import WINDOW, SharedModel, delta_document, delta_pairs
+from stream.learning.shared import WINDOW, SharedModel, delta_competitors, delta_document, delta_pairs
 from stream.processing.step import (
     BatchResult,
     Plan,
@@ -611,13 +611,14 @@ class StreamApp:
             partition, offset, item_id = int(doc["partition"]), int(doc["offset"]), str(doc["item_id"])
             history = [str(h) for h in doc.get("history", ())]
             pairs = delta_pairs(doc)
+            competitors = delta_competitors(doc)
             start = doc.get("start", False)
             if not isinstance(start, bool):
                 raise ValueError("start: expected true or false")
         except (ValueError, TypeError, KeyError, AttributeError):
             log.warning("a malformed model delta at offset %d was skipped", record.offset)
             return
-        if self.shared.apply(partition, offset, item_id, history, pairs, start):
+        if self.shared.apply(partition, offset, item_id, history, pairs, start, competitors):
             self.counters["deltas_applied"] += 1
             if self.model_ready.is_set():
                 self.metrics.staleness.observe(max(0.0, now - record.timestamp / 1000))
@@ -721,6 +722,8 @@ class StreamApp:
             gauge("stream_model_choices_learned", "Finishes and likes the deployment's choice learner learned",
                   [],
                   [([], float(self.shared.choice.learned))]),
+            gauge("stream_model_factors_learned", "Finishes and likes the deployment's item factors learned", [],
+                  [([], float(self.shared.factors.learned))]),
             gauge("stream_commands_waiting", "Commands read and waiting for the events published before them",
                   ["partition"], [([str(p)], float(n)) for p, n in sorted(waiting.items())]),
         ]  # fmt: skip
