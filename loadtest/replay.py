@@ -429,7 +429,12 @@ class _ReplayState:
             },
             "series": _series(tallies, self.ratings),
             "replica_models": {
-                str(p): {"learned": m.learned, "weights": dict(m.linear.weights), "intercept": m.linear.intercept}
+                str(p): {
+                    "learned": m.learned,
+                    "weights": dict(m.shared.outcome.linear.weights),  # the deployment's regression
+                    "intercept": m.shared.outcome.linear.intercept,
+                    "effective": m.weights,
+                }
                 for p, m in enumerate(self.replica.models)
             },
         }

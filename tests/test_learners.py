@@ -21,7 +21,7 @@ from stream.learning.artwork import ArtworkBandit
 from stream.learning.choice import Choice
 from stream.learning.cohorts import Cohorts
 from stream.learning.features import FEATURES
-from stream.learning.model import PartitionModel
+from stream.learning.outcome import Outcome
 from stream.learning.velocity import Trending
 
 GENRES = ("drama", "comedy", "crime", "documentary")
@@ -57,9 +57,9 @@ def _impression(rng: random.Random) -> tuple[dict[str, Any], Any]:
 
 
 CASES = {
-    "PartitionModel": Case(
-        PartitionModel,
-        PartitionModel.from_state,
+    "Outcome": Case(
+        Outcome,
+        Outcome.from_state,
         _features,
         [dict.fromkeys(FEATURES, 0.5), {"genre": 1.0, "popularity": -0.2}],
     ),

@@ -14,6 +14,7 @@ from stream.contracts.validation import CatalogEntry, PlaybackEvent
 from stream.learning.catalog import Catalog
 from stream.learning.features import ViewerTerms, features
 from stream.learning.model import FEATURES, PRIOR, PartitionModel
+from stream.learning.outcome import Outcome
 from stream.learning.profile import Profile
 from stream.learning.shared import SharedModel
 from stream.learning.signals import interpret
@@ -149,7 +150,7 @@ def test_a_brand_new_title_is_explained_as_new() -> None:
     assert items[0].item_id == "n1" and items[0].reasons == ["new this week"]
 
 
-def test_the_model_learns_what_viewers_do_and_survives_a_checkpoint() -> None:
+def test_the_deployments_regression_learns_what_viewers_do_and_no_partition_checkpoint_holds_it() -> None:
     model = PartitionModel()
     liked = {"genre": 1.0, "tag": 0.0, "popularity": 0.0, "freshness": 0.0}
     popular = {"genre": 0.0, "tag": 0.0, "popularity": 1.0, "freshness": 0.0}
@@ -159,10 +160,14 @@ def test_the_model_learns_what_viewers_do_and_survives_a_checkpoint() -> None:
     assert model.weights["genre"] > PRIOR["genre"]
     assert model.weights["popularity"] < 0
     restored = PartitionModel.from_state(orjson.loads(orjson.dumps(model.to_state())))
+    assert restored.weights["genre"] == PRIOR["genre"], "the regression is the deployment's, not the partition's"
+    restored.shared = model.shared  # as the processor hands every partition its worker's replica
     assert restored.weights == model.weights
     assert restored.predict_one(liked) == model.predict_one(liked)
-    assert restored.mae.get() == pytest.approx(model.mae.get())
-    assert restored.learned == model.learned == 600
+    outcome = Outcome.from_state(orjson.loads(orjson.dumps(model.shared.outcome.to_state())))
+    assert outcome.predict_one(liked) == model.predict_one(liked)
+    assert outcome.mae.get() == pytest.approx(model.shared.outcome.mae.get())
+    assert outcome.learned == model.shared.outcome.learned == 600
 
 
 def test_popularity_counts_the_deployments_starts_and_fades() -> None:

@@ -17,6 +17,7 @@ from stream.learning.choice import competitors
 from stream.learning.cohorts import Cohorts
 from stream.learning.features import ViewerTerms, features
 from stream.learning.model import FEATURES, PartitionModel
+from stream.learning.outcome import Outcome
 from stream.learning.profile import Profile, daypart
 from stream.learning.signals import interpret
 from stream.learning.velocity import Trending
@@ -196,8 +197,9 @@ def test_a_cold_viewers_first_list_is_its_cohorts_not_the_global_popularity_list
     The model keeps its prior weights (learning rate 0): the mechanism is under test here, not
     what a regression makes of a tiny synthetic world.
     """
-    cat, model = catalog(per_genre=8), PartitionModel(learning_rate=0.0)
+    cat, model = catalog(per_genre=8), PartitionModel()
     processor = Processor(cat, top_k=5)
+    processor.shared.outcome = Outcome(learning_rate=0.0)
     profiles: dict[str, Profile] = {}
     fans = [(f"dfan{v}", ("d5", "d6", "d7", "d8", "k1"), "c8") for v in range(30)]
     fans += [(f"cfan{v}", ("c1", "c2", "c3", "c4", "c5"), f"d{2 + v % 3}") for v in range(90)]
@@ -234,8 +236,9 @@ def _new_release_world(budget: int) -> tuple[Catalog, PartitionModel, Processor,
     cat = catalog()
     cat.upsert(CatalogEntry("n1", "Premiere", ("western",), ("frontier",), 3000.0, EVENING - DAY))
     model = PartitionModel()
-    model.trending.refresh_s = 0.0  # every count at once (the worker reuses values for 0.5 s)
     processor = Processor(cat, top_k=5, exploration=budget)
+    model.shared = processor.shared  # as the processor hands it
+    model.trending.refresh_s = 0.0  # every count at once (the worker reuses values for 0.5 s)
     return cat, model, processor, {}
 
 
@@ -303,9 +306,9 @@ def test_trending_windows_fade_and_forget() -> None:
     assert model.trending.of("old") > model.trending.of("now") > 0, "three windows ago, 10 starts outweigh 1"
     model.trending.record("now", T0 + 2 * HOUR, 1.0)
     assert model.trending.of("old") == 0.0, "older than the hour kept"
-    back = PartitionModel.from_state(orjson.loads(orjson.dumps(model.to_state())))
-    back.trending.refresh_s = 0.0
-    assert back.trending.of("now") == model.trending.of("now")
+    back = Trending.from_state(orjson.loads(orjson.dumps(model.trending.to_state())))
+    back.refresh_s = 0.0
+    assert back.of("now") == model.trending.of("now")
 
 
 def test_trending_by_catalog_row_follows_a_growing_catalog_and_a_new_one() -> None:

@@ -46,8 +46,10 @@ from loadtest.replay_metrics import (
 )
 from loadtest.replay_pacing import Pacer, Release, reflects
 from loadtest.replay_replica import RatingScore, Replica
+from stream.contracts.topics import MODEL
 from stream.contracts.validation import decode_catalog, decode_event
 from stream.learning.profile import Profile
+from stream.learning.shared import SharedModel
 from stream.learning.signals import interpret
 from stream.runtime.broker import EmbeddedBroker
 from stream.runtime.kafka import partitions_of
@@ -483,20 +485,25 @@ def test_a_replay_through_a_real_worker_accounts_for_every_event(broker: Embedde
     assert "HR@10" in summary(report) and "trending" in summary(report)
 
     # The replica that predicts ratings learned from exactly the events the workers' partition
-    # models learned from. Its weights agree closely, not exactly: cohorts learn once per batch
-    # and the worker's batches are not the replica's, and trending and popularity are reused
-    # for half a second of wall time, so a few features differ a little.
-    changelog = f"{report['settings']['topic_prefix']}stream-models-changelog"
+    # models learned from, and its outcome regression from the same outcomes as the deltas the
+    # workers published teach. Its weights agree closely, not exactly: cohorts learn once per
+    # batch and the worker's batches are not the replica's, and trending and popularity are
+    # reused for half a second of wall time, so a few features differ a little.
+    prefix = report["settings"]["topic_prefix"]
     checkpoints: dict[str, dict[str, Any]] = {}
-    for record in asyncio.run(_read_all(broker.bootstrap, changelog)):
+    for record in asyncio.run(_read_all(broker.bootstrap, f"{prefix}stream-models-changelog")):
         if record.value is not None:
             checkpoints[record.key.decode()] = orjson.loads(record.value)
     assert checkpoints, "the workers checkpointed their models"
     for partition, state in checkpoints.items():
-        mine = report["replica_models"][partition.strip('"')]
-        assert state["n"] == mine["learned"], partition
-        for feature, weight in state["w"].items():
-            assert weight == pytest.approx(mine["weights"].get(feature, 0.0), abs=0.15), (partition, feature)
+        assert state["n"] == report["replica_models"][partition.strip('"')]["learned"], partition
+    published = SharedModel()
+    for record in asyncio.run(_read_all(broker.bootstrap, f"{prefix}{MODEL}")):
+        published.apply_document(orjson.loads(record.value))
+    assert published.outcome.learned == sum(m["learned"] for m in report["replica_models"].values())
+    mine = report["replica_models"]["0"]["weights"]
+    for feature, weight in published.outcome.linear.weights.items():
+        assert weight == pytest.approx(mine.get(feature, 0.0), abs=0.15), feature
 
 
 async def _read_all(bootstrap: str, topic: str, timeout_s: float = 10.0, quiet_s: float = 1.5) -> list[Any]:

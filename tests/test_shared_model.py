@@ -18,7 +18,7 @@ from stream.contracts.topics import CATALOG, EVENTS, MODEL, load_schema
 from stream.learning.choice import SAMPLED
 from stream.learning.features import FEATURES
 from stream.learning.model import PartitionModel
-from stream.learning.shared import SharedModel, delta_document, delta_pairs
+from stream.learning.shared import SharedModel, delta_document, delta_lesson, delta_pairs
 from stream.learning.trend import SharedTrend
 from stream.processing.step import Processor
 from stream.runtime.kafka import read_to_end
@@ -27,10 +27,10 @@ from stream.settings import Settings
 from .catalog_fixture import catalog_messages
 from .helpers import Workers, encode, event, publish
 from .test_commands import Log
-from .test_ranking import make_catalog
+from .test_ranking import T0, make_catalog
 
 
-def test_the_step_shares_each_applied_finish_or_like_once_and_nothing_of_an_opted_out_viewer() -> None:
+def test_the_step_shares_each_applied_event_that_teaches_once_and_nothing_of_an_opted_out_viewer() -> None:
     log = Log()
     processor = Processor(make_catalog(), share_deltas=True)
     batch = [
@@ -40,10 +40,20 @@ def test_the_step_shares_each_applied_finish_or_like_once_and_nothing_of_an_opte
         log.command("u2", "opt_out"),
         log.event("u2", "c1", "complete"),  # opted out: teaches nothing, shares nothing
         log.event("u3", "m1", "complete"),
+        log.event("u3", "m2", "skip"),  # an early skip: an outcome, and what it takes from m2's trending
     ]
     [result] = processor.step(processor.plan([(0, batch)]), {}, {0: PartitionModel()})
-    assert [d[:3] for d in result.deltas] == [(0, "d1", []), (1, "d2", []), (2, "d2", ["d1"]), (4, "m1", [])]
-    assert [d.start for d in result.deltas] == [False, True, False, False]
+    assert [d[:3] for d in result.deltas] == [
+        (0, "d1", []),
+        (1, "d2", []),
+        (2, "d2", ["d1"]),
+        (4, "m1", []),
+        (5, "m2", []),
+    ]
+    assert [d.start for d in result.deltas] == [False, True, False, False, False]
+    assert [d.positive for d in result.deltas] == [True, False, True, True, False]
+    assert [d.trending for d in result.deltas] == [1.0, 1.0, 1.0, 1.0, -3.0]
+    assert [None if d.outcome is None else d.outcome[1] for d in result.deltas] == [1.0, None, 1.0, 1.0, -1.0]
     # each finish with what it teaches the choice learner: titles drawn from the catalog, their differences
     finishes = [d for d in result.deltas if not d.start]
     shapes = [(d.pairs[0].shape, d.pairs[1].shape) for d in finishes if d.pairs is not None]
@@ -53,12 +63,20 @@ def test_the_step_shares_each_applied_finish_or_like_once_and_nothing_of_an_opte
         "offset": 1,
         "item_id": "d2",
         "start": True,
+        "ts": T0 + 2,
+        "trending": 1.0,
     }
     validator = Draft202012Validator(load_schema("schemas/model-delta.json"))
     validator.validate(orjson.loads(orjson.dumps(delta_document(0, result.deltas[1]))))
     doc = orjson.loads(orjson.dumps(delta_document(0, result.deltas[2])))
     validator.validate(doc)
     assert doc["history"] == ["d1"] and np.allclose(delta_pairs(doc)[0], result.deltas[2].pairs[0], atol=1e-4)
+    skip = orjson.loads(orjson.dumps(delta_document(0, result.deltas[4])))
+    validator.validate(skip)
+    assert skip["positive"] is False and skip["y"] == -1.0 and len(skip["x"]) == len(FEATURES)
+    lesson = delta_lesson(skip)
+    assert lesson is not None and lesson[1] == -1.0
+    assert lesson[0] == pytest.approx(result.deltas[4].outcome[0], abs=1e-4)
     assert processor.shared.learned == 0, "with share_deltas, the runtime folds them in"
     local = Processor(make_catalog())
     local.process(
@@ -67,6 +85,8 @@ def test_the_step_shares_each_applied_finish_or_like_once_and_nothing_of_an_opte
         PartitionModel(),
     )
     assert local.shared.learned == 3 and local.shared.trend.share("d1") > 0.99
+    assert local.shared.outcome.learned == 2, "the finishes' outcomes, learned at once (a start teaches none)"
+    assert local.shared.trending.windows, "and the trending windows count the three events"
     assert local.shared.popularity.share("d1") == 1.0 and local.shared.popularity.share("d3") == 0.0
     assert set(local.shared.cowatch.related(["d1"])) == {"d3"}
 

@@ -1,25 +1,22 @@
-"""What a partition learned, behind River's protocol.
+"""What a partition learned: what is about its viewers.
 
 A title's score for a viewer is the weighted sum of the features of
-:mod:`stream.learning.features`. The weights are learned online: a River linear
-regression learns, from every event's outcome (predict, then learn), the
-correction to sensible prior weights, so a cold model ranks sensibly and a warm
-one ranks by what viewers actually do. Beside the weights, a partition's model
-holds what its viewers' events taught about titles: cohorts, trending windows,
-exploration budgets and artwork (what the whole deployment learned, popularity among it: the
-shared model of :mod:`stream.learning.shared`, it reads but does not hold). Every change to it goes
-through its own methods (:meth:`PartitionModel.learn_event`,
-:meth:`~PartitionModel.learn_viewer`, :meth:`~PartitionModel.spend_exploration`).
+:mod:`stream.learning.features`, with weights learned online for the whole deployment (the
+outcome regression of :mod:`stream.learning.outcome` and the choice learner of
+:mod:`stream.learning.choice`). Everything learned about titles is in the deployment-wide model
+of :mod:`stream.learning.shared`, which every partition model reads but does not hold. A
+partition's model holds what is about its viewers: their taste cohorts, the exploration
+budgets spent on them, and which artwork they respond to. Every change to it goes through its
+own methods (:meth:`PartitionModel.learn_event`, :meth:`~PartitionModel.learn_viewer`,
+:meth:`~PartitionModel.spend_exploration`).
 
 >>> m = PartitionModel()
 >>> x = {"genre": 0.9, "tag": 0.2, "context": 0.0, "cohort": 0.0, "popularity": 0.1, "trending": 0.0, "freshness": 0.0}
 >>> round(m.predict_one(x), 3)  # the prior alone
 1.045
->>> for _ in range(200):  # viewers keep skipping titles like this
+>>> for _ in range(200):  # viewers keep skipping titles like this (learned in the shared model)
 ...     m.learn_one(x, -1.0)
 >>> m.predict_one(x) < 0
-True
->>> PartitionModel.from_state(m.to_state()).predict_one(x) == m.predict_one(x)
 True
 """
 
@@ -29,13 +26,14 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from river import linear_model, metrics, optim, utils
+from river import linear_model
 
 from stream.contracts.validation import PlaybackEvent
 from stream.learning.artwork import ArtworkBandit, Context
 from stream.learning.choice import Choice
 from stream.learning.cohorts import Cohorts
 from stream.learning.features import FEATURES
+from stream.learning.outcome import PRIOR
 from stream.learning.profile import daypart
 from stream.learning.shared import Pairs, SharedModel
 from stream.learning.signals import Signal, liked
@@ -43,19 +41,6 @@ from stream.learning.velocity import Exploration, Trending
 
 __all__ = ["FEATURES", "PRIOR", "PartitionModel", "liked"]
 
-#: What a title's features are worth before anything is learned.
-PRIOR = {
-    "genre": 1.0,
-    "tag": 0.6,
-    "context": 1.0,
-    "cohort": 0.4,
-    "cowatch": 1.0,
-    "factor": 0.5,
-    "popularity": 0.25,
-    "trending": 0.4,
-    "trend": 0.4,
-    "freshness": 0.1,
-}
 #: Starts of the partition after which a cohort's count of a title weighs half.
 UNIT_HALF_LIFE = 5000.0
 
@@ -67,42 +52,44 @@ class PartitionModel:
     join or leave, and checkpointed to that partition's changelog.
     """
 
-    def __init__(self, learning_rate: float = 0.02, l2: float = 1e-4) -> None:
-        self.learning_rate = learning_rate
-        self.l2 = l2
-        self.linear = linear_model.LinearRegression(
-            optimizer=optim.SGD(learning_rate), l2=l2, intercept_lr=learning_rate
-        )
-        self.mae = metrics.MAE()
+    def __init__(self) -> None:
+        #: Events of its partition whose outcome it learned (into the shared regression).
         self.learned = 0
         #: Offset (in its input partition) of the newest event this model reflects.
         self.offset = -1
-        #: What the whole deployment learned (its trend, what its viewers watch together): shared by
-        #: every partition (the processor hands each model its deployment's replica); not part of
-        #: this model's state.
+        #: What the whole deployment learned (its trend, what its viewers watch together, the score's
+        #: weights): shared by every partition (the processor hands each model its deployment's
+        #: replica); not part of this model's state.
         self.shared = SharedModel()
         #: Offsets at or below ``offset`` whose events are not learned yet (see :meth:`hold`).
         self.pending: set[int] = set()
         self._play_scale = 1.0  # the unit of the cohorts' counts (see record_start)
         self.cohorts = Cohorts()
-        self.trending = Trending()
         self.exploration = Exploration()
         #: Which artwork of each title to show, by context (see :mod:`stream.learning.artwork`).
         self.artwork = ArtworkBandit()
 
-    # -- River protocol ------------------------------------------------------
+    # -- what ranking needs --------------------------------------------------
 
     def predict_one(self, x: dict[str, float]) -> float:
-        prior = sum(PRIOR[k] * v for k, v in x.items() if k in PRIOR)
-        return prior + float(self.linear.predict_one(x))
+        """The outcome the deployment's regression expects of a pair with features ``x``."""
+        return self.shared.outcome.predict_one(x)
 
     def learn_one(self, x: dict[str, float], y: float) -> None:
-        prior = sum(PRIOR[k] * v for k, v in x.items() if k in PRIOR)
-        self.mae.update(y, self.predict_one(x))
-        self.linear.learn_one(x, y - prior)
-        self.learned += 1
+        """The deployment's regression learns one outcome at once (for in-process use: a worker's
+        learns from the model topic)."""
+        self.shared.outcome.learn_one(x, y)
 
-    # -- what ranking needs --------------------------------------------------
+    @property
+    def linear(self) -> linear_model.LinearRegression:
+        """The deployment's outcome regression (River's), in the shared model."""
+        return self.shared.outcome.linear
+
+    @property
+    def trending(self) -> Trending:
+        """What the deployment's viewers did with each title in the last hour (see
+        :mod:`stream.learning.velocity`): in the shared model."""
+        return self.shared.trending
 
     @property
     def choice(self) -> Choice:
@@ -113,7 +100,7 @@ class PartitionModel:
     @property
     def weights(self) -> dict[str, float]:
         """The effective weight of each feature: prior, plus what the outcomes and the choices taught."""
-        learned, chosen = self.linear.weights, self.shared.choice.w
+        learned, chosen = self.shared.outcome.linear.weights, self.shared.choice.w
         return {f: PRIOR[f] + float(learned.get(f, 0.0)) + c for f, c in zip(FEATURES, chosen.tolist(), strict=True)}
 
     def choice_pairs(self, chosen: np.ndarray, passed: np.ndarray, corrections: Sequence[float]) -> Pairs:
@@ -121,7 +108,7 @@ class PartitionModel:
         (``passed``: theirs, a row each; FEATURES order; ``corrections``: each one's sampling correction, see
         :func:`stream.learning.choice.competitors`) teaches the shared choice learner: the differences, and
         what the rest of this partition's score gives each plus its correction."""
-        learned = self.linear.weights
+        learned = self.shared.outcome.linear.weights
         rest = np.asarray([PRIOR[f] + float(learned.get(f, 0.0)) for f in FEATURES])  # the score's other weights
         diffs = chosen[None, :] - passed
         return diffs, diffs @ rest + np.asarray(corrections, dtype=np.float64)
@@ -140,16 +127,16 @@ class PartitionModel:
         device: str | None,
         cohort: int | None,
     ) -> None:
-        """Learn from one playback event: everything a partition's model takes from it.
+        """Learn from one playback event what a partition's model takes from it.
 
         ``x``: the pair's features before the event (:func:`stream.learning.features.features`),
-        learned with the event's outcome when the signal teaches one (None otherwise); ``shown``:
-        the artwork impressions of the viewer's last list, which a ``play`` rewards or not. (What
-        a finish or a like teaches the shared choice learner goes with the event's delta:
-        :meth:`choice_pairs`.)
+        when the signal teaches an outcome (None otherwise: counted here, learned by the shared
+        regression from the event's delta, as its trending count and what a finish or a like
+        teaches the choice learner: :meth:`choice_pairs`); ``shown``: the artwork impressions of
+        the viewer's last list, which a ``play`` rewards or not.
         """
         if x is not None and signal.learns:
-            self.learn_one(x, signal.value)
+            self.learned += 1
         part = daypart(event.ts)
         if event.type == "play":
             # the artwork bandit: which of the titles last shown was played, with which artwork
@@ -157,13 +144,8 @@ class PartitionModel:
                 [(i, a) for i, a in shown], event.item_id, event.artwork_id, Context(device, part, cohort)
             )
             self.record_start(event.item_id)
-            self.trending.record(event.item_id, event.ts, 1.0)
         if cohort is not None and liked(signal):
             self.record_liked(event.item_id, cohort, device, part)
-        if signal.finished:
-            self.trending.record(event.item_id, event.ts, 1.0)
-        elif signal.value <= -0.6:  # skipped or stopped early, thumbs down: outweighs the start
-            self.trending.record(event.item_id, event.ts, -3.0)
 
     def learned_through(self, offset: int) -> None:
         """Everything of the model's input partition up to ``offset`` is learned (checkpoints carry it),
@@ -219,35 +201,25 @@ class PartitionModel:
     def to_state(self) -> dict[str, Any]:
         scale = self._play_scale
         return {
-            "lr": self.learning_rate,
-            "l2": self.l2,
-            "w": self.linear.weights,
-            "b": self.linear.intercept,
             "n": self.learned,
             "o": self.offset,
             "hold": sorted(self.pending),
-            "mae": [self.mae.get(), self.mae._mean.n],
             "co": self.cohorts.to_state(scale),
-            "tr": self.trending.to_state(),
             "ex": self.exploration.to_state(),
             "aw": self.artwork.to_state(),
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> PartitionModel:
-        model = cls(state["lr"], state["l2"])
-        # River has no public setter for learned weights; the round-trip test pins this.
-        model.linear._weights = utils.VectorDict(dict(state["w"]))
-        model.linear.intercept = state["b"]
+        """A model from its checkpoint. Checkpoints written before the outcome regression and the trending
+        windows moved to the shared model carry them too ("w", "tr"): the shared model learns them again
+        from the model topic, so they are left unread."""
+        model = cls()
         model.learned = state["n"]
         model.offset = state.get("o", -1)
         model.pending = set(state.get("hold", []))
-        mean, n = state["mae"]
-        if n:
-            model.mae._mean.update(mean, n)
-        # checkpoints written before cohorts, trending and exploration existed have none
+        # checkpoints written before cohorts and exploration existed have none
         model.cohorts = Cohorts.from_state(state.get("co"))
-        model.trending = Trending.from_state(state.get("tr"))
         model.exploration = Exploration.from_state(state.get("ex"))
         if "aw" in state:
             model.artwork = ArtworkBandit.from_state(state["aw"])

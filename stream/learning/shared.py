@@ -1,8 +1,13 @@
-"""The deployment-wide model: what every partition and worker learns from every viewer's starts and positives.
+"""The deployment-wide model: what every partition and worker learns about titles from every viewer's events.
 
-One *delta* per start, finish or like applied anywhere: ``(source partition, offset, title,
-the viewer's recent positives before it, the choice pairs)``, or for a start only the title.
-A replica folds the starts into the deployment's popularity, and each finish or like into
+One *delta* per event applied anywhere that teaches it something: a start, a finish or like,
+or an outcome (an early skip, a rewind). Each carries ``(source partition, offset, title)``,
+the event's time and what it adds to the title's trending windows; one that teaches an outcome,
+the pair's features and the outcome, which the score's outcome regression learns
+(:mod:`stream.learning.outcome`); a finish or like, the viewer's recent positives before it and
+the choice pairs. A replica counts each delta's trending in the last hour's windows
+(:class:`~stream.learning.velocity.Trending`), folds the starts into the deployment's
+popularity, and each finish or like into
 the shared trend (both :class:`~stream.learning.trend.SharedTrend`: decayed counts), the
 co-watch counts (:mod:`stream.learning.cowatch`), the item factors
 (:mod:`stream.learning.factors`) and the choice learner (:mod:`stream.learning.choice`: what
@@ -16,7 +21,7 @@ weights, however many partitions feed them (with popularity counted per partitio
 
 In a worker the deltas come back from the model topic, so every worker's replica learns
 every partition's deltas (:mod:`stream.runtime.app`); offline, the processor learns them at
-once (:meth:`SharedModel.learn`, :meth:`SharedModel.learn_start`).
+once (:meth:`SharedModel.learn`, :meth:`SharedModel.learn_start`, :meth:`SharedModel.learn_outcome`).
 
 >>> m = SharedModel()
 >>> [m.apply(0, 1, "b", ["a"]), m.apply(0, 1, "b", ["a"]), m.apply(3, 1, "c", ["b", "a"])]
@@ -27,10 +32,15 @@ True
 (3, ['b', 'c'], 1.0)
 >>> m.apply(3, 3, "d", ["c"], competitors=(["b"], [0.0])), sorted(m.factors.index)
 (True, ['b', 'c', 'd'])
+>>> m.apply(3, 4, "d", positive=False, ts=1_767_225_600_000, trending=-3.0, outcome=([0.5] * 10, -1.0))
+True
+>>> m.outcome.learned, m.trending.of("d"), m.learned
+(1, -1.0, 5)
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -42,7 +52,9 @@ from stream.learning.cowatch import HALF_LIFE as COWATCH_HALF_LIFE
 from stream.learning.cowatch import CoWatch
 from stream.learning.factors import ItemFactors
 from stream.learning.features import FEATURES
+from stream.learning.outcome import Outcome
 from stream.learning.trend import SharedTrend
+from stream.learning.velocity import Trending
 
 __all__ = [
     "POPULARITY_HALF_LIFE",
@@ -50,10 +62,12 @@ __all__ = [
     "WINDOW",
     "Competitors",
     "Delta",
+    "Lesson",
     "Pairs",
     "SharedModel",
     "delta_competitors",
     "delta_document",
+    "delta_lesson",
     "delta_pairs",
 ]
 
@@ -63,14 +77,17 @@ Pairs = tuple[np.ndarray, np.ndarray]
 #: The titles a finished or liked title competed with (ids), and each one's sampling correction
 #: (see :func:`stream.learning.choice.competitors`): what the item factors learn the choice from.
 Competitors = tuple[list[str], list[float]]
+#: What an event teaches the outcome regression: the pair's features (FEATURES order) and the outcome.
+Lesson = tuple[list[float], float]
 
 #: Starts after which one counts half for popularity: over the whole deployment, what one partition
 #: counted when each partition had its own (its 5,000 starts); a replay with one partition, the
 #: same then, showed no loss on either kind of log.
 POPULARITY_HALF_LIFE = 5000.0
-#: Deltas a starting worker reads back. About half are starts (a title is started more often than
-#: finished or liked), so the co-watch counts' older ones weigh about 2**-5 or less, popularity's
-#: and the trend's far less: a replica is ready in seconds however long the deployment has run.
+#: Deltas a starting worker reads back. About a third are finishes or likes (the rest are starts and
+#: outcomes such as early skips), so the co-watch counts' older ones weigh about 2**-3 or less,
+#: popularity's, the trend's and the hour's trending windows' far less: a replica is ready in
+#: seconds however long the deployment has run.
 WINDOW = 10 * int(COWATCH_HALF_LIFE)
 #: Deltas among which a repeat is recognised: those a worker that took over a crashed one's
 #: partitions publishes again come within seconds of the first.
@@ -81,7 +98,7 @@ _POPULARITY, _TREND, _FACTOR = FEATURES.index("popularity"), FEATURES.index("tre
 
 
 class Delta(NamedTuple):
-    """One finish or like a partition applied, as the deployment-wide model learns it."""
+    """One event a partition applied, as the deployment-wide model learns it."""
 
     offset: int  # the event's, in its partition
     item_id: str
@@ -89,6 +106,10 @@ class Delta(NamedTuple):
     pairs: Pairs | None  # what it teaches the choice learner (None: nothing)
     start: bool = False  # a start (popularity), not a finish or like
     competitors: Competitors | None = None  # what it teaches the item factors (None: nothing)
+    positive: bool = True  # a finish or like (unless a start)
+    ts: int = 0  # the event's time (epoch ms)
+    trending: float = 0.0  # what it adds to the title's trending window of ``ts``
+    outcome: Lesson | None = None  # what it teaches the outcome regression (None: nothing)
 
 
 def delta_document(partition: int, delta: Delta) -> dict[str, Any]:
@@ -96,6 +117,15 @@ def delta_document(partition: int, delta: Delta) -> dict[str, Any]:
     doc: dict[str, Any] = {"partition": partition, "offset": delta.offset, "item_id": delta.item_id}
     if delta.start:
         doc["start"] = True
+    elif not delta.positive:
+        doc["positive"] = False
+    if delta.ts:
+        doc["ts"] = delta.ts
+    if delta.trending:
+        doc["trending"] = delta.trending
+    if delta.outcome is not None:
+        doc["x"] = [round(v, 4) for v in delta.outcome[0]]
+        doc["y"] = delta.outcome[1]
     if delta.history:
         doc["history"] = delta.history
     if delta.pairs is not None and len(delta.pairs[0]):
@@ -124,6 +154,19 @@ def delta_pairs(doc: dict[str, Any]) -> Pairs | None:
     return diffs, offsets
 
 
+def delta_lesson(doc: dict[str, Any]) -> Lesson | None:
+    """The outcome a delta's document teaches (None: none); ValueError if malformed."""
+    if "x" not in doc:
+        return None
+    x, y = doc["x"], doc.get("y")
+    if not isinstance(x, list) or len(x) != len(FEATURES):
+        raise ValueError(f"x: expected the {len(FEATURES)} features of the pair")
+    values = [float(v) for v in x]
+    if not isinstance(y, int | float) or isinstance(y, bool) or not all(np.isfinite([*values, y])):
+        raise ValueError("x, y: expected finite numbers")
+    return values, float(y)
+
+
 def delta_competitors(doc: dict[str, Any]) -> Competitors | None:
     """The competitors of a delta's document (None: none); ValueError if malformed."""
     if "competitors" not in doc:
@@ -146,6 +189,8 @@ class SharedModel:
         self.cowatch = CoWatch()
         self.factors = ItemFactors()
         self.choice = Choice()
+        self.outcome = Outcome()
+        self.trending = Trending()
         #: Deltas learned (each once).
         self.learned = 0
         self.repeats = repeats
@@ -161,9 +206,13 @@ class SharedModel:
         pairs: Pairs | None = None,
         start: bool = False,
         competitors: Competitors | None = None,
+        positive: bool = True,
+        ts: int = 0,
+        trending: float = 0.0,
+        outcome: Lesson | None = None,
     ) -> bool:
-        """Fold in one delta; False (and nothing changes) if it was applied before (among the last
-        :attr:`repeats`)."""
+        """Fold in one delta (the fields of :class:`Delta`); False (and nothing changes) if it was applied
+        before (among the last :attr:`repeats`)."""
         key = (partition, offset)
         if key in self._seen:
             return False
@@ -173,9 +222,35 @@ class SharedModel:
             self._seen.discard(self._recent.popleft())
         if start:
             self.learn_start(item)
-        else:
+        elif positive:
             self.learn(item, history, pairs, competitors)
+        else:
+            self.learned += 1
+        if outcome is not None or trending:
+            x = None if outcome is None else dict(zip(FEATURES, outcome[0], strict=True))
+            self.learn_outcome(item, ts, x, 0.0 if outcome is None else outcome[1], trending)
         return True
+
+    def apply_document(self, doc: dict[str, Any]) -> bool:
+        """Fold in one delta as the model topic carries it (schemas/model-delta.json), as :meth:`apply`;
+        ValueError (and nothing changes) if it is not one."""
+        try:
+            partition, offset, item_id = int(doc["partition"]), int(doc["offset"]), str(doc["item_id"])
+            history = [str(h) for h in doc.get("history", ())]
+            pairs, competitors, outcome = delta_pairs(doc), delta_competitors(doc), delta_lesson(doc)
+            start, positive = doc.get("start", False), doc.get("positive", True)
+            ts, trending = doc.get("ts", 0), doc.get("trending", 0.0)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not a model delta: {exc!r}") from exc
+        if not isinstance(start, bool) or not isinstance(positive, bool):
+            raise ValueError("start, positive: expected true or false")
+        if not isinstance(ts, int) or isinstance(ts, bool) or ts < 0:
+            raise ValueError("ts: expected epoch milliseconds")
+        if not isinstance(trending, int | float) or isinstance(trending, bool) or not math.isfinite(trending):
+            raise ValueError("trending: expected a number")
+        return self.apply(
+            partition, offset, item_id, history, pairs, start, competitors, positive, ts, float(trending), outcome
+        )
 
     def learn(
         self,
@@ -204,6 +279,14 @@ class SharedModel:
             parts[_POPULARITY] = self.popularity.value(item, less=1.0)
         if liked:
             parts[_TREND] = self.trend.value(item, less=1.0)
+
+    def learn_outcome(self, item: str, ts: int, x: dict[str, float] | None, y: float, trending: float = 0.0) -> None:
+        """What one event teaches the outcome regression (the pair's features ``x``, None: nothing; the
+        outcome ``y``) and the trending windows (``trending`` at ``ts``) (no repeat check: for in-process use)."""
+        if x is not None:
+            self.outcome.learn_one(x, y)
+        if trending:
+            self.trending.record(item, ts, trending)
 
     def learn_start(self, item: str) -> None:
         """One more start (no repeat check: for in-process use)."""

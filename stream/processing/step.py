@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import orjson
@@ -39,7 +39,7 @@ from stream.learning.cowatch import HISTORY
 from stream.learning.features import FEATURES, ViewerTerms, pair_parts
 from stream.learning.model import PartitionModel, liked
 from stream.learning.profile import Profile, daypart
-from stream.learning.shared import Competitors, Delta, Pairs, SharedModel
+from stream.learning.shared import Competitors, Delta, Lesson, Pairs, SharedModel
 from stream.learning.signals import Signal, interpret
 from stream.ranking.ranker import Memo, Ranked, RankedItem, rank
 
@@ -102,6 +102,26 @@ class BatchResult:
     failed: int = 0
     #: Viewers whose state changed but whose snapshot could not be made (a defect of ranking).
     unranked: int = 0
+
+
+class Taught(NamedTuple):
+    """What one event teaches the deployment-wide model, to go with its delta (see :class:`Delta`)."""
+
+    pairs: Pairs | None = None
+    competitors: Competitors | None = None
+    outcome: Lesson | None = None
+    trending: float = 0.0
+
+
+def trending_count(event: PlaybackEvent, signal: Signal) -> float:
+    """What an event adds to its title's trending window: a start or a finish 1; an early skip or stop,
+    or a thumbs-down, -3 (it outweighs the start)."""
+    count = 1.0 if event.type == "play" else 0.0
+    if signal.finished:
+        count += 1.0
+    elif signal.value <= -0.6:
+        count -= 3.0
+    return count
 
 
 @dataclass(frozen=True)
@@ -396,12 +416,12 @@ class Processor:
         signal: Signal,
         cohort: int | None,
         unsent: tuple[set[tuple[str, str]], set[tuple[str, str]]],
-    ) -> tuple[Pairs | None, Competitors | None]:
-        """Learn the event; returns what a title finished or liked teaches the shared choice learner and
-        the item factors (None: nothing), to go with its delta (:meth:`_share`). ``unsent``: see
-        :attr:`BatchResult.unsent`."""
+    ) -> Taught:
+        """Learn the event; returns what it teaches the deployment-wide model (the outcome regression and
+        the trending windows; for a title finished or liked also the choice learner and the item factors),
+        to go with its delta (:meth:`_share`). ``unsent``: see :attr:`BatchResult.unsent`."""
         device = event.device or profile.device
-        x, pairs, taught = None, None, None
+        x, pairs, drawn = None, None, None
         if signal.learns:
             # Predict, then learn: the features are those the viewer had before this event, in
             # the event's context (for a redelivered event, those it has now: the one thing a
@@ -411,7 +431,7 @@ class Processor:
             if liked(signal):
                 others, corrections = competitors(self.catalog, idx, profile.passed, event.event_id, model.shared.trend)
                 rows += others
-                taught = ([self.catalog.ids[r] for r in others], corrections)
+                drawn = ([self.catalog.ids[r] for r in others], corrections)
             parts = pair_parts(viewer, self.catalog, np.asarray(rows, dtype=np.int64))
             # the viewer's own start and earlier finish or like of the title, if the replica counted them
             item, key, (starts, positives) = event.item_id, (profile.user_id, event.item_id), unsent
@@ -421,7 +441,8 @@ class Processor:
             if len(rows) > 1:
                 pairs = model.choice_pairs(parts[0].astype(np.float64), parts[1:].astype(np.float64), corrections)
         model.learn_event(x, event, signal, profile.shown, device, cohort)
-        return pairs, taught
+        outcome = None if x is None else (list(x.values()), signal.value)
+        return Taught(pairs, drawn, outcome, trending_count(event, signal))
 
     def _learn_cohort(self, model: PartitionModel, profile: Profile) -> int | None:
         """The cohorts learn each changed taste once per batch; the list borrows from its cohort."""
@@ -637,22 +658,17 @@ class Processor:
                 again = self._learn(model, profile, idx, event, signal, cohort, result.unsent)
                 result.learned_through = max(result.learned_through, offset)
                 if self.share_deltas:  # replicas skip what was published before
-                    if event.type == "play":
-                        self._share_start(result, offset, profile.user_id, event.item_id)
-                    if liked(signal):
-                        self._share(result, offset, profile.user_id, event.item_id, profile.positives(), *again)
+                    self._share(result, offset, profile.user_id, event, signal, profile.positives(), again)
             return SEEN
         signal = interpret(event, profile.paused)
-        history = profile.positives() if model is not None and liked(signal) else None
-        taught: tuple[Pairs | None, Competitors | None] = (None, None)
+        history = profile.positives() if model is not None and liked(signal) else []
+        taught = None
         if model is not None:
             taught = self._learn(model, profile, idx, event, signal, cohort, result.unsent)
             result.learned_through = max(result.learned_through, offset)
         profile.apply(event, signal, self.catalog.entry(idx), offset, self.half_life_ms)
-        if model is not None and event.type == "play":
-            self._share_start(result, offset, profile.user_id, event.item_id)
-        if history is not None:
-            self._share(result, offset, profile.user_id, event.item_id, history, *taught)
+        if taught is not None:
+            self._share(result, offset, profile.user_id, event, signal, history, taught)
         result.applied += 1
         return APPLIED
 
@@ -661,29 +677,35 @@ class Processor:
         result: BatchResult,
         offset: int,
         user_id: str,
-        item_id: str,
+        event: PlaybackEvent,
+        signal: Signal,
         history: list[str],
-        pairs: Pairs | None,
-        competitors: Competitors | None = None,
+        taught: Taught,
     ) -> None:
-        """A finish or like, once applied, is what the deployment's model learns (``history``: the
-        viewer's recent positives before it; ``pairs`` and ``competitors``: what it teaches the choice
-        learner and the item factors): a delta for the runtime to publish (every worker folds it into
-        its replica), or learned at once."""
-        delta = Delta(offset, item_id, [h for h in history if h != item_id][:HISTORY], pairs, False, competitors)
+        """What an applied event teaches the deployment's model (``history``: for a finish or like, the
+        viewer's recent positives before it; ``taught``: what :meth:`_learn` found): a delta for the
+        runtime to publish (every worker folds it into its replica), or learned at once."""
+        item, start, positive = event.item_id, event.type == "play", liked(signal)
+        if not (start or positive or taught.outcome is not None or taught.trending):
+            return
+        recent = [h for h in history if h != item][:HISTORY] if positive else []
         if self.share_deltas:
-            result.deltas.append(delta)
-            result.unsent[1].add((user_id, item_id))
-        else:
-            self.shared.learn(delta.item_id, delta.history, pairs, competitors)
-
-    def _share_start(self, result: BatchResult, offset: int, user_id: str, item_id: str) -> None:
-        """A start, once applied, counts for the deployment's popularity (as :meth:`_share`)."""
-        if self.share_deltas:
-            result.deltas.append(Delta(offset, item_id, [], None, start=True))
-            result.unsent[0].add((user_id, item_id))
-        else:
-            self.shared.learn_start(item_id)
+            result.deltas.append(
+                Delta(offset, item, recent, taught.pairs, start, taught.competitors, positive, event.ts,
+                      taught.trending, taught.outcome)
+            )  # fmt: skip
+            if start:
+                result.unsent[0].add((user_id, item))
+            if positive:
+                result.unsent[1].add((user_id, item))
+            return
+        shared = self.shared
+        if start:
+            shared.learn_start(item)
+        elif positive:
+            shared.learn(item, recent, taught.pairs, taught.competitors)
+        x = None if taught.outcome is None else dict(zip(FEATURES, taught.outcome[0], strict=True))
+        shared.learn_outcome(item, event.ts, x, signal.value, taught.trending)
 
     def _restore(self, viewers: _Viewers, user_id: str, done: Sequence[tuple[Decoded, int, int, int | None]]) -> None:
         """Put a viewer back as it was before a failed item: as stored, plus the batch's items before it

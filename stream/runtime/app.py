@@ -41,7 +41,7 @@ from stream.contracts.topics import CATALOG, COMMANDS, ERASE_WITHIN_A_DAY, EVENT
 from stream.contracts.validation import InvalidMessage, decode_catalog, decode_command
 from stream.learning.catalog import Catalog
 from stream.learning.model import PartitionModel
-from stream.learning.shared import WINDOW, SharedModel, delta_competitors, delta_document, delta_pairs
+from stream.learning.shared import WINDOW, SharedModel, delta_document
 from stream.processing.step import (
     BatchResult,
     Plan,
@@ -607,18 +607,11 @@ class StreamApp:
 
     def _apply_delta(self, record: Any, now: float) -> None:
         try:
-            doc = orjson.loads(record.value)
-            partition, offset, item_id = int(doc["partition"]), int(doc["offset"]), str(doc["item_id"])
-            history = [str(h) for h in doc.get("history", ())]
-            pairs = delta_pairs(doc)
-            competitors = delta_competitors(doc)
-            start = doc.get("start", False)
-            if not isinstance(start, bool):
-                raise ValueError("start: expected true or false")
-        except (ValueError, TypeError, KeyError, AttributeError):
+            applied = self.shared.apply_document(orjson.loads(record.value))
+        except (ValueError, TypeError):  # orjson's JSONDecodeError is a ValueError; a tombstone's None, a TypeError
             log.warning("a malformed model delta at offset %d was skipped", record.offset)
             return
-        if self.shared.apply(partition, offset, item_id, history, pairs, start, competitors):
+        if applied:
             self.counters["deltas_applied"] += 1
             if self.model_ready.is_set():
                 self.metrics.staleness.observe(max(0.0, now - record.timestamp / 1000))
@@ -717,7 +710,7 @@ class StreamApp:
         return [
             gauge("stream_consumer_lag", "Playback events not yet read, per held partition", ["partition"],
                   [([str(p)], float(n)) for p, n in sorted(lag.items())]),
-            gauge("stream_model_learned", "Events each partition's model learned from (regression)", ["partition"],
+            gauge("stream_model_learned", "Events of each partition whose outcome the regression learns", ["partition"],
                   [([str(p)], float(model.learned)) for p, model in models]),
             gauge("stream_model_choices_learned", "Finishes and likes the deployment's choice learner learned",
                   [],
