@@ -25,6 +25,7 @@ from loadtest.population import Population
 from stream.learning.catalog import Catalog
 from stream.learning.model import PartitionModel
 from stream.learning.profile import Profile
+from stream.processing import one_blas_thread
 from stream.processing.step import Processor, RawMessage
 
 
@@ -37,6 +38,7 @@ def main() -> None:
     parser.add_argument("--per-call", type=int, default=25, help="events per partition per call")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
+    one_blas_thread()  # as a worker runs
 
     pop = Population(viewers=args.viewers, titles=args.titles, seed=7)
     catalog = Catalog()

@@ -70,6 +70,7 @@ from aiokafka import AIOKafkaProducer
 
 from stream.cli.demo import start_worker, stop_process, wait_ready
 from stream.contracts.topics import CATALOG, EVENTS, RECOMMENDATIONS
+from stream.processing import one_blas_thread
 from stream.runtime.broker import EmbeddedBroker, free_port
 from stream.runtime.kafka import create_topics
 from stream.runtime.tokens import TokenStore
@@ -633,6 +634,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"replay: ... {len(log.skipped)} lines left out in all", file=sys.stderr)
     # SIGTERM unwinds like Ctrl-C, so the broker and workers this run started are stopped
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    one_blas_thread()  # as the workers run (the replica runs their step in this process)
     cfg = ReplayConfig(
         parallel=args.parallel,
         workers=args.workers,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import random
+import subprocess
+import sys
 
 import numpy as np
 import orjson
@@ -104,3 +106,15 @@ def test_the_factors_of_a_hundred_thousand_titles_take_under_forty_mib() -> None
     for n in range(100_000):
         f._row(f"t{n}")
     assert f.nbytes() < 40 * 2**20, f.nbytes()
+
+
+def test_one_blas_thread_limits_this_process_blas_to_one_thread() -> None:
+    """In a child process (the limit is for good): as a worker, the bench and the replay call it."""
+    code = (
+        "import numpy, threadpoolctl\n"
+        "from stream.processing import one_blas_thread\n"
+        "one_blas_thread()\n"
+        "print(sorted({p['num_threads'] for p in threadpoolctl.threadpool_info() if p['user_api'] == 'blas'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[1]", out

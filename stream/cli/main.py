@@ -55,8 +55,10 @@ def _cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from faust import Worker
 
+    from stream.processing import one_blas_thread
     from stream.runtime.app import create_app
 
+    one_blas_thread()  # a worker is one event loop on one core
     stream_app = create_app(settings)
     worker = Worker(stream_app.app, loglevel=settings.log_level, quiet=True)
     # Faust's terminal spinner lowers the root logger to DEBUG (at warn and above) so

@@ -6,5 +6,6 @@ the state, calls the step and writes what it returns.
 """
 
 from stream.processing.step import BatchResult, Processor
+from stream.processing.threads import one_blas_thread
 
-__all__ = ["BatchResult", "Processor"]
+__all__ = ["BatchResult", "Processor", "one_blas_thread"]
