@@ -1,14 +1,14 @@
 """What a partition learned: what is about its viewers.
 
 A title's score for a viewer is the weighted sum of the features of
-:mod:`stream.learning.features`, with weights learned online for the whole deployment (the
-outcome regression of :mod:`stream.learning.outcome` and the choice learner of
-:mod:`stream.learning.choice`). Everything learned about titles is in the deployment-wide model
-of :mod:`stream.learning.shared`, which every partition model reads but does not hold. A
-partition's model holds what is about its viewers: their taste cohorts, the exploration
-budgets spent on them, and which artwork they respond to. Every change to it goes through its
-own methods (:meth:`PartitionModel.learn_event`, :meth:`~PartitionModel.learn_viewer`,
-:meth:`~PartitionModel.spend_exploration`).
+:mod:`stream.learning.features`, with weights learned online for the whole deployment by the
+choice learner of :mod:`stream.learning.choice` (the outcome regression of
+:mod:`stream.learning.outcome` predicts how a title would go; it does not move them). Everything
+learned about titles is in the deployment-wide model of :mod:`stream.learning.shared`, which
+every partition model reads but does not hold. A partition's model holds what is about its
+viewers: their taste cohorts, the exploration budgets spent on them, and which artwork they
+respond to. Every change to it goes through its own methods (:meth:`PartitionModel.learn_event`,
+:meth:`~PartitionModel.learn_viewer`, :meth:`~PartitionModel.spend_exploration`).
 
 >>> m = PartitionModel()
 >>> x = {"genre": 0.9, "tag": 0.2, "context": 0.0, "cohort": 0.0, "popularity": 0.1, "trending": 0.0, "freshness": 0.0}

@@ -1,14 +1,13 @@
-"""How a chosen title goes: the score's outcome regression, one for the whole deployment.
+"""How a title would go: the outcome regression, one for the whole deployment.
 
-A title's score for a viewer is the weighted sum of the features of
-:mod:`stream.learning.features`. A River linear regression learns, from every event's outcome
-(predict, then learn: a finish 1.0, an early skip -1.0, see :mod:`stream.learning.signals`), the
-correction to sensible prior weights (:data:`PRIOR`), so a cold model ranks sensibly and a warm
-one ranks by how titles actually go. It is part of the deployment-wide model
+A River linear regression learns, from every event's outcome (predict, then learn: a finish
+1.0, an early skip -1.0, see :mod:`stream.learning.signals`) and the pair's features
+(:mod:`stream.learning.features`), the correction to sensible prior weights (:data:`PRIOR`, which
+are also the ranking's starting weights), and predicts how a title would go for a viewer (the
+replay's rating error reads the prediction). It does not move the ranking weights (see
+:attr:`stream.learning.model.PartitionModel.weights`). It is part of the deployment-wide model
 (:mod:`stream.learning.shared`): every event's features and outcome are a delta every replica
-learns, in the model topic's one order. (Kept per input partition before, each of 32 partitions
-learned its weights from a thirty-second of the viewers, and lists got worse as partitions were
-added.)
+learns, in the model topic's one order.
 
 >>> o = Outcome()
 >>> x = {"genre": 0.9, "tag": 0.2, "context": 0.0, "cohort": 0.0, "popularity": 0.1, "trending": 0.0, "freshness": 0.0}

@@ -3,7 +3,7 @@
 One *delta* per event applied anywhere that teaches it something: a start, a finish or like,
 or an outcome (an early skip, a rewind). Each carries ``(source partition, offset, title)``,
 the event's time and what it adds to the title's trending windows; one that teaches an outcome,
-the pair's features and the outcome, which the score's outcome regression learns
+the pair's features and the outcome, which the outcome regression learns
 (:mod:`stream.learning.outcome`); a finish or like, the viewer's recent positives before it and
 the choice pairs. A replica counts each delta's trending in the last hour's windows
 (:class:`~stream.learning.velocity.Trending`), folds the starts into the deployment's
