@@ -17,7 +17,6 @@ from stream.learning.choice import competitors
 from stream.learning.cohorts import Cohorts
 from stream.learning.features import ViewerTerms, features
 from stream.learning.model import FEATURES, PartitionModel
-from stream.learning.outcome import Outcome
 from stream.learning.profile import Profile, daypart
 from stream.learning.signals import interpret
 from stream.learning.velocity import Trending
@@ -192,14 +191,9 @@ def test_viewers_of_different_taste_fall_into_different_cohorts() -> None:
 
 
 def test_a_cold_viewers_first_list_is_its_cohorts_not_the_global_popularity_list() -> None:
-    """Comedy fans outnumber drama fans, so comedy is globally popular; two drama events suffice.
-
-    The model keeps its prior weights (learning rate 0): the mechanism is under test here, not
-    what a regression makes of a tiny synthetic world.
-    """
+    """Comedy fans outnumber drama fans, so comedy is globally popular; two drama events suffice."""
     cat, model = catalog(per_genre=8), PartitionModel()
     processor = Processor(cat, top_k=5)
-    processor.shared.outcome = Outcome(learning_rate=0.0)
     profiles: dict[str, Profile] = {}
     fans = [(f"dfan{v}", ("d5", "d6", "d7", "d8", "k1"), "c8") for v in range(30)]
     fans += [(f"cfan{v}", ("c1", "c2", "c3", "c4", "c5"), f"d{2 + v % 3}") for v in range(90)]

@@ -15,8 +15,9 @@ A title's score for a viewer is ``parts @ weights``, the weighted sum of ten fea
 - ``factor``: how well it fits the viewer's recent finishes and likes by the deployment's item
   factors (a latent-factor model of which titles viewers choose): see :mod:`stream.learning.factors`;
 - ``popularity``: how often it was started lately (log-scaled);
-- ``trending``: what this partition's viewers did with it in the last hour's windows (early
-  skips count against it): see :mod:`stream.learning.velocity`;
+- ``trending``: what the whole deployment's viewers did with it in the last hour's windows
+  (early skips count against it), shared by every partition and worker: see
+  :mod:`stream.learning.velocity`;
 - ``trend``: how often the whole deployment's viewers finished or liked it lately, decayed by
   count, shared by every partition and worker: see :mod:`stream.learning.trend`;
 - ``freshness``: how recently it was released.
