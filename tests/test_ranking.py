@@ -122,7 +122,7 @@ def test_each_score_is_the_model_prediction_of_the_titles_features() -> None:
         idx = cat.index_of(item.item_id)
         assert idx is not None
         x = features(ViewerTerms.of(p, model, cat, T0), cat, idx)
-        assert item.score == pytest.approx(model.predict_one(x) - model.linear.intercept, abs=1e-3)
+        assert item.score == pytest.approx(model.predict_one(x) - model.shared.outcome.linear.intercept, abs=1e-3)
 
 
 def test_reasons_name_the_largest_contributions_truthfully() -> None:

@@ -39,7 +39,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["DIM", "HISTORY", "INIT", "RATE", "RECENCY", "ItemFactors"]
+from stream.learning.cowatch import HISTORY  # the recent positives a delta carries and a viewer's vector is made of
+
+__all__ = ["DIM", "INIT", "RATE", "RECENCY", "ItemFactors"]
 
 #: Numbers per vector.
 DIM = 32
@@ -51,8 +53,6 @@ DECAY = 0.01
 INIT = 0.1
 #: How much a positive one further back in the viewer's history counts.
 RECENCY = 0.8
-#: Most recent positives a viewer's vector is made of.
-HISTORY = 10
 _WEIGHTS = RECENCY ** np.arange(HISTORY, dtype=np.float32)
 
 
@@ -187,10 +187,7 @@ class ItemFactors:
             return None
         parts = weights * (self.p[rows] @ self.q[row])
         best = int(np.argmax(parts))
-        if parts[best] <= 0:
-            return None
-        names = {r: h for h, r in ((h, self.index[h]) for h in history[:HISTORY] if h in self.index)}
-        return names[int(rows[best])]
+        return self._names[int(rows[best])] if parts[best] > 0 else None
 
     def nbytes(self) -> int:
         return int(self.p.nbytes + self.q.nbytes + self.b.nbytes)

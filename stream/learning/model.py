@@ -26,7 +26,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from river import linear_model
 
 from stream.contracts.validation import PlaybackEvent
 from stream.learning.artwork import ArtworkBandit, Context
@@ -79,11 +78,6 @@ class PartitionModel:
         """The deployment's regression learns one outcome at once (for in-process use: a worker's
         learns from the model topic)."""
         self.shared.outcome.learn_one(x, y)
-
-    @property
-    def linear(self) -> linear_model.LinearRegression:
-        """The deployment's outcome regression (River's), in the shared model."""
-        return self.shared.outcome.linear
 
     @property
     def trending(self) -> Trending:

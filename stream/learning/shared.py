@@ -21,7 +21,7 @@ weights, however many partitions feed them (with popularity counted per partitio
 
 In a worker the deltas come back from the model topic, so every worker's replica learns
 every partition's deltas (:mod:`stream.runtime.app`); offline, the processor learns them at
-once (:meth:`SharedModel.learn`, :meth:`SharedModel.learn_start`, :meth:`SharedModel.learn_outcome`).
+once (:meth:`SharedModel.learn_delta`).
 
 >>> m = SharedModel()
 >>> [m.apply(0, 1, "b", ["a"]), m.apply(0, 1, "b", ["a"]), m.apply(3, 1, "c", ["b", "a"])]
@@ -220,16 +220,22 @@ class SharedModel:
         self._recent.append(key)
         if len(self._recent) > self.repeats:
             self._seen.discard(self._recent.popleft())
-        if start:
-            self.learn_start(item)
-        elif positive:
-            self.learn(item, history, pairs, competitors)
+        self.learn_delta(Delta(offset, item, list(history), pairs, start, competitors, positive, ts, trending, outcome))
+        return True
+
+    def learn_delta(self, delta: Delta) -> None:
+        """Fold in one delta (no repeat check: for in-process use, and :meth:`apply`'s)."""
+        if delta.start:
+            self.learn_start(delta.item_id)
+        elif delta.positive:
+            self.learn(delta.item_id, delta.history, delta.pairs, delta.competitors)
         else:
             self.learned += 1
-        if outcome is not None or trending:
-            x = None if outcome is None else dict(zip(FEATURES, outcome[0], strict=True))
-            self.learn_outcome(item, ts, x, 0.0 if outcome is None else outcome[1], trending)
-        return True
+        if delta.outcome is not None:  # the outcome regression
+            x, y = delta.outcome
+            self.outcome.learn_one(dict(zip(FEATURES, x, strict=True)), y)
+        if delta.trending:
+            self.trending.record(delta.item_id, delta.ts, delta.trending)
 
     def apply_document(self, doc: dict[str, Any]) -> bool:
         """Fold in one delta as the model topic carries it (schemas/model-delta.json), as :meth:`apply`;
@@ -279,14 +285,6 @@ class SharedModel:
             parts[_POPULARITY] = self.popularity.value(item, less=1.0)
         if liked:
             parts[_TREND] = self.trend.value(item, less=1.0)
-
-    def learn_outcome(self, item: str, ts: int, x: dict[str, float] | None, y: float, trending: float = 0.0) -> None:
-        """What one event teaches the outcome regression (the pair's features ``x``, None: nothing; the
-        outcome ``y``) and the trending windows (``trending`` at ``ts``) (no repeat check: for in-process use)."""
-        if x is not None:
-            self.outcome.learn_one(x, y)
-        if trending:
-            self.trending.record(item, ts, trending)
 
     def learn_start(self, item: str) -> None:
         """One more start (no repeat check: for in-process use)."""

@@ -689,23 +689,16 @@ class Processor:
         if not (start or positive or taught.outcome is not None or taught.trending):
             return
         recent = [h for h in history if h != item][:HISTORY] if positive else []
-        if self.share_deltas:
-            result.deltas.append(
-                Delta(offset, item, recent, taught.pairs, start, taught.competitors, positive, event.ts,
-                      taught.trending, taught.outcome)
-            )  # fmt: skip
-            if start:
-                result.unsent[0].add((user_id, item))
-            if positive:
-                result.unsent[1].add((user_id, item))
+        delta = Delta(offset, item, recent, taught.pairs, start, taught.competitors, positive, event.ts,
+                      taught.trending, taught.outcome)  # fmt: skip
+        if not self.share_deltas:
+            self.shared.learn_delta(delta)
             return
-        shared = self.shared
+        result.deltas.append(delta)
         if start:
-            shared.learn_start(item)
-        elif positive:
-            shared.learn(item, recent, taught.pairs, taught.competitors)
-        x = None if taught.outcome is None else dict(zip(FEATURES, taught.outcome[0], strict=True))
-        shared.learn_outcome(item, event.ts, x, signal.value, taught.trending)
+            result.unsent[0].add((user_id, item))
+        if positive:
+            result.unsent[1].add((user_id, item))
 
     def _restore(self, viewers: _Viewers, user_id: str, done: Sequence[tuple[Decoded, int, int, int | None]]) -> None:
         """Put a viewer back as it was before a failed item: as stored, plus the batch's items before it
