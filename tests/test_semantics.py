@@ -13,6 +13,7 @@ from stream.learning.profile import (
     MAX_CONTEXT_GENRES,
     MAX_EXCLUDED,
     MAX_HISTORY,
+    MAX_POSITIVES,
     MAX_RECENT_IDS,
     MAX_TAGS,
     Profile,
@@ -139,6 +140,33 @@ def test_a_redelivered_or_repeated_event_is_applied_once() -> None:
     assert not p.apply(e, interpret(e, None), TITLE, offset=5), "same offset applied twice"
     assert not p.apply(e, interpret(e, None), TITLE, offset=9), "same event id at a new offset applied twice"
     assert p.applied == 1
+
+
+def test_a_viewer_s_positives_outlast_its_short_history_newest_first() -> None:
+    p = Profile("u1")
+    n = 0
+    for k in range(MAX_POSITIVES + 5):  # each finished title after one given up on: history holds few positives
+        for kind, progress, item in (("play", 0.0, f"g{k}"), ("stop", 0.5, f"g{k}"), ("complete", 1.0, f"t{k}")):
+            n += 1
+            e = ev(kind, item, n=n, ts=T0 + n * 60_000, progress=progress)
+            p.apply(e, interpret(e, p.paused), TITLE, offset=n)
+    newest = [f"t{k}" for k in range(MAX_POSITIVES + 4, 4, -1)]
+    assert p.positives() == newest
+    assert sum(1 for _, _, finished in p.history if finished) < MAX_HISTORY
+    # liked again: it moves up; thumbed down: it leaves
+    for kind, item in (("thumbs_up", newest[-1]), ("thumbs_down", newest[0])):
+        n += 1
+        e = ev(kind, item, n=n, ts=T0 + n * 60_000)
+        p.apply(e, interpret(e, p.paused), TITLE, offset=n)
+    assert p.positives() == [newest[-1], *newest[1:-1]]
+    assert Profile.loads(p.dumps()).positives() == p.positives()
+
+
+def test_a_profile_row_written_before_its_positives_were_kept_reads_them_from_its_history() -> None:
+    p = Profile("u1", history=[["a", 1.0, 1], ["b", -1.0, 0], ["c", 0.6, 0], ["a", 0.4, 0]])
+    row = orjson.loads(p.dumps())
+    del row["lk"]
+    assert Profile.loads(orjson.dumps(row)).positives() == ["c", "a"]
 
 
 def test_a_profile_row_written_before_duplicate_offsets_existed_still_loads() -> None:

@@ -27,12 +27,16 @@ from typing import Any
 import orjson
 
 from stream.contracts.validation import CatalogEntry, PlaybackEvent, UserCommand
+from stream.learning.cowatch import HISTORY
 from stream.learning.signals import LIKED, Signal
 
 __all__ = ["DAYPARTS", "Profile", "context_keys", "daypart", "weekend"]
 
 MAX_TAGS = 20
 MAX_HISTORY = 10
+#: Titles a viewer finished or liked lately, remembered for what goes with them: as many as the
+#: co-watch and item-factor models read.
+MAX_POSITIVES = HISTORY
 MAX_EXCLUDED = 48
 MAX_RECENT_IDS = 12
 #: Genres kept per context (device, daypart, weekday or weekend): the strongest, by magnitude.
@@ -110,6 +114,8 @@ class Profile:
     device: str | None = None
     #: Recent signals, oldest first: [item_id, signal value, 1 if finished else 0].
     history: list[list[Any]] = field(default_factory=list)
+    #: Titles the viewer finished or liked lately, oldest first, each once (see :meth:`positives`).
+    liked: list[str] = field(default_factory=list)
     #: Titles never to recommend again (finished, skipped early, thumbs down), oldest first.
     excluded: list[str] = field(default_factory=list)
     #: The title paused and not yet resumed or stopped.
@@ -266,6 +272,11 @@ class Profile:
             _trim(values, MAX_CONTEXT_GENRES)
         self.history.append([event.item_id, value, int(finished)])
         del self.history[:-MAX_HISTORY]
+        if event.item_id in self.liked and (value <= -LIKED or finished or value >= LIKED):
+            self.liked.remove(event.item_id)  # liked again: newest; skipped or thumbed down: no longer
+        if finished or value >= LIKED:
+            self.liked.append(event.item_id)
+            del self.liked[:-MAX_POSITIVES]
 
     def _count(self, event: PlaybackEvent, signal: Signal) -> None:
         """Starts (by device and daypart), finishes, early skips, and what is never shown again."""
@@ -310,10 +321,12 @@ class Profile:
         return self.version
 
     def positives(self) -> list[str]:
-        """The titles of the recent history the viewer finished or liked (as :func:`~stream.learning.signals.liked`
-        judges a signal), newest first, each once."""
-        liked = (item for item, value, finished in reversed(self.history) if finished or value >= LIKED)
-        return list(dict.fromkeys(liked))
+        """The titles the viewer finished or liked lately (as :func:`~stream.learning.signals.liked` judges a
+        signal; at most :data:`MAX_POSITIVES`, and none it turned against since), newest first, each once.
+
+        Kept apart from :attr:`history`, whose :data:`MAX_HISTORY` signals hold only a few positives
+        (a title started and given up on leaves two or three of them)."""
+        return self.liked[::-1]
 
     def not_listed(self) -> list[str]:
         """Titles the viewer's list leaves out: those never to be shown again (:attr:`excluded`: finished,
@@ -344,6 +357,7 @@ class Profile:
                 "c": {k: {g: r4(v) for g, v in vs.items()} for k, vs in self.contexts.items()},
                 "cd": self.device,
                 "h": [[i, r4(v), f] for i, v, f in self.history],
+                "lk": self.liked,
                 "x": self.excluded,
                 "p": self.paused,
                 "s": [r4(self.starts), r4(self.finishes), r4(self.early_skips)],
@@ -379,6 +393,7 @@ class Profile:
             contexts=d.get("c", {}),  # rows written before contexts existed have none
             device=d.get("cd"),
             history=d["h"],
+            liked=d["lk"] if "lk" in d else _liked(d["h"]),
             excluded=d["x"],
             paused=d["p"],
             starts=starts,
@@ -402,6 +417,12 @@ class Profile:
 def _genres(names: tuple[str, ...] | list[str] | None) -> list[str]:
     """Genre names as preferences keep them: lower case, each once, in the order given."""
     return list(dict.fromkeys(name.strip().lower() for name in names or () if name.strip()))
+
+
+def _liked(history: list[list[Any]]) -> list[str]:
+    """The titles a history finished or liked, oldest first, each once (rows written before ``liked`` existed)."""
+    newest = (item for item, value, finished in reversed(history) if finished or value >= LIKED)
+    return list(dict.fromkeys(newest))[::-1]
 
 
 def _round(value: float) -> float:
