@@ -131,12 +131,12 @@ def test_forget_erases_the_viewer_and_its_earlier_events_are_never_applied_again
     earlier = [log.event("u1", "d1", "complete"), log.event("u1", "d2", "play"), log.event("u2", "c1", "play")]
     w.run(earlier)
     w.model.learn_viewer("u1", {"drama": 1.0}, 10)
-    assert "u1" in w.model.cohorts.recent
+    assert "u1" in w.model.viewers.recent
     forget = log.command("u1", "forget")
     result = w.run([forget])
     assert result.erased == {"u1": (2, 0)} and "u1" not in result.profiles and not result.snapshots
     assert "u1" not in w.store and "u2" in w.store
-    assert "u1" not in w.model.cohorts.recent
+    assert "u1" not in w.model.viewers.recent
     # a crash: everything is read again, the forget too
     w.position = -1
     replay = w.run([*earlier, forget])

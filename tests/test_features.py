@@ -20,7 +20,7 @@ from stream.learning.profile import Profile
 from stream.ranking.group import rank_group
 from stream.ranking.ranker import rank
 
-from .test_recommend import EVENING, OLD, T0, apply, event
+from .test_recommend import EVENING, OLD, T0, apply, event, place
 
 DAY = 86_400_000
 GENRES = ("drama", "comedy", "crime", "documentary")
@@ -53,12 +53,15 @@ def world(seed: int = 5) -> tuple[Catalog, list[PartitionModel], list[Profile], 
         for k in range(1, len(chosen)):
             passed = next(f"t{t}" for t in range(k, 60) if f"t{t}" != chosen[k])
             model.shared.factors.learn(chosen[k], chosen[:k][::-1], [passed], [0.0])
-    cohorts = [m.learn_viewer(p.user_id, p.genres, p.applied) for p, m in zip(profiles, itertools.cycle(models))]
+    cohorts: list[int | None] = [
+        place(m, p.user_id, p.genres, p.applied) if p.genres else None
+        for p, m in zip(profiles, itertools.cycle(models))
+    ]
     for p, c in zip(profiles, cohorts, strict=True):
         model = models[int(p.user_id[1:]) % 2]
         for item in p.finished_titles()[:3]:
             if c is not None:
-                model.record_liked(item, c, p.device, 2)
+                model.cohorts.record(item, c, p.device, 2, model.unit)
     return cat, models, profiles, cohorts
 
 
@@ -100,12 +103,16 @@ def test_ranking_changes_neither_profiles_nor_models() -> None:
     cat, models, profiles, cohorts = world()
     owners = [models[v % 2] for v in range(len(profiles))]
     profile_rows = [p.dumps() for p in profiles]
-    model_states = [orjson.dumps(m.to_state()) for m in models]
+
+    def states() -> list[bytes]:  # each partition's model, and the cohorts and budgets of its deployment's
+        return [orjson.dumps([m.to_state(), m.cohorts.to_state(m.unit), m.exploration.to_state()]) for m in models]
+
+    model_states = states()
     lists = rank(profiles, cat, owners, 10, EVENING, diversity=0.5, cohorts=cohorts, exploration=3)
     assert any(ranked.explored for ranked in lists), "the pass fills exploration slots"
     rank_group(profiles[:3], cat, models[0], top_k=5, now_ms=EVENING)
     assert [p.dumps() for p in profiles] == profile_rows
-    assert [orjson.dumps(m.to_state()) for m in models] == model_states
+    assert states() == model_states
 
 
 def test_a_pass_never_spends_more_of_a_budget_than_it_has() -> None:
@@ -116,8 +123,8 @@ def test_a_pass_never_spends_more_of_a_budget_than_it_has() -> None:
     cat.upsert(CatalogEntry("n1", "Premiere", ("western",), (), 3000.0, EVENING - DAY))
     model = PartitionModel()
     twins = [Profile(u, genres={"drama": 3.0}, last_ts=EVENING) for u in ("u1", "u2")]
-    cohort = model.learn_viewer("u1", twins[0].genres, 1)
-    assert cohort is not None and model.learn_viewer("u2", twins[1].genres, 1) == cohort
+    cohort = place(model, "u1", twins[0].genres)
+    assert place(model, "u2", twins[1].genres) == cohort
     for budget, explored in ((1, 1), (2, 2)):
         lists = rank(twins, cat, model, 5, EVENING, cohorts=[cohort, cohort], exploration=budget)
         assert [r.explored for r in lists].count("n1") == explored, [r.explored for r in lists]

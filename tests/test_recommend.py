@@ -49,6 +49,14 @@ def event(user: str, item: str, kind: str, ts: int, device: str | None = None, p
     )
 
 
+def place(model: PartitionModel, user_id: str, genres: dict[str, float], applied: int = 1) -> int:
+    """Place a viewer's taste among the cohorts and have them learn it at once, as a replica does its delta."""
+    cohort, taste = model.learn_viewer(user_id, genres, applied)
+    model.shared.learn_viewer(taste)
+    assert cohort is not None
+    return cohort
+
+
 def apply(p: Profile, cat: Catalog, e: PlaybackEvent) -> None:
     idx = cat.index_of(e.item_id)
     assert idx is not None
@@ -251,7 +259,7 @@ def test_a_new_release_is_explored_then_rises_or_falls_with_its_plays(reaction: 
     def score() -> float:
         """The premiere's score for one of the drama viewers (without exploration)."""
         p = profiles["v0"]
-        items = rank([p], cat, model, 40, EVENING + 500, cohorts=[model.cohorts.recent["v0"][0]])[0]
+        items = rank([p], cat, model, 40, EVENING + 500, cohorts=[model.viewers.recent["v0"][0]])[0]
         return next(i.score for i in items if i.item_id == "n1")
 
     before = score()
@@ -271,7 +279,7 @@ def test_a_new_release_is_explored_then_rises_or_falls_with_its_plays(reaction: 
     trend = model.trending.of("n1")
     if reaction == "complete":
         assert trend == 1.0 and after > before + 0.2, f"what catches on rises: {before} -> {after}"
-        items = rank([profiles["v0"]], cat, model, 40, EVENING + 500, cohorts=[model.cohorts.recent["v0"][0]])[0]
+        items = rank([profiles["v0"]], cat, model, 40, EVENING + 500, cohorts=[model.viewers.recent["v0"][0]])[0]
         n1 = next(i for i in items if i.item_id == "n1")
         assert "trending in the last hour" in n1.reasons, n1
     else:
@@ -286,7 +294,7 @@ def test_a_viewer_shown_the_same_new_release_in_consecutive_lists_spends_one_imp
         snapshot = _feed(processor, model, profiles, [_doc("u1", "d1", "rewind", EVENING + n) | {"offset_s": -30.0}])[0]
         explored += [i["item_id"] for i in snapshot["items"] if EXPLORING in i["reasons"]]
     assert explored == ["n1"] * 4
-    assert model.exploration.shown == {f"{model.cohorts.recent['u1'][0]}|n1": 1}
+    assert model.exploration.shown == {f"{model.viewers.recent['u1'][0]}|n1": 1}
     _feed(processor, model, profiles, [_doc("u2", "d1", "complete", EVENING + 9)])
     assert sum(model.exploration.shown.values()) == 2, "another viewer is another impression"
 
@@ -343,11 +351,10 @@ def test_every_reason_names_a_part_of_the_score_that_is_really_there() -> None:
     cat, model = catalog(), PartitionModel()  # the prior's weights: every feature counts
     model.trending.refresh_s = 0.0
     for v in range(20):  # a drama cohort that starts crime and documentaries on TV in the evening
-        cohort = model.cohorts.learn_viewer(f"f{v}", {"drama": 1.0, "comedy": 0.8}, applied=1)
+        cohort = place(model, f"f{v}", {"drama": 1.0, "comedy": 0.8})
         for item in ("k1", "k2", "m1"):
-            model.record_start(item)
             model.shared.learn_start(item)  # what the deployment starts
-            model.record_liked(item, cohort, "tv", daypart(EVENING))
+            model.cohorts.record(item, cohort, "tv", daypart(EVENING), model.unit)
         model.trending.record("k3", EVENING, 1.0)
     p = Profile("u1")
     for day in range(3):  # the newest event: drama on TV in the evening

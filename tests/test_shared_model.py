@@ -15,10 +15,11 @@ from aiokafka import AIOKafkaProducer
 from jsonschema import Draft202012Validator
 
 from stream.contracts.topics import CATALOG, EVENTS, MODEL, load_schema
+from stream.contracts.validation import CatalogEntry
 from stream.learning.choice import SAMPLED
 from stream.learning.features import FEATURES
 from stream.learning.model import PartitionModel
-from stream.learning.shared import SharedModel, delta_document, delta_lesson, delta_pairs
+from stream.learning.shared import SharedModel, delta_cohorts, delta_document, delta_lesson, delta_pairs
 from stream.learning.trend import SharedTrend
 from stream.processing.step import Processor
 from stream.runtime.kafka import read_to_end
@@ -113,6 +114,56 @@ def test_every_partition_model_ranks_with_the_one_choice_learner_of_the_deployme
     assert models[1].weights["popularity"] + models[1].weights["trend"] > before + 0.1
     with pytest.raises(ValueError, match="pairs"):
         delta_pairs({"pairs": [[1.0, 2.0]], "offsets": [0.0]})
+
+
+def test_cohorts_and_exploration_budgets_are_the_deployment_s_learned_from_every_partition_s_deltas() -> None:
+    """Which cohort a viewer is in stays with its partition; the cohorts' centres, what each cohort
+    likes and the exploration impressions spent travel in the deltas, so every replica holds the same
+    and a viewer of another partition borrows what partition 0's viewers like."""
+    cat = make_catalog(12)  # enough dramas that the new release is listed in the exploration slot, not for its score
+    cat.upsert(CatalogEntry("n1", "Premiere", ("western",), (), 3000.0, T0 - 86_400_000))  # a new release
+    logs, processor = {0: Log(), 1: Log()}, Processor(cat, share_deltas=True, exploration=2)
+    models = {0: PartitionModel(), 1: PartitionModel()}
+    validator = Draft202012Validator(load_schema("schemas/model-delta.json"))
+    docs: list[dict[str, Any]] = []
+
+    def run(partition: int, viewer: str, *items: str) -> None:
+        batch = [logs[partition].event(viewer, item, kind) for item in items for kind in ("play", "complete")]
+        [result] = processor.step(processor.plan([(partition, batch)]), {}, models)
+        for delta in result.deltas:  # published, read back and folded in, as the runtime does
+            doc = orjson.loads(orjson.dumps(delta_document(partition, delta)))
+            validator.validate(doc)
+            docs.append(doc)
+            assert processor.shared.apply_document(doc)
+
+    for v in range(4):  # partition 0's viewers finish dramas: the first batch places a taste, the next counts
+        run(0, f"v{v}", "d1")
+        run(0, f"v{v}", "d2", "d3")
+    assert sum("taste" in d for d in docs) == 4 and processor.shared.cohorts.seeded == 1
+    liked = [d for d in docs if "cohort" in d]
+    assert [d["item_id"] for d in liked] == ["d2", "d3"] * 4 and {d["cohort"][0] for d in liked} == {0}
+    spent = [d["explored"] for d in docs if "explored" in d]
+    assert spent == [[0, "n1"], [0, "n1"]], "two impressions of the budget of 2, then none"
+    assert not models[0].to_state().keys() & {"co", "ex"}, "the partition keeps no cohorts or budgets"
+
+    run(1, "w1", "d4")  # a viewer of partition 1 with the same taste
+    cohort = models[1].cohort_of("w1", {"drama": 1.0})
+    assert cohort == 0 and models[1].cohorts is models[0].cohorts
+    names, shares = models[1].cohorts.items(str(cohort), models[1].unit)
+    assert dict(zip(names, shares, strict=True))["d2"] > 0.99, "it borrows what partition 0's viewers liked"
+    assert not any("explored" in d for d in docs[-3:]), "the budget is the deployment's: spent"
+
+    replicas = [SharedModel(), SharedModel()]
+    for replica in replicas:
+        for doc in docs:
+            replica.apply_document(orjson.loads(orjson.dumps(doc)))
+    states = [
+        orjson.dumps([r.cohorts.to_state(r.unit), r.exploration.to_state()]) for r in (*replicas, processor.shared)
+    ]
+    assert states[0] == states[1] == states[2]
+    for bad in ({"taste": {"drama": 2.0}}, {"cohort": [0, "tv", 4]}, {"cohort": [-1, None, 0]}, {"explored": [0, ""]}):
+        with pytest.raises(ValueError):
+            delta_cohorts(bad)
 
 
 def test_a_replica_applies_a_delta_once_and_forgets_repeats_beyond_its_window() -> None:

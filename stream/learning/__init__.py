@@ -4,12 +4,13 @@
 - :mod:`~stream.learning.signals`: what each event means (an early skip, a completion, ...);
 - :mod:`~stream.learning.profile`: one viewer's state, changed only by its own methods;
 - :mod:`~stream.learning.features`: the one definition of a (viewer, title) pair's score parts;
-- :mod:`~stream.learning.model`: what a partition learned (weights, cohorts, trending,
-  exploration, artwork), changed only by its own methods;
-- :mod:`~stream.learning.shared`: what the whole deployment learned (popularity, trend,
-  co-watch, the choice weights), from the deltas every worker reads;
-- :mod:`~stream.learning.cohorts`, :mod:`~stream.learning.velocity`, :mod:`~stream.learning.artwork`:
-  the learners it holds.
+- :mod:`~stream.learning.model`: what a partition learned about its viewers (which cohort each
+  is in, artwork), changed only by its own methods;
+- :mod:`~stream.learning.shared`: what the whole deployment learned (popularity, trend, trending,
+  co-watch, item factors, the choice weights, the outcome regression, the cohorts' centres and
+  counts, exploration budgets), from the deltas every worker reads;
+- :mod:`~stream.learning.cohorts`, :mod:`~stream.learning.velocity`, :mod:`~stream.learning.artwork`
+  and the rest: the learners they hold.
 
 Imports :mod:`stream.contracts` only; no Kafka, no Faust.
 """

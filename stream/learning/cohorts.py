@@ -1,22 +1,26 @@
 """Cohorts: viewers grouped online by taste, and what each group plays, by context.
 
-Each partition's model clusters its viewers' genre tastes with River's
-incremental k-means (one update per viewer per batch), and counts what the
-viewers of each cohort finished or liked, in two kinds of bucket: the cohort as a whole, and the cohort
-on one device in one daypart ("viewers like you on TV in the evening"). A
-viewer with a couple of events already has a cohort, so its list borrows what
-viewers of similar taste play; a known viewer on a device or at an hour it has
-no history for borrows the cohort's habits there.
+The deployment's model (:mod:`stream.learning.shared`) clusters viewers' genre tastes with
+River's incremental k-means (one update per taste a delta carries: each viewer's, every
+:data:`LEARN_EVERY` of its events), and counts what the viewers of each cohort finished or
+liked, in two kinds of bucket: the cohort as a whole, and the cohort on one device in one
+daypart ("viewers like you on TV in the evening"). A viewer with a couple of events already
+has a cohort, so its list borrows what viewers of similar taste play; a known viewer on a
+device or at an hour it has no history for borrows the cohort's habits there. Which cohort
+each viewer is in is about the viewer, so each partition remembers its own
+(:class:`ViewerCohorts`); the centres and counts are the deployment's.
 
-Counts fade like the model's popularity (the same unit, grown instead of
-decayed), and each bucket keeps only its ``BUCKET_CAP`` strongest titles, so a
-checkpoint stays small however large the catalog.
+Counts fade like popularity (by the deployment's starts: a unit grown instead of every count
+decayed), and each bucket keeps only its ``BUCKET_CAP`` strongest titles, so a replica stays
+small however large the catalog.
 
 >>> c = Cohorts()
 >>> drama, comedy = {"drama": 1.0}, {"comedy": 1.0}
 >>> for _ in range(20):
 ...     _ = c.learn(drama), c.learn(comedy)
 >>> c.assign(drama) != c.assign(comedy)
+True
+>>> c.assign({"drama": 0.9, "horror": 1.0}) == c.learn({"drama": 0.9, "horror": 1.0})  # what learning it would give
 True
 """
 
@@ -29,9 +33,9 @@ from river import cluster
 
 from stream.learning.profile import DAYPARTS
 
-__all__ = ["BUCKET_CAP", "COHORTS", "Cohorts", "bucket_label"]
+__all__ = ["BUCKET_CAP", "COHORTS", "LEARN_EVERY", "Cohorts", "ViewerCohorts", "bucket_label"]
 
-#: Cohorts per partition model.
+#: Cohorts of the deployment.
 COHORTS = 8
 #: Titles kept per bucket (the rest of a bucket's counts are dropped when it doubles).
 BUCKET_CAP = 60
@@ -39,7 +43,7 @@ BUCKET_CAP = 60
 SEED_DISTANCE = 0.5
 #: A viewer's taste is learned again (and its cohort reassessed) after this many of its events.
 LEARN_EVERY = 4
-#: Viewers whose latest cohort is remembered between batches (in memory only), per model.
+#: Viewers whose latest cohort is remembered between batches (in memory only), per partition.
 REMEMBERED = 200_000
 #: A context bucket is used once its cohort finished or liked this many titles there (faded count).
 MIN_CONTEXT_COUNT = 15.0
@@ -98,10 +102,7 @@ class Cohorts:
         self.kmeans = _TasteKMeans(n, halflife, sigma=0.05, seed=seed)
         #: Centres placed on a viewer's taste so far (see :meth:`learn`).
         self.seeded = 0
-        #: viewer id -> (cohort its taste was last learned in, events it had then): derived,
-        #: never checkpointed.
-        self.recent: dict[str, tuple[int, int]] = {}
-        #: bucket key -> title -> finishes and likes, in the owner's growing unit (see PartitionModel).
+        #: bucket key -> title -> finishes and likes, in the owner's growing unit (see SharedModel.unit).
         self.counts: dict[str, dict[str, float]] = {}
         self._max: dict[str, float] = {}
         self._total: dict[str, float] = {}
@@ -123,7 +124,20 @@ class Cohorts:
         return taste
 
     def assign(self, taste: dict[str, float]) -> int:
+        """The cohort :meth:`learn` would put this taste in now; changes nothing."""
+        if self.seeded < self.n and taste and self._nearest_seeded(taste) > SEED_DISTANCE:
+            return self.seeded
         return int(self.kmeans.predict_one(taste))
+
+    def _nearest_seeded(self, taste: dict[str, float]) -> float:
+        """The squared distance from ``taste`` to the nearest centre seeded so far (inf: none is)."""
+        kmeans = self.kmeans
+        if not self.seeded:
+            return math.inf
+        return min(
+            kmeans.norms[c] + sum(v * v - 2.0 * kmeans.centers[c].get(g, 0.0) * v for g, v in taste.items())
+            for c in range(self.seeded)
+        )
 
     # -- River's protocol: a clusterer of tastes ------------------------------------
 
@@ -144,48 +158,14 @@ class Cohorts:
         """
         x = self._known(taste)
         kmeans = self.kmeans
-        if self.seeded < self.n and taste:
-            nearest = min(
-                (kmeans.norms[c] + sum(v * v - 2.0 * kmeans.centers[c][g] * v for g, v in x.items()))
-                for c in range(self.seeded)
-            ) if self.seeded else math.inf  # fmt: skip
-            if nearest > SEED_DISTANCE:
-                center = kmeans.centers[self.seeded]
-                for g in center:
-                    center[g] = x.get(g, 0.0)
-                kmeans.refresh(self.seeded)
-                self.seeded += 1
-                return self.seeded - 1
+        if self.seeded < self.n and taste and self._nearest_seeded(x) > SEED_DISTANCE:
+            center = kmeans.centers[self.seeded]
+            for g in center:
+                center[g] = x.get(g, 0.0)
+            kmeans.refresh(self.seeded)
+            self.seeded += 1
+            return self.seeded - 1
         return int(kmeans.learn_predict_one(x))
-
-    def of_viewer(self, user_id: str, genres: dict[str, float]) -> int | None:
-        """The viewer's cohort as it was last learned (None: no taste yet, so no cohort)."""
-        known = self.recent.get(user_id)
-        if known is not None:
-            return known[0]
-        return self.assign(self.taste(genres)) if genres else None
-
-    def forget(self, user_id: str) -> None:
-        """Forget which cohort the viewer was in (the centres and counts it moved identify nobody)."""
-        self.recent.pop(user_id, None)
-
-    def learn_viewer(self, user_id: str, genres: dict[str, float], applied: int) -> int | None:
-        """:meth:`learn` a viewer's taste (every ``LEARN_EVERY`` of its events) and remember its cohort.
-
-        A taste moves a little with each event; learning it at every batch would cost a
-        k-means step per viewer per batch for almost no change.
-        """
-        known = self.recent.get(user_id)
-        if known is not None and applied - known[1] < LEARN_EVERY:
-            return known[0]
-        taste = self.taste(genres)
-        if not taste:
-            return None
-        cohort = self.learn(taste)
-        if len(self.recent) >= REMEMBERED:
-            self.recent.clear()  # each viewer's cohort is recomputed from its taste at its next batch
-        self.recent[user_id] = (cohort, applied)
-        return cohort
 
     def record(self, item_id: str, cohort: int, device: str | None, part: int, unit: float) -> None:
         """Count one finish or like of ``item_id`` by a viewer of ``cohort`` (``unit``: the owner's current unit)."""
@@ -261,3 +241,53 @@ class Cohorts:
         cohorts.counts = {k: dict(vs) for k, vs in state["counts"].items()}
         cohorts._recount()
         return cohorts
+
+
+class ViewerCohorts:
+    """Which cohort each of a partition's viewers is in, as its taste was last placed: about viewers,
+    so kept by the viewers' partition (in memory only: recomputed from a viewer's taste when missing).
+
+    >>> c, v = Cohorts(), ViewerCohorts()
+    >>> cohort, taste = v.learn("u1", {"drama": 2.0}, applied=1, cohorts=c)
+    >>> cohort, taste  # placed by the deployment's centres; the taste is for the deployment to learn
+    (0, {'drama': 1.0})
+    >>> v.learn("u1", {"drama": 2.0, "comedy": 1.0}, applied=2, cohorts=c)  # not due again yet
+    (0, None)
+    """
+
+    def __init__(self) -> None:
+        #: viewer id -> (cohort its taste was last placed in, events it had then)
+        self.recent: dict[str, tuple[int, int]] = {}
+
+    def of(self, user_id: str, genres: dict[str, float], cohorts: Cohorts) -> int | None:
+        """The viewer's cohort as it was last placed (None: no taste yet, so no cohort)."""
+        known = self.recent.get(user_id)
+        if known is not None:
+            return known[0]
+        return cohorts.assign(Cohorts.taste(genres)) if genres else None
+
+    def learn(
+        self, user_id: str, genres: dict[str, float], applied: int, cohorts: Cohorts
+    ) -> tuple[int | None, dict[str, float] | None]:
+        """Place a changed taste (every :data:`LEARN_EVERY` of the viewer's events) by the deployment's
+        centres and remember its cohort. Returns the cohort, and the taste for the deployment's cohorts
+        to learn (None: not due, or no taste).
+
+        A taste moves a little with each event; learning it at every batch would cost a k-means
+        step per viewer per batch for almost no change.
+        """
+        known = self.recent.get(user_id)
+        if known is not None and applied - known[1] < LEARN_EVERY:
+            return known[0], None
+        taste = Cohorts.taste(genres)
+        if not taste:
+            return None, None
+        cohort = cohorts.assign(taste)
+        if len(self.recent) >= REMEMBERED:
+            self.recent.clear()  # each viewer's cohort is placed again from its taste at its next batch
+        self.recent[user_id] = (cohort, applied)
+        return cohort, taste
+
+    def forget(self, user_id: str) -> None:
+        """Forget which cohort the viewer was in (the centres and counts it moved identify nobody)."""
+        self.recent.pop(user_id, None)

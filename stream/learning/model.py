@@ -5,10 +5,10 @@ A title's score for a viewer is the weighted sum of the features of
 choice learner of :mod:`stream.learning.choice` (the outcome regression of
 :mod:`stream.learning.outcome` predicts how a title would go; it does not move them). Everything
 learned about titles is in the deployment-wide model of :mod:`stream.learning.shared`, which
-every partition model reads but does not hold. A partition's model holds what is about its
-viewers: their taste cohorts, the exploration budgets spent on them, and which artwork they
-respond to. Every change to it goes through its own methods (:meth:`PartitionModel.learn_event`,
-:meth:`~PartitionModel.learn_viewer`, :meth:`~PartitionModel.spend_exploration`).
+every partition model reads but does not hold: with the taste cohorts' centres and counts and
+the exploration budgets. A partition's model holds what is about its viewers: which cohort each
+is in, and which artwork they respond to. Every change to it goes through its own methods
+(:meth:`PartitionModel.learn_event`, :meth:`~PartitionModel.learn_viewer`).
 
 >>> m = PartitionModel()
 >>> x = {"genre": 0.9, "tag": 0.2, "context": 0.0, "cohort": 0.0, "popularity": 0.1, "trending": 0.0, "freshness": 0.0}
@@ -30,7 +30,7 @@ import numpy as np
 from stream.contracts.validation import PlaybackEvent
 from stream.learning.artwork import ArtworkBandit, Context
 from stream.learning.choice import Choice
-from stream.learning.cohorts import Cohorts
+from stream.learning.cohorts import Cohorts, ViewerCohorts
 from stream.learning.features import FEATURES
 from stream.learning.outcome import PRIOR
 from stream.learning.profile import daypart
@@ -39,9 +39,6 @@ from stream.learning.signals import Signal, liked
 from stream.learning.velocity import Exploration, Trending
 
 __all__ = ["FEATURES", "PRIOR", "PartitionModel", "liked"]
-
-#: Starts of the partition after which a cohort's count of a title weighs half.
-UNIT_HALF_LIFE = 5000.0
 
 
 class PartitionModel:
@@ -62,9 +59,8 @@ class PartitionModel:
         self.shared = SharedModel()
         #: Offsets at or below ``offset`` whose events are not learned yet (see :meth:`hold`).
         self.pending: set[int] = set()
-        self._play_scale = 1.0  # the unit of the cohorts' counts (see record_start)
-        self.cohorts = Cohorts()
-        self.exploration = Exploration()
+        #: Which cohort each of its viewers is in (the cohorts themselves are the deployment's).
+        self.viewers = ViewerCohorts()
         #: Which artwork of each title to show, by context (see :mod:`stream.learning.artwork`).
         self.artwork = ArtworkBandit()
 
@@ -84,6 +80,17 @@ class PartitionModel:
         """What the deployment's viewers did with each title in the last hour (see
         :mod:`stream.learning.velocity`): in the shared model."""
         return self.shared.trending
+
+    @property
+    def cohorts(self) -> Cohorts:
+        """Viewers' taste cohorts, their centres and what each finished or liked (see
+        :mod:`stream.learning.cohorts`): in the shared model."""
+        return self.shared.cohorts
+
+    @property
+    def exploration(self) -> Exploration:
+        """The exploration impressions each new release had per cohort: in the shared model."""
+        return self.shared.exploration
 
     @property
     def choice(self) -> Choice:
@@ -113,8 +120,8 @@ class PartitionModel:
 
     @property
     def unit(self) -> float:
-        """What one start adds to a count now (counts fade by the unit growing, see :meth:`record_start`)."""
-        return self._play_scale
+        """What one finish or like adds to a cohort's count now: see :attr:`SharedModel.unit`."""
+        return self.shared.unit
 
     def learn_event(
         self,
@@ -131,19 +138,16 @@ class PartitionModel:
         when the signal teaches an outcome (None otherwise: counted here, learned by the shared
         regression from the event's delta, as its trending count and what a finish or a like
         teaches the choice learner: :meth:`choice_pairs`); ``shown``: the artwork impressions of
-        the viewer's last list, which a ``play`` rewards or not.
+        the viewer's last list, which a ``play`` rewards or not. What a finish or like adds to its
+        cohort's counts is learned by the deployment from the event's delta, as its start's popularity.
         """
         if x is not None and signal.learns:
             self.learned += 1
-        part = daypart(event.ts)
         if event.type == "play":
             # the artwork bandit: which of the titles last shown was played, with which artwork
             self.artwork.feedback(
-                [(i, a) for i, a in shown], event.item_id, event.artwork_id, Context(device, part, cohort)
+                [(i, a) for i, a in shown], event.item_id, event.artwork_id, Context(device, daypart(event.ts), cohort)
             )
-            self.record_start(event.item_id)
-        if cohort is not None and liked(signal):
-            self.record_liked(event.item_id, cohort, device, part)
 
     def learned_through(self, offset: int) -> None:
         """Everything of the model's input partition up to ``offset`` is learned (checkpoints carry it),
@@ -163,62 +167,35 @@ class PartitionModel:
         """Whether the event at ``offset`` of the input partition is in the model already."""
         return offset <= self.offset and offset not in self.pending
 
-    def learn_viewer(self, user_id: str, genres: dict[str, float], applied: int) -> int | None:
-        """The cohorts learn a changed taste (see :meth:`Cohorts.learn_viewer`); returns the viewer's cohort."""
-        return self.cohorts.learn_viewer(user_id, genres, applied)
+    def learn_viewer(
+        self, user_id: str, genres: dict[str, float], applied: int
+    ) -> tuple[int | None, dict[str, float] | None]:
+        """Place a changed taste by the deployment's cohorts (see :meth:`ViewerCohorts.learn`): the viewer's
+        cohort, and the taste for the deployment to learn (None: not due)."""
+        return self.viewers.learn(user_id, genres, applied, self.shared.cohorts)
+
+    def cohort_of(self, user_id: str, genres: dict[str, float]) -> int | None:
+        """The viewer's cohort as last placed (None: no taste yet)."""
+        return self.viewers.of(user_id, genres, self.shared.cohorts)
 
     def forget_viewer(self, user_id: str) -> None:
         """Drop what is held about one viewer (its remembered cohort); the aggregates it fed stay."""
-        self.cohorts.forget(user_id)
-
-    def spend_exploration(self, cohort: int, item_id: str) -> None:
-        """One exploration impression of a new release in a cohort (a list showed it)."""
-        self.exploration.spend(cohort, item_id)
-
-    def record_liked(self, item_id: str, cohort: int, device: str | None, part: int) -> None:
-        """Count that a viewer of ``cohort`` finished or liked ``item_id`` (on ``device``, in daypart ``part``).
-
-        Cohorts count what their viewers liked, not what they started: a start that ends in
-        an early skip would make a title "popular with viewers like you" for the wrong reason.
-        These counts fade with the unit of :meth:`record_start`.
-        """
-        self.cohorts.record(item_id, cohort, device, part, self._play_scale)
-
-    def record_start(self, item_id: str) -> None:
-        """Count a start (of ``item_id``): the unit the cohorts' counts fade by grows (exponential decay by
-        the partition's starts). What the deployment has started is counted in its shared model (its
-        popularity), from the start's delta."""
-        # Growing the unit instead of shrinking every count keeps this O(1).
-        self._play_scale *= 2.0 ** (1.0 / UNIT_HALF_LIFE)
-        if self._play_scale > 1e12:
-            self.cohorts.rescale(self._play_scale)
-            self._play_scale = 1.0
+        self.viewers.forget(user_id)
 
     # -- checkpoint ------------------------------------------------------------
 
     def to_state(self) -> dict[str, Any]:
-        scale = self._play_scale
-        return {
-            "n": self.learned,
-            "o": self.offset,
-            "hold": sorted(self.pending),
-            "co": self.cohorts.to_state(scale),
-            "ex": self.exploration.to_state(),
-            "aw": self.artwork.to_state(),
-        }
+        return {"n": self.learned, "o": self.offset, "hold": sorted(self.pending), "aw": self.artwork.to_state()}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> PartitionModel:
-        """A model from its checkpoint. Checkpoints written before the outcome regression and the trending
-        windows moved to the shared model carry them too ("w", "tr"): the shared model learns them again
-        from the model topic, so they are left unread."""
+        """A model from its checkpoint. Checkpoints written before the outcome regression, the trending
+        windows, the cohorts and the exploration budgets moved to the shared model carry them too ("w",
+        "tr", "co", "ex"): the shared model learns them again from the model topic, so they are left unread."""
         model = cls()
         model.learned = state["n"]
         model.offset = state.get("o", -1)
         model.pending = set(state.get("hold", []))
-        # checkpoints written before cohorts and exploration existed have none
-        model.cohorts = Cohorts.from_state(state.get("co"))
-        model.exploration = Exploration.from_state(state.get("ex"))
         if "aw" in state:
             model.artwork = ArtworkBandit.from_state(state["aw"])
         return model

@@ -48,23 +48,27 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from stream.learning.choice import Choice
+from stream.learning.cohorts import Cohorts
 from stream.learning.cowatch import HALF_LIFE as COWATCH_HALF_LIFE
 from stream.learning.cowatch import CoWatch
 from stream.learning.factors import ItemFactors
 from stream.learning.features import FEATURES
 from stream.learning.outcome import Outcome
 from stream.learning.trend import SharedTrend
-from stream.learning.velocity import Trending
+from stream.learning.velocity import Exploration, Trending
 
 __all__ = [
+    "COHORT_HALF_LIFE",
     "POPULARITY_HALF_LIFE",
     "REPEATS",
     "WINDOW",
+    "Bucket",
     "Competitors",
     "Delta",
     "Lesson",
     "Pairs",
     "SharedModel",
+    "delta_cohorts",
     "delta_competitors",
     "delta_document",
     "delta_lesson",
@@ -79,11 +83,16 @@ Pairs = tuple[np.ndarray, np.ndarray]
 Competitors = tuple[list[str], list[float]]
 #: What an event teaches the outcome regression: the pair's features (FEATURES order) and the outcome.
 Lesson = tuple[list[float], float]
+#: Where a finish or like counts among the cohorts': (cohort, device or None, daypart 0-3).
+Bucket = tuple[int, str | None, int]
 
 #: Starts after which one counts half for popularity: over the whole deployment, what one partition
 #: counted when each partition had its own (its 5,000 starts); a replay with one partition, the
 #: same then, showed no loss on either kind of log.
 POPULARITY_HALF_LIFE = 5000.0
+#: Starts after which a cohort's count of a title weighs half (as popularity: what one partition's
+#: counts had when each partition counted its own viewers' likes per cohort, over its 5,000 starts).
+COHORT_HALF_LIFE = 5000.0
 #: Deltas a starting worker reads back. About a third are finishes or likes (the rest are starts and
 #: outcomes such as early skips), so the co-watch counts' older ones weigh about 2**-3 or less,
 #: popularity's, the trend's and the hour's trending windows' far less: a replica is ready in
@@ -110,6 +119,9 @@ class Delta(NamedTuple):
     ts: int = 0  # the event's time (epoch ms)
     trending: float = 0.0  # what it adds to the title's trending window of ``ts``
     outcome: Lesson | None = None  # what it teaches the outcome regression (None: nothing)
+    cohort: Bucket | None = None  # a finish or like: the viewer's cohort and context, which count it
+    taste: dict[str, float] | None = None  # the viewer's taste, for the cohorts' centres to learn
+    explored: tuple[int, str] | None = None  # an exploration impression the viewer's list spent: (cohort, title)
 
 
 def delta_document(partition: int, delta: Delta) -> dict[str, Any]:
@@ -136,7 +148,51 @@ def delta_document(partition: int, delta: Delta) -> dict[str, Any]:
         ids, corrections = delta.competitors
         doc["competitors"] = ids
         doc["corrections"] = [round(c, 4) for c in corrections]
+    _cohort_fields(doc, delta)
     return doc
+
+
+def _cohort_fields(doc: dict[str, Any], delta: Delta) -> None:
+    if delta.cohort is not None:
+        doc["cohort"] = list(delta.cohort)
+    if delta.taste:
+        doc["taste"] = {g: round(v, 4) for g, v in delta.taste.items()}
+    if delta.explored is not None:
+        doc["explored"] = list(delta.explored)
+
+
+def delta_cohorts(doc: dict[str, Any]) -> tuple[Bucket | None, dict[str, float] | None, tuple[int, str] | None]:
+    """The cohort bucket, taste and exploration impression of a delta's document (each None: none);
+    ValueError if malformed."""
+    bucket, taste, explored = doc.get("cohort"), doc.get("taste"), doc.get("explored")
+    if bucket is not None:
+        if not (isinstance(bucket, list) and len(bucket) == 3 and _index(bucket[0]) and _index(bucket[2], 4)):
+            raise ValueError("cohort: expected [cohort, device or null, daypart 0-3]")
+        if bucket[1] is not None and not _title(bucket[1]):
+            raise ValueError("cohort: expected a device name or null")
+        bucket = (bucket[0], bucket[1], bucket[2])
+    if taste is not None:
+        if not isinstance(taste, dict) or not all(_number(v) and abs(v) <= 1.0 for v in taste.values()):
+            raise ValueError("taste: expected genre -> a number from -1 to 1")
+        taste = {str(g): float(v) for g, v in taste.items()}
+    if explored is not None:
+        if not (isinstance(explored, list) and len(explored) == 2 and _index(explored[0]) and _title(explored[1])):
+            raise ValueError("explored: expected [cohort, title id]")
+        explored = (explored[0], explored[1])
+    return bucket, taste, explored
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _title(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _index(value: Any, below: int | None = None) -> bool:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return ok and (below is None or value < below)
 
 
 def delta_pairs(doc: dict[str, Any]) -> Pairs | None:
@@ -191,6 +247,11 @@ class SharedModel:
         self.choice = Choice()
         self.outcome = Outcome()
         self.trending = Trending()
+        #: Viewers' taste cohorts: their centres, and what each cohort finished or liked (by context).
+        self.cohorts = Cohorts()
+        #: Exploration impressions each new release had, per cohort (see :mod:`stream.learning.velocity`).
+        self.exploration = Exploration()
+        self._cohort_unit = 1.0
         #: Deltas learned (each once).
         self.learned = 0
         self.repeats = repeats
@@ -210,6 +271,9 @@ class SharedModel:
         ts: int = 0,
         trending: float = 0.0,
         outcome: Lesson | None = None,
+        cohort: Bucket | None = None,
+        taste: dict[str, float] | None = None,
+        explored: tuple[int, str] | None = None,
     ) -> bool:
         """Fold in one delta (the fields of :class:`Delta`); False (and nothing changes) if it was applied
         before (among the last :attr:`repeats`)."""
@@ -220,7 +284,8 @@ class SharedModel:
         self._recent.append(key)
         if len(self._recent) > self.repeats:
             self._seen.discard(self._recent.popleft())
-        self.learn_delta(Delta(offset, item, list(history), pairs, start, competitors, positive, ts, trending, outcome))
+        fields = (pairs, start, competitors, positive, ts, trending, outcome, cohort, taste, explored)
+        self.learn_delta(Delta(offset, item, list(history), *fields))
         return True
 
     def learn_delta(self, delta: Delta) -> None:
@@ -236,6 +301,18 @@ class SharedModel:
             self.outcome.learn_one(dict(zip(FEATURES, x, strict=True)), y)
         if delta.trending:
             self.trending.record(delta.item_id, delta.ts, delta.trending)
+        if delta.cohort is not None and delta.positive and not delta.start:
+            cohort, device, part = delta.cohort
+            self.cohorts.record(delta.item_id, cohort, device, part, self._cohort_unit)
+        self.learn_viewer(delta.taste, delta.explored)
+
+    def learn_viewer(self, taste: dict[str, float] | None = None, explored: tuple[int, str] | None = None) -> None:
+        """What a viewer's list taught, with its delta or (in-process) at once: its taste (``taste``, for
+        the cohorts' centres) and an exploration impression spent (``explored``: its cohort, the title)."""
+        if taste:
+            self.cohorts.learn(taste)
+        if explored is not None:
+            self.exploration.spend(*explored)
 
     def apply_document(self, doc: dict[str, Any]) -> bool:
         """Fold in one delta as the model topic carries it (schemas/model-delta.json), as :meth:`apply`;
@@ -246,6 +323,7 @@ class SharedModel:
             pairs, competitors, outcome = delta_pairs(doc), delta_competitors(doc), delta_lesson(doc)
             start, positive = doc.get("start", False), doc.get("positive", True)
             ts, trending = doc.get("ts", 0), doc.get("trending", 0.0)
+            cohort, taste, explored = delta_cohorts(doc)
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a model delta: {exc!r}") from exc
         if not isinstance(start, bool) or not isinstance(positive, bool):
@@ -255,8 +333,9 @@ class SharedModel:
         if not isinstance(trending, int | float) or isinstance(trending, bool) or not math.isfinite(trending):
             raise ValueError("trending: expected a number")
         return self.apply(
-            partition, offset, item_id, history, pairs, start, competitors, positive, ts, float(trending), outcome
-        )
+            partition, offset, item_id, history, pairs, start, competitors, positive, ts, float(trending), outcome,
+            cohort, taste, explored,
+        )  # fmt: skip
 
     def learn(
         self,
@@ -287,6 +366,16 @@ class SharedModel:
             parts[_TREND] = self.trend.value(item, less=1.0)
 
     def learn_start(self, item: str) -> None:
-        """One more start (no repeat check: for in-process use)."""
+        """One more start (no repeat check: for in-process use). The cohorts' counts fade by the starts: the
+        unit they are counted in grows (growing it, rather than shrinking every count, keeps this O(1))."""
         self.learned += 1
         self.popularity.learn(item)
+        self._cohort_unit *= 2.0 ** (1.0 / COHORT_HALF_LIFE)
+        if self._cohort_unit > 1e12:
+            self.cohorts.rescale(self._cohort_unit)
+            self._cohort_unit = 1.0
+
+    @property
+    def unit(self) -> float:
+        """What one finish or like adds to a cohort's count now (see :meth:`learn_start`)."""
+        return self._cohort_unit

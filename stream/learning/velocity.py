@@ -166,9 +166,3 @@ class Exploration:
 
     def to_state(self) -> dict[str, int]:
         return dict(self.shown)
-
-    @classmethod
-    def from_state(cls, state: dict[str, int] | None) -> Exploration:
-        exploration = cls()
-        exploration.shown = dict(state or {})
-        return exploration

@@ -39,7 +39,7 @@ from stream.learning.cowatch import HISTORY
 from stream.learning.features import FEATURES, ViewerTerms, pair_parts
 from stream.learning.model import PartitionModel, liked
 from stream.learning.profile import Profile, daypart
-from stream.learning.shared import Competitors, Delta, Lesson, Pairs, SharedModel
+from stream.learning.shared import Bucket, Competitors, Delta, Lesson, Pairs, SharedModel
 from stream.learning.signals import Signal, interpret
 from stream.ranking.ranker import Memo, Ranked, RankedItem, rank
 
@@ -98,6 +98,11 @@ class BatchResult:
     #: (viewer, title) of this batch's deltas (starts; finishes and likes): sent with the batch, so not
     #: in the replica yet when the batch's later events are learned.
     unsent: tuple[set[tuple[str, str]], set[tuple[str, str]]] = field(default_factory=lambda: (set(), set()))
+    #: Per viewer, its newest event applied in this batch: (offset, title, time). What its list teaches
+    #: the deployment (its taste, an exploration impression) goes with that event's delta.
+    newest: dict[str, tuple[int, str, int]] = field(default_factory=dict)
+    #: Offset -> position of its delta in ``deltas``.
+    delta_at: dict[int, int] = field(default_factory=dict)
     #: Valid events whose processing raised (a defect of the worker): dead-lettered, state as before.
     failed: int = 0
     #: Viewers whose state changed but whose snapshot could not be made (a defect of ranking).
@@ -111,6 +116,7 @@ class Taught(NamedTuple):
     competitors: Competitors | None = None
     outcome: Lesson | None = None
     trending: float = 0.0
+    cohort: Bucket | None = None
 
 
 def trending_count(event: PlaybackEvent, signal: Signal) -> float:
@@ -319,7 +325,7 @@ class Processor:
             result.erased.update(viewers.erased)
             for profile, trigger in viewers.listed():
                 if trigger is None:
-                    listings.append((result, profile, profile, model, self._learn_cohort(model, profile)))
+                    listings.append((result, profile, profile, model, self._learn_cohort(result, model, profile)))
                 else:
                     listings.append((result, profile, profile.impersonal(trigger), model, None))
         if listings:
@@ -338,7 +344,7 @@ class Processor:
         profile = Profile.loads(row)
         model.shared = self.shared
         if profile.personalised:
-            view, cohort = profile, model.cohorts.of_viewer(profile.user_id, profile.genres)
+            view, cohort = profile, model.cohort_of(profile.user_id, profile.genres)
         else:
             view, cohort = profile.impersonal(profile.trigger), None
         [items] = rank([view], self.catalog, [model], self.top_k, now_ms, self.diversity, [cohort], 0, self.memo)
@@ -399,7 +405,7 @@ class Processor:
             snapshot = None
             if items is not None:
                 try:
-                    snapshot = self._snapshot(profile, view, items, model, cohort, best_art, generated_at)
+                    snapshot = self._snapshot(result, profile, view, items, model, cohort, best_art, generated_at)
                 except Exception:
                     log.exception("no snapshot for viewer %s: it failed", pseudonym(profile.user_id))
             if snapshot is None:
@@ -442,15 +448,46 @@ class Processor:
                 pairs = model.choice_pairs(parts[0].astype(np.float64), parts[1:].astype(np.float64), corrections)
         model.learn_event(x, event, signal, profile.shown, device, cohort)
         outcome = None if x is None else (list(x.values()), signal.value)
-        return Taught(pairs, drawn, outcome, trending_count(event, signal))
+        bucket = (cohort, device, daypart(event.ts)) if cohort is not None and liked(signal) else None
+        return Taught(pairs, drawn, outcome, trending_count(event, signal), bucket)
 
-    def _learn_cohort(self, model: PartitionModel, profile: Profile) -> int | None:
-        """The cohorts learn each changed taste once per batch; the list borrows from its cohort."""
+    def _learn_cohort(self, result: BatchResult, model: PartitionModel, profile: Profile) -> int | None:
+        """Each changed taste is placed among the deployment's cohorts once per batch, and learned by them
+        (:meth:`_teach`); the list borrows from its cohort."""
         try:
-            return model.learn_viewer(profile.user_id, profile.genres, profile.applied)
+            cohort, taste = model.learn_viewer(profile.user_id, profile.genres, profile.applied)
+            if taste is not None:
+                self._teach(result, profile, taste=taste)
+            return cohort
         except Exception:  # a defect: rank this viewer without a cohort rather than stop
             log.exception("cohorts could not learn viewer %s", pseudonym(profile.user_id))
             return None
+
+    def _teach(
+        self,
+        result: BatchResult,
+        profile: Profile,
+        taste: dict[str, float] | None = None,
+        explored: tuple[int, str] | None = None,
+    ) -> None:
+        """What a viewer's list teaches the deployment's model (its taste; an exploration impression): with the
+        delta of the viewer's newest event of the batch (one that carries only this, if that event taught
+        nothing else), or in-process at once. A list made for a command alone (no event of the batch)
+        teaches nothing: its newest event's delta was sent with an earlier batch."""
+        if not self.share_deltas:
+            self.shared.learn_viewer(taste, explored)
+            return
+        newest = result.newest.get(profile.user_id)
+        if newest is None:
+            return
+        offset, item, ts = newest
+        at = result.delta_at.get(offset)
+        if at is None:
+            result.delta_at[offset] = len(result.deltas)
+            result.deltas.append(Delta(offset, item, [], None, positive=False, ts=ts, taste=taste, explored=explored))
+            return
+        delta = result.deltas[at]
+        result.deltas[at] = delta._replace(taste=taste or delta.taste, explored=explored or delta.explored)
 
     def _rank_alone(
         self,
@@ -467,6 +504,7 @@ class Processor:
 
     def _snapshot(
         self,
+        result: BatchResult,
         profile: Profile,
         view: Profile,
         items: Ranked,
@@ -488,7 +526,7 @@ class Processor:
         if personal:
             profile.note_list(shown, items.explored, [item.item_id for item in items])
             if items.spends and items.explored is not None and cohort is not None:
-                model.spend_exploration(cohort, items.explored)
+                self._teach(result, profile, explored=(cohort, items.explored))
         return snapshot
 
     def _artwork(
@@ -669,6 +707,7 @@ class Processor:
         profile.apply(event, signal, self.catalog.entry(idx), offset, self.half_life_ms)
         if taught is not None:
             self._share(result, offset, profile.user_id, event, signal, history, taught)
+        result.newest[profile.user_id] = (offset, event.item_id, event.ts)
         result.applied += 1
         return APPLIED
 
@@ -690,10 +729,11 @@ class Processor:
             return
         recent = [h for h in history if h != item][:HISTORY] if positive else []
         delta = Delta(offset, item, recent, taught.pairs, start, taught.competitors, positive, event.ts,
-                      taught.trending, taught.outcome)  # fmt: skip
+                      taught.trending, taught.outcome, taught.cohort)  # fmt: skip
         if not self.share_deltas:
             self.shared.learn_delta(delta)
             return
+        result.delta_at[offset] = len(result.deltas)
         result.deltas.append(delta)
         if start:
             result.unsent[0].add((user_id, item))
@@ -747,7 +787,7 @@ class _Viewers:
 
     def cohort(self, user_id: str, model: PartitionModel) -> int | None:
         if user_id not in self._cohorts:
-            self._cohorts[user_id] = model.cohorts.of_viewer(user_id, self.get(user_id).genres)
+            self._cohorts[user_id] = model.cohort_of(user_id, self.get(user_id).genres)
         return self._cohorts[user_id]
 
     def change(self, user_id: str) -> None:

@@ -8,7 +8,7 @@ score of the pick it displaces. Each pick's relevance (the model's score before
 re-ranking) is kept beside it.
 
 Nothing here changes a model: :class:`OpenSlots` counts the impressions a ranking
-pass would spend, and the caller applies them (``PartitionModel.spend_exploration``).
+pass would spend, and the caller has the deployment learn them (``SharedModel.learn_viewer``).
 """
 
 from __future__ import annotations

@@ -158,7 +158,7 @@ class _Api:
 
         strongest = sorted(p.genres.items(), key=lambda kv: -kv[1])[:STRONGEST]
         tags = sorted(p.tags.items(), key=lambda kv: -kv[1])[:STRONGEST]
-        cohort = self.s.model_of_viewer(p.user_id).cohorts.of_viewer(p.user_id, p.genres) if p.personalised else None
+        cohort = self.s.model_of_viewer(p.user_id).cohort_of(p.user_id, p.genres) if p.personalised else None
         return {
             "user_id": p.user_id,
             "personalised": p.personalised,
