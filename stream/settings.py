@@ -69,6 +69,9 @@ class Settings:
     half_life_days: float = 14.0
     #: STREAM_CHECKPOINT_S: how often each partition's model is written to its changelog.
     checkpoint_s: float = 2.0
+    #: STREAM_COHORT_SYNC_S: how often a worker publishes its cohorts' centres and exploration impressions
+    #: to the model topic, for workers that start to hold the same (see ``SharedModel.cohort_state``).
+    cohort_sync_s: float = 60.0
     #: STREAM_PROGRESS_S: how often a worker logs its partitions' positions and its counters (0: never).
     progress_s: float = 10.0
     #: STREAM_LOG_LEVEL: worker log level (debug, info, warn, error).
@@ -128,6 +131,8 @@ class Settings:
             raise SettingsError(f"STREAM_CATALOG_WAIT_MS must be at least 0, got {self.catalog_wait_ms}")
         if self.exploration < 0:
             raise SettingsError(f"STREAM_EXPLORATION must be at least 0, got {self.exploration}")
+        if self.cohort_sync_s <= 0:
+            raise SettingsError(f"STREAM_COHORT_SYNC_S must be more than 0, got {self.cohort_sync_s}")
         if self.session_timeout_s <= 3 * self.heartbeat_s:
             raise SettingsError(
                 "STREAM_SESSION_TIMEOUT_S must exceed three heartbeats "

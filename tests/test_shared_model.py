@@ -166,6 +166,45 @@ def test_cohorts_and_exploration_budgets_are_the_deployment_s_learned_from_every
             delta_cohorts(bad)
 
 
+def _taste_doc(offset: int, taste: dict[str, float], explored: list[Any] | None = None) -> dict[str, Any]:
+    doc = {"partition": 0, "offset": offset, "item_id": "d1", "positive": False, "taste": taste}
+    return {**doc, "explored": explored} if explored else doc
+
+
+def test_a_replica_that_started_reading_later_adopts_the_cohorts_state_and_holds_the_same_centres() -> None:
+    genres = ["drama", "comedy", "crime", "horror", "western", "musical", "war", "sport", "news", "noir"]
+    docs = [
+        _taste_doc(n, {genres[n % 10]: 1.0, genres[(n * 3 + 1) % 10]: round(0.1 * (n % 7) - 0.3, 1)}, [n % 8, "n1"])
+        for n in range(40)
+    ]
+    early, late = SharedModel(), SharedModel()
+    early.reading_from(0)
+    late.reading_from(20)  # a worker that started later: its window holds only the last 20 deltas
+    for position, doc in enumerate(docs[:30]):
+        early.apply_document(doc, position)
+        if position >= 20:
+            late.apply_document(doc, position)
+        if position == 26:
+            state = orjson.loads(orjson.dumps({"cohorts": early.cohort_state()}))  # published now, read at 30
+    Draft202012Validator(load_schema("schemas/model-cohorts.json")).validate(state)
+    assert state["cohorts"]["as_of"] == 26
+
+    def held(m: SharedModel) -> bytes:
+        return orjson.dumps({k: v for k, v in m.cohort_state().items() if k != "as_of"})
+
+    assert held(late) != held(early), "its own centres, seeded by the first tastes it read, are not the others'"
+    before = held(early)
+    assert early.adopt(state["cohorts"], 30) and held(early) == before, "a replica that holds the same stays"
+    assert late.adopt(state["cohorts"], 30) and held(late) == held(early)
+    for position, doc in enumerate(docs[30:], start=31):
+        early.apply_document(doc, position)
+        late.apply_document(doc, position)
+    assert held(late) == held(early) and early.cohorts.assign({"war": 1.0}) == late.cohorts.assign({"war": 1.0})
+    newer = SharedModel()
+    newer.reading_from(28)
+    assert not newer.adopt(state["cohorts"], 30), "it did not read what came between the state and the record"
+
+
 def test_a_replica_applies_a_delta_once_and_forgets_repeats_beyond_its_window() -> None:
     shared = SharedModel(repeats=3)
     assert [shared.apply(1, o, "a") for o in (5, 6, 5, 7)] == [True, True, False, True]
@@ -210,7 +249,8 @@ async def test_every_worker_folds_every_partitions_deltas_once_also_after_a_kill
 
     shared = len(liked) + len(starts)  # a delta per finish, one per start
     await _until(lambda: every_replica(shared), 60, "both replicas to hold every partition's deltas")
-    deltas = [orjson.loads(r.value) for r in await read_to_end(settings.bootstrap, settings.topic(MODEL))]
+    records = await read_to_end(settings.bootstrap, settings.topic(MODEL))
+    deltas = [orjson.loads(r.value) for r in records if r.key != b"cohorts"]
     assert len({(d["partition"], d["offset"]) for d in deltas}) == shared
     assert sum(d.get("start", False) for d in deltas) >= len(starts)
     # a worker killed at once: its uncommitted events are applied again by the next owner, which
@@ -285,3 +325,39 @@ def test_a_start_sent_with_the_batch_is_not_taken_out_of_counts_that_do_not_hold
     assert finish.pairs is not None
     # the competitors were never started: each difference is d1's popularity, the other viewer's start
     assert finish.pairs[0][:, FEATURES.index("popularity")].tolist() == pytest.approx([1.0] * len(finish.pairs[0]))
+
+
+@pytest.mark.broker
+async def test_a_worker_publishes_its_cohorts_state_as_of_the_deltas_it_had_applied(
+    settings: Settings, workers: Workers, producer: AIOKafkaProducer
+) -> None:
+    workers.start(cohort_sync_s=0.5)
+    await publish(producer, settings.topic(CATALOG), catalog_messages())
+    await publish(
+        producer,
+        settings.topic(EVENTS),
+        [encode(event(n, f"v{n}", f"{'dcmk'[n % 4]}{n % 4 + 1}", "complete")) for n in range(24)],
+    )
+    validator = Draft202012Validator(load_schema("schemas/model-cohorts.json"))
+
+    async def published() -> tuple[list[Any], list[Any]]:
+        records = await read_to_end(settings.bootstrap, settings.topic(MODEL))
+        return [r for r in records if r.key != b"cohorts"], [r for r in records if r.key == b"cohorts"]
+
+    deadline = time.monotonic() + 60
+    while True:
+        deltas, states = await published()
+        taught = [r.offset for r in deltas if "taste" in orjson.loads(r.value)]
+        done = [r for r in states if taught and orjson.loads(r.value)["cohorts"]["as_of"] >= max(taught)]
+        if len(taught) == 24 and done:
+            break
+        assert time.monotonic() < deadline, f"{len(taught)} tastes, {len(states)} states published"
+        await asyncio.sleep(0.5)
+    state = orjson.loads(done[0].value)
+    validator.validate(state)
+    replica = SharedModel()  # what the deltas before it teach, read from the topic
+    replica.reading_from(0)
+    for r in deltas:
+        if r.offset <= state["cohorts"]["as_of"]:
+            replica.apply_document(orjson.loads(r.value), r.offset)
+    assert replica.cohort_state() == state["cohorts"] and state["cohorts"]["seeded"] >= 2

@@ -59,6 +59,7 @@ from stream.learning.velocity import Exploration, Trending
 
 __all__ = [
     "COHORT_HALF_LIFE",
+    "KEPT_LESSONS",
     "POPULARITY_HALF_LIFE",
     "REPEATS",
     "WINDOW",
@@ -98,6 +99,9 @@ COHORT_HALF_LIFE = 5000.0
 #: popularity's, the trend's and the hour's trending windows' far less: a replica is ready in
 #: seconds however long the deployment has run.
 WINDOW = 10 * int(COWATCH_HALF_LIFE)
+#: Tastes and exploration impressions a replica keeps (with their model-topic offsets), to apply
+#: again after taking the cohorts' state published a moment before (see :meth:`SharedModel.adopt`).
+KEPT_LESSONS = 5000
 #: Deltas among which a repeat is recognised: those a worker that took over a crashed one's
 #: partitions publishes again come within seconds of the first.
 REPEATS = 100_000
@@ -252,6 +256,12 @@ class SharedModel:
         #: Exploration impressions each new release had, per cohort (see :mod:`stream.learning.velocity`).
         self.exploration = Exploration()
         self._cohort_unit = 1.0
+        #: Model-topic offset of the newest record applied (-1: none; offline: unused).
+        self.position = -1
+        # (offset, taste, explored) of the newest records carrying either, and the offset after which
+        # none is missing (a replica that started reading later cannot know the earlier ones)
+        self._lessons: deque[tuple[int, dict[str, float] | None, tuple[int, str] | None]] = deque()
+        self._lessons_after = -1
         #: Deltas learned (each once).
         self.learned = 0
         self.repeats = repeats
@@ -314,9 +324,10 @@ class SharedModel:
         if explored is not None:
             self.exploration.spend(*explored)
 
-    def apply_document(self, doc: dict[str, Any]) -> bool:
+    def apply_document(self, doc: dict[str, Any], position: int | None = None) -> bool:
         """Fold in one delta as the model topic carries it (schemas/model-delta.json), as :meth:`apply`;
-        ValueError (and nothing changes) if it is not one."""
+        ValueError (and nothing changes) if it is not one. ``position``: its offset in the model topic
+        (in a worker), which :meth:`cohort_state` and :meth:`adopt` go by."""
         try:
             partition, offset, item_id = int(doc["partition"]), int(doc["offset"]), str(doc["item_id"])
             history = [str(h) for h in doc.get("history", ())]
@@ -332,10 +343,64 @@ class SharedModel:
             raise ValueError("ts: expected epoch milliseconds")
         if not isinstance(trending, int | float) or isinstance(trending, bool) or not math.isfinite(trending):
             raise ValueError("trending: expected a number")
-        return self.apply(
+        applied = self.apply(
             partition, offset, item_id, history, pairs, start, competitors, positive, ts, float(trending), outcome,
             cohort, taste, explored,
         )  # fmt: skip
+        if position is not None:
+            self.position = position
+            if applied and (taste or explored is not None):
+                self._keep_lesson(position, taste, explored)
+        return applied
+
+    def _keep_lesson(self, position: int, taste: dict[str, float] | None, explored: tuple[int, str] | None) -> None:
+        if len(self._lessons) >= KEPT_LESSONS:
+            self._lessons_after = self._lessons.popleft()[0]
+        self._lessons.append((position, taste, explored))
+
+    def reading_from(self, position: int) -> None:
+        """The replica reads the model topic from this offset on (what came before is not known to it)."""
+        self.position = position - 1
+        self._lessons_after = position - 1
+
+    # -- the cohorts' state: centres and exploration impressions, synced through the model topic ----------
+
+    def cohort_state(self) -> dict[str, Any]:
+        """The cohorts' centres and the exploration impressions exactly as they are (``as_of``: the model-topic
+        offset of the newest record applied), for every replica to :meth:`adopt` (schemas/model-cohorts.json).
+
+        The cohorts' ids must mean the same in every replica (a delta carries its viewer's cohort by id),
+        and a worker that starts learns the centres only from the deltas it reads back: without this,
+        its centres (seeded by the first tastes it reads) would not be the others'.
+        """
+        kmeans = self.cohorts.kmeans
+        return {
+            "as_of": self.position,
+            "seeded": self.cohorts.seeded,
+            "centers": [dict(kmeans.centers[c]) for c in range(self.cohorts.n)],
+            "explored": list(self.exploration.shown.items()),
+        }
+
+    def adopt(self, state: dict[str, Any], position: int) -> bool:
+        """Take a :meth:`cohort_state` read at model-topic offset ``position``: the centres and impressions as
+        of its ``as_of``, then the tastes and impressions of the records between, again. A replica that holds
+        the same ends where it was; one that started later ends where the others are. False (and nothing
+        changes) if this replica does not hold every record between (it started reading after ``as_of``)."""
+        as_of, centers, seeded = int(state["as_of"]), state["centers"], int(state["seeded"])
+        if as_of < self._lessons_after or not 0 <= seeded <= self.cohorts.n or len(centers) != self.cohorts.n:
+            return False
+        kmeans = self.cohorts.kmeans
+        for c, center in enumerate(centers):
+            kmeans.centers[c].clear()
+            kmeans.centers[c].update({str(g): float(v) for g, v in center.items()})
+            kmeans.refresh(c)
+        self.cohorts.seeded = seeded
+        self.exploration.shown = {str(k): int(n) for k, n in state["explored"]}
+        for at, taste, explored in self._lessons:
+            if as_of < at < position:
+                self.learn_viewer(taste, explored)
+        self.position = position
+        return True
 
     def learn(
         self,

@@ -199,6 +199,7 @@ class StreamApp:
         app.task(self._follow_catalog)
         app.task(self._follow_model)
         app.timer(interval=3600.0)(self._expire_forget_marks)
+        app.timer(interval=s.cohort_sync_s)(self._publish_cohorts)
         app.task(self._checkpoint_idle_partitions)
         app.task(self._report_progress)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]  # faust's stub misses async receivers
@@ -458,6 +459,15 @@ class StreamApp:
     def _pseudonym(self, user_id: str) -> bytes:
         return hashlib.blake2b(user_id.encode(), key=self._forget_key, digest_size=16).digest()
 
+    async def _publish_cohorts(self) -> None:
+        """Publish this replica's cohorts' state to the model topic for every replica to adopt (see
+        :meth:`SharedModel.cohort_state`): a worker that starts then holds the same cohort centres as the
+        rest within its read-back window. Not before the replica is loaded."""
+        if not self.model_ready.is_set():
+            return
+        state = orjson.dumps({"cohorts": self.shared.cohort_state()})
+        await self._send(self.settings.topic(MODEL), b"cohorts", state, 0)
+
     async def _expire_forget_marks(self) -> None:
         """Drop forget marks older than the events topic's retention (their events are gone from Kafka)."""
         if self._forget_ttl_ms <= 0:
@@ -591,6 +601,7 @@ class StreamApp:
             end = (await consumer.end_offsets([tp]))[tp]
             start = (await consumer.beginning_offsets([tp]))[tp]
             consumer.seek(tp, max(start, end - WINDOW))
+            self.shared.reading_from(max(start, end - WINDOW))
             while True:
                 batches = await consumer.getmany(timeout_ms=50, max_records=5000)
                 now = time.time()
@@ -607,9 +618,14 @@ class StreamApp:
 
     def _apply_delta(self, record: Any, now: float) -> None:
         try:
-            applied = self.shared.apply_document(orjson.loads(record.value))
-        except (ValueError, TypeError):  # orjson's JSONDecodeError is a ValueError; a tombstone's None, a TypeError
-            log.warning("a malformed model delta at offset %d was skipped", record.offset)
+            doc = orjson.loads(record.value)
+            if isinstance(doc, dict) and "cohorts" in doc:
+                if not self.shared.adopt(doc["cohorts"], record.offset):
+                    log.info("the cohorts' state at offset %d predates what this replica read", record.offset)
+                return
+            applied = self.shared.apply_document(doc, record.offset)
+        except (ValueError, TypeError, KeyError, AttributeError):  # a tombstone's None: TypeError
+            log.warning("a malformed model record at offset %d was skipped", record.offset)
             return
         if applied:
             self.counters["deltas_applied"] += 1
