@@ -79,7 +79,7 @@ from stream.settings import Settings
 from .extras import MissingExtra, pyplot, require
 from .harness import _tail
 from .replay_formats import FORMATS, ReplayLog, guess_format, read_log
-from .replay_logs import write_movielens, write_population_log
+from .replay_logs import write_movielens, write_population_log, write_sessions
 from .replay_metrics import KINDS, TRENDING_HALF_LIFE, Popularity, Tally, Trending, random_list
 from .replay_pacing import Pacer, Release
 from .replay_replica import RatingScore, Replica
@@ -560,7 +560,7 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m loadtest.replay", description=__doc__.split("\n\n")[0])
     p.add_argument("log", nargs="?", type=Path, help="the interaction log to replay")
     p.add_argument("--format", choices=FORMATS, help="default: guessed from the file name")
@@ -602,15 +602,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--plots", type=Path, help="directory for the PNG plots (default: next to the report)")
     p.add_argument("--write-population-log", type=Path, metavar="PATH", help="write a harness-population JSONL log")
     p.add_argument("--write-movielens", type=Path, metavar="DIR", help="write a synthetic u.data and u.item")
+    p.add_argument(
+        "--write-sessions",
+        type=Path,
+        metavar="DIR",
+        help="from the MovieTweetings log given: its most rated titles, viewers who rated enough of them, each"
+        " viewer's ratings one session of its own (no trend across viewers); into DIR/ratings.dat, movies.dat",
+    )
+    p.add_argument("--top-titles", type=int, default=0, help="--write-sessions: the most rated titles kept (0: all)")
+    p.add_argument("--min-ratings", type=int, default=15, help="--write-sessions: the fewest ratings a viewer kept has")
+    p.add_argument("--keep-times", action="store_true", help="--write-sessions: keep the log's time stamps")
     p.add_argument("--viewers", type=int, default=300, help="for the generators")
     p.add_argument("--interactions", type=int, default=20, help="for the generators: per viewer")
     p.add_argument("--titles", type=int, default=1000, help="for the generators")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = _parser()
     args = p.parse_args(argv)
-    if args.write_population_log or args.write_movielens:
-        _generate(args)
+    if _generate(p, args):
         return 0
-    if args.log is None:
-        p.error("a log to replay is required (or --write-population-log / --write-movielens)")
     if not args.trending_half_life > 0:
         p.error("--trending-half-life: expected a positive number")
     try:
@@ -662,8 +674,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if report["complete"] else 1
 
 
-def _generate(args: argparse.Namespace) -> None:
-    """``--write-population-log`` and ``--write-movielens``: write the logs asked for."""
+def _generate(p: argparse.ArgumentParser, args: argparse.Namespace) -> bool:
+    """``--write-population-log``, ``--write-movielens`` and ``--write-sessions``: write the logs asked for.
+    False if none is asked for (then a log to replay is required)."""
+    if not (args.write_population_log or args.write_movielens or args.write_sessions):
+        if args.log is None:
+            p.error("a log to replay is required (or --write-population-log / --write-movielens / --write-sessions)")
+        return False
+    if args.write_sessions and args.log is None:
+        p.error("--write-sessions: a MovieTweetings ratings.dat to derive from is required")
     if args.write_population_log:
         counts = write_population_log(
             args.write_population_log, args.viewers, args.interactions, args.titles, args.seed
@@ -672,6 +691,12 @@ def _generate(args: argparse.Namespace) -> None:
     if args.write_movielens:
         counts = write_movielens(args.write_movielens, args.viewers, args.titles, args.interactions, args.seed)
         print(f"wrote {args.write_movielens}/u.data and u.item: {counts}")
+    if args.write_sessions:
+        counts = write_sessions(
+            args.log, args.write_sessions, args.top_titles, args.min_ratings, args.seed, args.keep_times
+        )
+        print(f"wrote {args.write_sessions}/ratings.dat and movies.dat: {counts}")
+    return True
 
 
 if __name__ == "__main__":

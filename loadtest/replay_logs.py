@@ -9,6 +9,13 @@ Both are deterministic from their seed.
 - :func:`write_movielens` writes ``u.data`` and ``u.item`` in the MovieLens-100k
   layout (1997 time stamps, latin-1) for viewers who love two genres and dislike
   three, and whose ratings follow that taste with noise.
+
+And one derived from a real log: :func:`write_sessions` keeps a MovieTweetings log's most rated
+titles and the viewers who rated enough of them, and (unless told to keep the times) gives each
+viewer's ratings, in their order, one session of its own, the viewers one after another in a
+random order: the week's releases no longer tell what comes next, only what the viewer rated
+before and what other viewers rated with it (as on a log like MovieLens-100k, where viewers
+rated most of what they rated in one sitting).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import random
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import orjson
@@ -23,7 +31,7 @@ import orjson
 from .population import Population
 from .replay_formats import ML_GENRES
 
-__all__ = ["write_movielens", "write_population_log"]
+__all__ = ["write_movielens", "write_population_log", "write_sessions"]
 
 DAY_MS = 86_400_000
 
@@ -113,3 +121,36 @@ def write_movielens(
         for ts, user, item, rating in rows:
             f.write(f"{user}\t{item}\t{rating}\t{ts}\n")
     return {"titles": titles, "viewers": viewers, "interactions": len(rows)}
+
+
+def write_sessions(
+    ratings: Path, out: Path, top_titles: int = 0, min_ratings: int = 15, seed: int = 7, keep_times: bool = False
+) -> dict[str, int]:
+    """Write ``out/ratings.dat`` and ``out/movies.dat`` (MovieTweetings' layout) from the log ``ratings``
+    (``movies.dat`` beside it): its ``top_titles`` most rated titles (0: all) and the viewers with at
+    least ``min_ratings`` ratings of them. Unless ``keep_times``, each viewer's ratings (in their
+    order) become one session a minute apart, viewers two hours apart in an order drawn from ``seed``.
+    Returns its counts."""
+    rows = [line.split("::") for line in ratings.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if top_titles > 0:
+        kept = {title for title, _ in Counter(r[1] for r in rows).most_common(top_titles)}
+        rows = [r for r in rows if r[1] in kept]
+    by_viewer: dict[str, list[tuple[int, str, str]]] = defaultdict(list)
+    for user, title, rating, ts in rows:
+        by_viewer[user].append((int(ts), title, rating))
+    viewers = sorted(u for u, rated in by_viewer.items() if len(rated) >= min_ratings)
+    if keep_times:
+        chosen = set(viewers)
+        lines = ["::".join(r) for r in rows if r[0] in chosen]
+    else:
+        random.Random(seed).shuffle(viewers)
+        start = min((t for rated in by_viewer.values() for t, _, _ in rated), default=0)
+        lines = [
+            f"{user}::{title}::{rating}::{start + k * 7200 + i * 60}"
+            for k, user in enumerate(viewers)
+            for i, (_, title, rating) in enumerate(sorted(by_viewer[user]))
+        ]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ratings.dat").write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    (out / "movies.dat").write_text((ratings.parent / "movies.dat").read_text(encoding="utf-8"), encoding="utf-8")
+    return {"viewers": len(viewers), "ratings": len(lines)}

@@ -32,7 +32,7 @@ from loadtest.replay_formats import (
     read_movielens,
     read_movietweetings,
 )
-from loadtest.replay_logs import write_movielens, write_population_log
+from loadtest.replay_logs import write_movielens, write_population_log, write_sessions
 from loadtest.replay_metrics import (
     TRENDING_HALF_LIFE,
     Popularity,
@@ -436,6 +436,23 @@ def test_the_generators_write_logs_the_readers_take(tmp_path: Path) -> None:
     assert len(ml.interactions) == 60 and len(ml.catalog) == 40 and ml.has_ratings
     write_population_log(tmp_path / "again.jsonl", viewers=12, interactions=5, titles=80, seed=3)
     assert (tmp_path / "pop.jsonl").read_bytes() == (tmp_path / "again.jsonl").read_bytes(), "deterministic"
+
+
+def test_a_sessions_log_keeps_the_most_rated_titles_and_gives_each_viewer_one_session(tmp_path: Path) -> None:
+    src = tmp_path / "mt"
+    src.mkdir()
+    (src / "movies.dat").write_text("".join(f"{t}::Film {t} (2013)::Drama\n" for t in range(5)))
+    rated = [(u, t, 8, 1_365_000_000 + 3600 * (t * 7 + u)) for u in range(4) for t in range(3) if (u, t) != (3, 1)]
+    rated += [(0, 3, 9, 1_365_000_000), (9, 4, 9, 1_365_000_000)]  # titles rated once: not among the 3 most rated
+    (src / "ratings.dat").write_text("".join(f"{u}::{t}::{r}::{ts}\n" for u, t, r, ts in rated))
+    counts = write_sessions(src / "ratings.dat", tmp_path / "out", top_titles=3, min_ratings=3, seed=1)
+    log = read_log(tmp_path / "out" / "ratings.dat")
+    assert counts == {"viewers": 3, "ratings": 9} and {i.item_id for i in log.interactions} == {"0", "1", "2"}
+    order = [i.user_id for i in log.interactions]  # in time order: each viewer's ratings one after another
+    assert sorted(order) == ["0"] * 3 + ["1"] * 3 + ["2"] * 3 and all(order[k] == order[k - k % 3] for k in range(9))
+    assert [i.item_id for i in log.interactions if i.user_id == "1"] == ["0", "1", "2"], "each viewer's own order"
+    kept = write_sessions(src / "ratings.dat", tmp_path / "kept", top_titles=3, min_ratings=3, keep_times=True)
+    assert kept == counts and (tmp_path / "kept" / "ratings.dat").read_text().splitlines()[0] == "0::0::8::1365000000"
 
 
 # -- a real replay -----------------------------------------------------------------------
