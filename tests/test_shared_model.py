@@ -203,6 +203,10 @@ def test_a_replica_that_started_reading_later_adopts_the_cohorts_state_and_holds
     newer = SharedModel()
     newer.reading_from(28)
     assert not newer.adopt(state["cohorts"], 30), "it did not read what came between the state and the record"
+    broken = {**state["cohorts"], "centers": [*state["cohorts"]["centers"][:-1], {"war": "much"}]}
+    with pytest.raises(ValueError):
+        late.adopt(broken, 41)
+    assert held(late) == held(early), "a malformed state changes nothing"
 
 
 def test_a_replica_applies_a_delta_once_and_forgets_repeats_beyond_its_window() -> None:

@@ -19,6 +19,13 @@ applies the same deltas in the same order: every worker ranks with the same coun
 weights, however many partitions feed them (with popularity counted per partition, each of
 32 partitions knew a thirty-second of what is popular).
 
+The taste cohorts are the deployment's too (:mod:`stream.learning.cohorts`): a finish or like
+carries its viewer's cohort, device and daypart, which the cohorts' counts learn; and the delta
+of a viewer's newest event in a batch carries what its list taught, its taste (for the centres)
+and an exploration impression it spent (for the budgets). Deltas name a cohort by id, so the
+centres must be the same in every replica: each worker publishes its cohorts' state
+(:meth:`SharedModel.cohort_state`) and every replica adopts it (:meth:`SharedModel.adopt`).
+
 In a worker the deltas come back from the model topic, so every worker's replica learns
 every partition's deltas (:mod:`stream.runtime.app`); offline, the processor learns them at
 once (:meth:`SharedModel.learn_delta`).
@@ -386,16 +393,19 @@ class SharedModel:
         of its ``as_of``, then the tastes and impressions of the records between, again. A replica that holds
         the same ends where it was; one that started later ends where the others are. False (and nothing
         changes) if this replica does not hold every record between (it started reading after ``as_of``)."""
-        as_of, centers, seeded = int(state["as_of"]), state["centers"], int(state["seeded"])
+        as_of, seeded = int(state["as_of"]), int(state["seeded"])
+        # read whole before anything changes: a malformed state raises and leaves the replica as it was
+        centers = [{str(g): float(v) for g, v in center.items()} for center in state["centers"]]
+        shown = {str(k): int(n) for k, n in state["explored"]}
         if as_of < self._lessons_after or not 0 <= seeded <= self.cohorts.n or len(centers) != self.cohorts.n:
             return False
         kmeans = self.cohorts.kmeans
         for c, center in enumerate(centers):
             kmeans.centers[c].clear()
-            kmeans.centers[c].update({str(g): float(v) for g, v in center.items()})
+            kmeans.centers[c].update(center)
             kmeans.refresh(c)
         self.cohorts.seeded = seeded
-        self.exploration.shown = {str(k): int(n) for k, n in state["explored"]}
+        self.exploration.shown = shown
         for at, taste, explored in self._lessons:
             if as_of < at < position:
                 self.learn_viewer(taste, explored)
