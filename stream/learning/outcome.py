@@ -42,6 +42,11 @@ PRIOR = {
 }
 
 
+def _prior(x: dict[str, float]) -> float:
+    """What the prior weights give a pair with features ``x``."""
+    return sum(PRIOR[k] * v for k, v in x.items() if k in PRIOR)
+
+
 class Outcome:
     """The outcome regression, River's protocol: ``x`` a pair's features by name, ``y`` the event's signal."""
 
@@ -57,12 +62,11 @@ class Outcome:
         self.learned = 0
 
     def predict_one(self, x: dict[str, float]) -> float:
-        prior = sum(PRIOR[k] * v for k, v in x.items() if k in PRIOR)
-        return prior + float(self.linear.predict_one(x))
+        return _prior(x) + float(self.linear.predict_one(x))
 
     def learn_one(self, x: dict[str, float], y: float) -> None:
-        prior = sum(PRIOR[k] * v for k, v in x.items() if k in PRIOR)
-        self.mae.update(y, self.predict_one(x))
+        prior = _prior(x)
+        self.mae.update(y, prior + float(self.linear.predict_one(x)))
         self.linear.learn_one(x, y - prior)
         self.learned += 1
 

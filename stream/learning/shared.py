@@ -50,7 +50,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 import numpy as np
 
@@ -193,7 +193,7 @@ def delta_cohorts(doc: dict[str, Any]) -> tuple[Bucket | None, dict[str, float] 
     return bucket, taste, explored
 
 
-def _number(value: Any) -> bool:
+def _number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -229,7 +229,7 @@ def delta_lesson(doc: dict[str, Any]) -> Lesson | None:
     if not isinstance(x, list) or len(x) != len(FEATURES):
         raise ValueError(f"x: expected the {len(FEATURES)} features of the pair")
     values = [float(v) for v in x]
-    if not isinstance(y, int | float) or isinstance(y, bool) or not all(np.isfinite([*values, y])):
+    if not _number(y) or not all(math.isfinite(v) for v in values):
         raise ValueError("x, y: expected finite numbers")
     return values, float(y)
 
@@ -348,7 +348,7 @@ class SharedModel:
             raise ValueError("start, positive: expected true or false")
         if not isinstance(ts, int) or isinstance(ts, bool) or ts < 0:
             raise ValueError("ts: expected epoch milliseconds")
-        if not isinstance(trending, int | float) or isinstance(trending, bool) or not math.isfinite(trending):
+        if not _number(trending):
             raise ValueError("trending: expected a number")
         applied = self.apply(
             partition, offset, item_id, history, pairs, start, competitors, positive, ts, float(trending), outcome,

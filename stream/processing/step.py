@@ -40,7 +40,7 @@ from stream.learning.features import FEATURES, ViewerTerms, pair_parts
 from stream.learning.model import PartitionModel, liked
 from stream.learning.profile import Profile, daypart
 from stream.learning.shared import Bucket, Competitors, Delta, Lesson, Pairs, SharedModel
-from stream.learning.signals import Signal, interpret
+from stream.learning.signals import LIKED, Signal, interpret
 from stream.ranking.ranker import Memo, Ranked, RankedItem, rank
 
 __all__ = [
@@ -125,7 +125,7 @@ def trending_count(event: PlaybackEvent, signal: Signal) -> float:
     count = 1.0 if event.type == "play" else 0.0
     if signal.finished:
         count += 1.0
-    elif signal.value <= -0.6:
+    elif signal.value <= -LIKED:  # as strong against as a like is for
         count -= 3.0
     return count
 
