@@ -6,6 +6,11 @@ histories are, and 16 competitors drawn the same way, for the item factors),
 until every title's neighbour list is as full as pruning lets it be, and reports the process's
 resident memory before and after, and per title. Bounded: at most ``--deltas`` deltas.
 
+Then what a snapshot of that replica costs (:mod:`stream.contracts.snapshots`): reading and
+packing it (the writer's thread, while its deltas wait), its size and chunks, and what a worker
+that starts spends to take it (reassemble, check, unpack, rebuild); the rebuilt replica is
+checked equal to the one snapshotted.
+
     python -m loadtest.replica_memory --titles 100000
 """
 
@@ -16,7 +21,9 @@ import os
 import time
 
 import numpy as np
+import orjson
 
+from stream.contracts import snapshots
 from stream.learning.choice import SAMPLED
 from stream.learning.cowatch import HISTORY, KEEP
 from stream.learning.shared import SharedModel
@@ -68,7 +75,35 @@ def main() -> int:
         f" {after / 2**20:.0f} MiB, the replica {(after - before) / 2**20:.0f} MiB"
         f" ({(after - before) / args.titles:.0f} bytes per title)"
     )
+    snapshot_cost(shared)
     return 0
+
+
+def _exact(shared: SharedModel) -> bytes:
+    return orjson.dumps(shared.to_state(), option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def snapshot_cost(shared: SharedModel) -> None:
+    """Time a snapshot of ``shared`` written and taken, as the workers do it; check it is exact."""
+    t0 = time.perf_counter()
+    payload = snapshots.pack(shared.to_state())
+    t1 = time.perf_counter()
+    records, manifest = snapshots.encode(payload, shared.position, "bench", 0)
+    t2 = time.perf_counter()
+    found = snapshots.latest([*records, (snapshots.MANIFEST, manifest)])
+    assert found is not None
+    state = snapshots.unpack(found.payload)
+    t3 = time.perf_counter()
+    taken = SharedModel.from_state(state)
+    t4 = time.perf_counter()
+    exact = _exact(taken) == _exact(shared)
+    packed = sum(len(v) for _, v in records)
+    print(
+        f"snapshot: {packed / 2**20:.0f} MiB in {len(records)} chunks; reading and packing the replica took"
+        f" {1000 * (t1 - t0):.0f} ms (a thread; the deltas wait), its digest and chunks {1000 * (t2 - t1):.0f} ms;"
+        f" taking it: {1000 * (t3 - t2):.0f} ms to reassemble, check and unpack, {1000 * (t4 - t3):.0f} ms to"
+        f" rebuild the replica; exact: {exact}"
+    )
 
 
 if __name__ == "__main__":

@@ -72,6 +72,10 @@ class Settings:
     #: STREAM_COHORT_SYNC_S: how often a worker publishes its cohorts' centres and exploration impressions
     #: to the model topic, for workers that start to hold the same (see ``SharedModel.cohort_state``).
     cohort_sync_s: float = 60.0
+    #: STREAM_MODEL_SNAPSHOT_S: how often the worker holding the events topic's partition 0 writes a
+    #: snapshot of its replica of the deployment-wide model to ``model-snapshots``, which a worker that
+    #: starts loads before reading the model topic after it (0: never).
+    model_snapshot_s: float = 300.0
     #: STREAM_PROGRESS_S: how often a worker logs its partitions' positions and its counters (0: never).
     progress_s: float = 10.0
     #: STREAM_LOG_LEVEL: worker log level (debug, info, warn, error).
@@ -133,6 +137,8 @@ class Settings:
             raise SettingsError(f"STREAM_EXPLORATION must be at least 0, got {self.exploration}")
         if self.cohort_sync_s <= 0:
             raise SettingsError(f"STREAM_COHORT_SYNC_S must be more than 0, got {self.cohort_sync_s}")
+        if self.model_snapshot_s < 0:
+            raise SettingsError(f"STREAM_MODEL_SNAPSHOT_S must be at least 0, got {self.model_snapshot_s}")
         if self.session_timeout_s <= 3 * self.heartbeat_s:
             raise SettingsError(
                 "STREAM_SESSION_TIMEOUT_S must exceed three heartbeats "

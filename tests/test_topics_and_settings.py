@@ -14,6 +14,7 @@ from stream.contracts.topics import (
     COMMANDS,
     ERASE_WITHIN_A_DAY,
     EVENTS,
+    MODEL_SNAPSHOTS,
     RECOMMENDATIONS,
     TOPICS_DIR,
     load_schema,
@@ -61,10 +62,11 @@ def test_other_topics_keep_their_own_partition_count() -> None:
     assert all(few[name].partitions >= 1 for name in fixed)
 
 
-def test_catalog_and_recommendations_and_only_they_are_compacted() -> None:
+def test_catalog_recommendations_and_model_snapshots_and_only_they_are_compacted() -> None:
     specs = load_specs(Settings())
     compacted = {name for name, spec in specs.items() if spec.cleanup_policy == "compact"}
-    assert compacted == {CATALOG, RECOMMENDATIONS}, f"expected catalog and recommendations compacted; got {compacted}"
+    expected = {CATALOG, RECOMMENDATIONS, MODEL_SNAPSHOTS}
+    assert compacted == expected, f"expected {sorted(expected)} compacted; got {compacted}"
     for name in compacted:
         configs = specs[name].configs()
         assert configs["cleanup.policy"] == "compact" and configs["retention.ms"] == "-1", f"{name}: {configs}"

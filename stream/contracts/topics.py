@@ -22,6 +22,7 @@ __all__ = [
     "ERASE_WITHIN_A_DAY",
     "EVENTS",
     "MODEL",
+    "MODEL_SNAPSHOTS",
     "RECOMMENDATIONS",
     "TOPICS_DIR",
     "TopicSpec",
@@ -34,7 +35,7 @@ if not TOPICS_DIR.is_dir():  # installed as a wheel: the specs ship inside the p
     TOPICS_DIR = Path(__file__).resolve().parents[1] / "topics"
 
 EVENTS, CATALOG, COMMANDS, RECOMMENDATIONS = "playback-events", "catalog", "user-commands", "recommendations"
-MODEL = "model-deltas"
+MODEL, MODEL_SNAPSHOTS = "model-deltas", "model-snapshots"
 DAY_MS = 86_400_000
 #: Configs of the compacted topics that hold a viewer's data (the recommendations topic and the
 #: tables' changelogs): a value overwritten or deleted (a tombstone) is compacted away within a

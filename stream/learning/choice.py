@@ -180,7 +180,7 @@ class Choice:
         self.learned += 1
 
     def to_state(self) -> dict[str, Any]:
-        return {"lr": self.learning_rate, "w": {f: round(v, 6) for f, v in self.weights.items()}, "n": self.learned}
+        return {"lr": self.learning_rate, "w": self.weights, "n": self.learned}
 
     @classmethod
     def from_state(cls, state: dict[str, Any] | None) -> Choice:

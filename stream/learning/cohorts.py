@@ -220,13 +220,14 @@ class Cohorts:
     # -- checkpoint --------------------------------------------------------------
 
     def to_state(self, unit: float = 1.0) -> dict[str, Any]:
-        """The centres and counts (``unit``: the owner's current count unit, see PartitionModel)."""
+        """The centres and counts (``unit``: the owner's current count unit, see SharedModel.unit; 1.0:
+        exactly as stored). JSON; it refers to the live centres: serialise it at once."""
         return {
             "seeded": self.seeded,
-            "centers": {
-                str(c): {g: round(v, 5) for g, v in center.items()} for c, center in self.kmeans.centers.items()
-            },
-            "counts": {k: {i: round(v / unit, 4) for i, v in vs.items()} for k, vs in self.counts.items()},
+            "centers": {str(c): center for c, center in self.kmeans.centers.items()},
+            "counts": {k: {i: v / unit for i, v in vs.items()} for k, vs in self.counts.items()},
+            "max": {k: v / unit for k, v in self._max.items()},
+            "total": {k: v / unit for k, v in self._total.items()},
         }
 
     @classmethod
@@ -234,12 +235,15 @@ class Cohorts:
         cohorts = cls()
         if not state:
             return cohorts
-        cohorts.seeded = state.get("seeded", cohorts.n)
+        cohorts.seeded = int(state.get("seeded", cohorts.n))
         for c, center in state["centers"].items():
-            cohorts.kmeans.centers[int(c)].update(center)
+            cohorts.kmeans.centers[int(c)].update((str(g), float(v)) for g, v in center.items())
             cohorts.kmeans.refresh(int(c))
-        cohorts.counts = {k: dict(vs) for k, vs in state["counts"].items()}
+        cohorts.counts = {str(k): {str(i): float(v) for i, v in vs.items()} for k, vs in state["counts"].items()}
         cohorts._recount()
+        # a count pruned away still counts in its bucket's total and top (see _add)
+        cohorts._max.update((str(k), float(v)) for k, v in state.get("max", {}).items())
+        cohorts._total.update((str(k), float(v)) for k, v in state.get("total", {}).items())
         return cohorts
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -191,6 +192,29 @@ class ItemFactors:
 
     def nbytes(self) -> int:
         return int(self.p.nbytes + self.q.nbytes + self.b.nbytes)
+
+    def to_state(self) -> dict[str, Any]:
+        """The factors exactly as they are (the vectors as numpy arrays: a copy, the rows in use)."""
+        n = len(self.index)
+        return {
+            "dim": self.dim, "rate": self.rate, "decay": self.decay, "learned": self.learned,
+            "titles": list(self._names), "p": self.p[:n].copy(), "q": self.q[:n].copy(), "b": self.b[:n].copy(),
+        }  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> ItemFactors:
+        """The factors of a :meth:`to_state`; ValueError if the arrays do not fit the titles."""
+        factors = cls(int(state["dim"]), float(state["rate"]), float(state["decay"]))
+        names = [str(t) for t in state["titles"]]
+        n, dim = len(names), factors.dim
+        p, q, b = (np.array(state[k], dtype=np.float32) for k in ("p", "q", "b"))  # copies: learning writes
+        if p.shape != (n, dim) or q.shape != (n, dim) or b.shape != (n,):
+            raise ValueError(f"factors: expected {n} titles' vectors of {dim}")
+        factors.p, factors.q, factors.b = p, q, b
+        factors._names = names
+        factors.index = {t: row for row, t in enumerate(names)}
+        factors.learned = int(state["learned"])
+        return factors
 
 
 def _grown(a: np.ndarray, size: int) -> np.ndarray:

@@ -91,7 +91,7 @@ class Outcome:
         # River has no public setter for learned weights; the round-trip test pins this.
         outcome.linear._weights = utils.VectorDict(dict(state["w"]))
         outcome.linear.intercept = state["b"]
-        outcome.learned = state["n"]
+        outcome.learned = outcome.linear.optimizer.n_iterations = state["n"]
         mean, n = state["mae"]
         if n:
             outcome.mae._mean.update(mean, n)

@@ -69,6 +69,7 @@ __all__ = [
     "KEPT_LESSONS",
     "POPULARITY_HALF_LIFE",
     "REPEATS",
+    "SNAPSHOT_FORMAT",
     "WINDOW",
     "Bucket",
     "Competitors",
@@ -112,6 +113,8 @@ KEPT_LESSONS = 5000
 #: Deltas among which a repeat is recognised: those a worker that took over a crashed one's
 #: partitions publishes again come within seconds of the first.
 REPEATS = 100_000
+#: The version of :meth:`SharedModel.to_state`'s layout; a snapshot of another is not read.
+SNAPSHOT_FORMAT = 1
 
 
 _POPULARITY, _TREND, _FACTOR = FEATURES.index("popularity"), FEATURES.index("trend"), FEATURES.index("factor")
@@ -449,6 +452,59 @@ class SharedModel:
         if self._cohort_unit > 1e12:
             self.cohorts.rescale(self._cohort_unit)
             self._cohort_unit = 1.0
+
+    # -- the snapshot: the whole replica, exactly ------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """Everything this replica holds, exactly (JSON: every float round-trips, the item factors'
+        vectors go as bytes), as of model-topic offset :attr:`position`: a replica that takes it
+        (:meth:`restore`) and applies the records after that offset holds what this one then holds.
+
+        It refers to the live counts: serialise it before the next delta is applied."""
+        lessons = [[at, taste, None if explored is None else list(explored)] for at, taste, explored in self._lessons]
+        return {
+            "format": SNAPSHOT_FORMAT, "position": self.position, "learned": self.learned,
+            "popularity": self.popularity.to_state(), "trend": self.trend.to_state(),
+            "cowatch": self.cowatch.to_state(), "factors": self.factors.to_state(), "choice": self.choice.to_state(),
+            "outcome": self.outcome.to_state(), "trending": self.trending.to_state(),
+            "cohorts": self.cohorts.to_state(), "cohort_unit": self._cohort_unit,
+            "exploration": self.exploration.to_state(),
+            "lessons": lessons, "lessons_after": self._lessons_after,
+            "repeats": self.repeats, "recent": [list(key) for key in self._recent],
+        }  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> SharedModel:
+        """The replica of a :meth:`to_state`; ValueError if it is not one (or of another format)."""
+        if not isinstance(state, dict) or state.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError(f"not a snapshot of the shared model's format {SNAPSHOT_FORMAT}")
+        try:
+            model = cls(int(state["repeats"]))
+            model.position, model.learned = int(state["position"]), int(state["learned"])
+            model.popularity = SharedTrend.from_state(state["popularity"])
+            model.trend = SharedTrend.from_state(state["trend"])
+            model.cowatch = CoWatch.from_state(state["cowatch"])
+            model.factors = ItemFactors.from_state(state["factors"])
+            model.choice = Choice.from_state(state["choice"])
+            model.outcome = Outcome.from_state(state["outcome"])
+            model.trending = Trending.from_state(state["trending"])
+            model.cohorts = Cohorts.from_state(state["cohorts"])
+            model._cohort_unit = float(state["cohort_unit"])
+            model.exploration = Exploration.from_state(state["exploration"])
+            for at, taste, explored in state["lessons"]:
+                kept = None if explored is None else (int(explored[0]), str(explored[1]))
+                model._lessons.append((int(at), None if taste is None else dict(taste), kept))
+            model._lessons_after = int(state["lessons_after"])
+            model._recent.extend((int(p), int(o)) for p, o in state["recent"])
+        except (KeyError, TypeError, IndexError, AttributeError) as exc:
+            raise ValueError(f"not a snapshot of the shared model: {exc!r}") from exc
+        model._seen = set(model._recent)
+        return model
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Become the replica of a :meth:`to_state`, in place (partitions and the processor hold this
+        object); ValueError, and nothing changes, if it is not one."""
+        self.__dict__.update(SharedModel.from_state(state).__dict__)
 
     @property
     def unit(self) -> float:

@@ -32,6 +32,7 @@ import math
 import random
 from collections import deque
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -147,3 +148,20 @@ class SharedTrend:
 
     def share(self, item: str) -> float:
         return self.counts.get(item, 0.0) / self._top if self._top > 0 else 0.0
+
+    def to_state(self) -> dict[str, Any]:
+        """The counts exactly as they are (JSON; it refers to the live counts: serialise it at once)."""
+        return {
+            "half_life": self.half_life, "scale": self.scale, "counts": self.counts, "total": self.total,
+            "recent": list(self.recent), "learned": self.learned, "unit": self._unit, "top": self._top,
+        }  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> SharedTrend:
+        scale = state["scale"]
+        trend = cls(float(state["half_life"]), None if scale is None else float(scale))
+        trend.counts = {str(k): float(v) for k, v in state["counts"].items()}
+        trend.total, trend._unit, trend._top = float(state["total"]), float(state["unit"]), float(state["top"])
+        trend.recent.extend(str(i) for i in state["recent"])
+        trend.learned = int(state["learned"])
+        return trend

@@ -135,7 +135,7 @@ class Trending:
     def to_state(self) -> dict[str, Any]:
         return {
             "newest": self.newest,
-            "windows": {str(w): {i: round(v, 3) for i, v in vs.items()} for w, vs in self.windows.items()},
+            "windows": {str(w): vs for w, vs in self.windows.items()},
         }
 
     @classmethod
@@ -143,7 +143,7 @@ class Trending:
         trending = cls()
         if state:
             trending.newest = state["newest"]
-            trending.windows = {int(w): dict(vs) for w, vs in state["windows"].items()}
+            trending.windows = {int(w): {str(i): float(v) for i, v in vs.items()} for w, vs in state["windows"].items()}
         return trending
 
 
@@ -166,3 +166,9 @@ class Exploration:
 
     def to_state(self) -> dict[str, int]:
         return dict(self.shown)
+
+    @classmethod
+    def from_state(cls, state: dict[str, int]) -> Exploration:
+        exploration = cls()
+        exploration.shown = {str(k): int(n) for k, n in state.items()}  # in order: the oldest first
+        return exploration

@@ -86,6 +86,7 @@ __all__ = [
     "check_versions",
     "delete_row",
     "fetched_to_end",
+    "holds",
     "install",
     "lag",
     "last_fetched_ms",
@@ -461,6 +462,11 @@ def fetched_to_end(app: faust.App, topic: str, partition: int, since_ms: int) ->
     if answered is None or high is None or answered < since_ms or not state.has_valid_position:
         return False
     return bool(state.position >= high)
+
+
+def holds(app: faust.App, topic: str, partition: int) -> bool:
+    """Whether this worker's consumer is assigned ``partition`` of ``topic`` now."""
+    return _partition_state(app, topic, partition) is not None
 
 
 def _partition_state(app: faust.App, topic: str, partition: int) -> Any:

@@ -28,6 +28,7 @@ import hashlib
 import logging
 import socket
 import time
+import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from functools import partial
@@ -37,7 +38,17 @@ import faust
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from stream.contracts.topics import CATALOG, COMMANDS, ERASE_WITHIN_A_DAY, EVENTS, MODEL, RECOMMENDATIONS, load_specs
+from stream.contracts import snapshots
+from stream.contracts.topics import (
+    CATALOG,
+    COMMANDS,
+    ERASE_WITHIN_A_DAY,
+    EVENTS,
+    MODEL,
+    MODEL_SNAPSHOTS,
+    RECOMMENDATIONS,
+    load_specs,
+)
 from stream.contracts.validation import InvalidMessage, decode_catalog, decode_command
 from stream.learning.catalog import Catalog
 from stream.learning.model import PartitionModel
@@ -53,7 +64,7 @@ from stream.processing.step import (
     split_held,
 )
 from stream.runtime import _faust, api
-from stream.runtime.kafka import partitions_of
+from stream.runtime.kafka import partitions_of, read_to_end
 from stream.runtime.metrics import CONTENT_TYPE, Metrics, gauge
 from stream.runtime.tokens import TokenStore
 from stream.settings import Settings
@@ -161,6 +172,12 @@ class StreamApp:
         # The deployment-wide model (trend, co-watch): every worker's replica folds the deltas of the model topic.
         self.shared = SharedModel()
         self.model_ready = asyncio.Event()
+        # model-snapshots: the newest one written here, and the chunk keys its manifest made obsolete
+        self._snapshot_as_of = -1
+        self._snapshot_obsolete: list[bytes] = []
+        # held by the model follower while it applies a fetch's records, and by the snapshot writer while a
+        # thread reads the replica: no delta changes it meanwhile (nothing else in a worker does)
+        self._replica_lock = asyncio.Lock()
         self.processor = Processor(
             self.catalog, s.top_k, s.max_event_bytes, s.half_life_days, s.diversity, s.exploration,
             commands_topic=s.topic(COMMANDS), shared=self.shared, share_deltas=True,
@@ -186,6 +203,9 @@ class StreamApp:
             "commands": 0,
             "ignored": 0,
             "forgotten": 0,
+            "snapshots_written": 0,
+            #: The model-topic offset of the snapshot the replica was loaded from (-1: none).
+            "snapshot_loaded_as_of": -1,
         }
 
         self._batch_lock = asyncio.Lock()  # a revocation waits for the batch being applied
@@ -200,6 +220,8 @@ class StreamApp:
         app.task(self._follow_model)
         app.timer(interval=3600.0)(self._expire_forget_marks)
         app.timer(interval=s.cohort_sync_s)(self._publish_cohorts)
+        if s.model_snapshot_s > 0:
+            app.timer(interval=s.model_snapshot_s)(self._write_model_snapshot)
         app.task(self._checkpoint_idle_partitions)
         app.task(self._report_progress)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]  # faust's stub misses async receivers
@@ -238,7 +260,7 @@ class StreamApp:
         """Write a state row to its events' partition; returns the delivery future."""
         return await _faust.write_row(self.app, table, partition, key, value)
 
-    async def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> Any:
+    async def _send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> Any:
         return await self.app.producer.send(topic, key, value, partition, None, None)
 
     async def _process_fetch(self, fetched: dict[Any, list[Any]]) -> asyncio.Future[Any]:
@@ -584,7 +606,9 @@ class StreamApp:
     async def _follow_model(self) -> None:
         """Read the model topic into this worker's replica of the deployment-wide model, then follow it.
 
-        A worker that starts reads only the last :data:`WINDOW` deltas: older ones weigh little
+        A worker that starts takes the newest snapshot of ``model-snapshots`` (:meth:`_load_snapshot`)
+        and reads the model topic after it. Without one (or one older than what the model topic
+        still holds) it reads only the last :data:`WINDOW` deltas: older ones weigh little
         (:mod:`stream.learning.shared`), so it is ready in seconds however long the deployment
         has run. Each delta's staleness (from its publication to its application
         here) is observed in ``stream_model_staleness_seconds``.
@@ -600,14 +624,19 @@ class StreamApp:
             consumer.assign([tp])
             end = (await consumer.end_offsets([tp]))[tp]
             start = (await consumer.beginning_offsets([tp]))[tp]
-            consumer.seek(tp, max(start, end - WINDOW))
-            self.shared.reading_from(max(start, end - WINDOW))
+            as_of = await self._load_snapshot(start)
+            if as_of is not None:
+                consumer.seek(tp, as_of + 1)
+            else:
+                consumer.seek(tp, max(start, end - WINDOW))
+                self.shared.reading_from(max(start, end - WINDOW))
             while True:
                 batches = await consumer.getmany(timeout_ms=50, max_records=5000)
-                now = time.time()
-                for records in batches.values():
-                    for record in records:
-                        self._apply_delta(record, now)
+                async with self._replica_lock:
+                    now = time.time()
+                    for records in batches.values():
+                        for record in records:
+                            self._apply_delta(record, now)
                 if not self.model_ready.is_set():
                     high = consumer.highwater(tp)
                     if high is None or await consumer.position(tp) >= high:
@@ -615,6 +644,70 @@ class StreamApp:
                         self.model_ready.set()
         finally:
             await consumer.stop()
+
+    async def _load_snapshot(self, start: int) -> int | None:
+        """Take the newest snapshot of ``model-snapshots`` into the replica; the model-topic offset it holds
+        everything up to, or None (and the replica as it was) if there is none that can be used: its
+        chunks missing or corrupt, or the deltas after it deleted from the model topic (``start``: the
+        model topic's first offset)."""
+        topic = self.settings.topic(MODEL_SNAPSHOTS)
+        try:
+            records = await read_to_end(self.settings.bootstrap, topic, timeout_s=120.0)
+            found = snapshots.latest((r.key, r.value) for r in records)
+        except (snapshots.SnapshotError, TimeoutError) as exc:
+            log.warning("the model snapshot cannot be used: %s", exc)
+            return None
+        if found is None:
+            return None
+        # once this worker writes a snapshot, these are left over
+        self._snapshot_obsolete = [*found.stale, *snapshots.chunk_keys(found.manifest)]
+        as_of = int(found.manifest["as_of"])
+        if as_of + 1 < start:
+            log.warning("the model snapshot as of offset %d is older than the model topic's first %d", as_of, start)
+            return None
+        try:
+            self.shared.restore(snapshots.unpack(found.payload))
+        except ValueError as exc:  # a SnapshotError is one too
+            log.warning("the model snapshot as of offset %d cannot be read: %s", as_of, exc)
+            return None
+        log.info(
+            "model snapshot %s taken: as of offset %d, %d deltas", found.manifest["id"], as_of, self.shared.learned
+        )
+        self.counters["snapshot_loaded_as_of"] = as_of
+        return as_of
+
+    async def _write_model_snapshot(self) -> None:
+        """Write this replica of the deployment-wide model to ``model-snapshots``, if this worker holds the
+        events topic's partition 0 (one writer for the deployment) and the replica learned anything since
+        its last one (:mod:`stream.contracts.snapshots`). A thread reads and packs the replica while the
+        model follower waits (the loop goes on ranking with it); a snapshot that fails is tried again at
+        the next interval."""
+        shared = self.shared
+        if not self.model_ready.is_set() or shared.position <= self._snapshot_as_of:
+            return
+        if not _faust.holds(self.app, self.events.get_topic_name(), 0):
+            return
+        topic = self.settings.topic(MODEL_SNAPSHOTS)
+        try:
+            async with self._replica_lock:
+                as_of, began = shared.position, time.perf_counter()
+                payload = await asyncio.to_thread(lambda: snapshots.pack(shared.to_state()))
+                held_ms = (time.perf_counter() - began) * 1000
+            snapshot_id, now_ms = uuid.uuid4().hex[:16], int(time.time() * 1000)
+            records, manifest = await asyncio.to_thread(snapshots.encode, payload, as_of, snapshot_id, now_ms)
+            await asyncio.gather(*[await self._send(topic, key, value, 0) for key, value in records])
+            await (await self._send(topic, snapshots.MANIFEST, manifest, 0))
+            await asyncio.gather(*[await self._send(topic, key, None, 0) for key in self._snapshot_obsolete])
+        except Exception:  # the broker, or a bug: logged, and the next interval tries again
+            log.exception("the model snapshot as of offset %d was not written", shared.position)
+            return
+        self._snapshot_obsolete = [key for key, _ in records]
+        self._snapshot_as_of = as_of
+        self.counters["snapshots_written"] += 1
+        log.info(
+            "model snapshot as of offset %d written: %d bytes packed, %d chunks; deltas waited %.0f ms",
+            as_of, len(payload), len(records), held_ms,
+        )  # fmt: skip
 
     def _apply_delta(self, record: Any, now: float) -> None:
         try:
@@ -738,7 +831,11 @@ class StreamApp:
         ]  # fmt: skip
 
     def health(self) -> dict[str, Any]:
-        return {"catalog_titles": len(self.catalog), "catalog_ready": self.catalog_ready.is_set(), **self.counters}
+        return {
+            "catalog_titles": len(self.catalog), "catalog_ready": self.catalog_ready.is_set(),
+            "model_ready": self.model_ready.is_set(), "model_position": self.shared.position,
+            "model_learned": self.shared.learned, **self.counters,
+        }  # fmt: skip
 
 
 def _raw(message: Any) -> RawMessage:
