@@ -654,7 +654,7 @@ class StreamApp:
         try:
             records = await read_to_end(self.settings.bootstrap, topic, timeout_s=120.0)
             found = snapshots.latest((r.key, r.value) for r in records)
-        except (snapshots.SnapshotError, TimeoutError) as exc:
+        except (snapshots.SnapshotError, TimeoutError, RuntimeError) as exc:  # RuntimeError: no such topic
             log.warning("the model snapshot cannot be used: %s", exc)
             return None
         if found is None:
