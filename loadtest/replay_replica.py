@@ -29,7 +29,10 @@ from stream.learning.profile import Profile
 from stream.processing.step import Processor, RawMessage
 from stream.settings import Settings
 
-__all__ = ["RatingScore", "Replica"]
+__all__ = ["EVENTS_PER_S", "RatingScore", "Replica"]
+
+#: The pace the replica's clock assumes (about a worker's on this machine's replays of MovieTweetings).
+EVENTS_PER_S = 1000.0
 
 
 class Replica:
@@ -52,6 +55,11 @@ class Replica:
         self.rows: dict[str, bytes] = {}
         self.topic = topic
         self._partitioner = DefaultPartitioner()
+        #: Events applied. The caches a worker refreshes by the wall clock (the trending windows' values,
+        #: every ``REFRESH_S``) go by this instead, as if a worker applied :data:`EVENTS_PER_S` a second:
+        #: the same log and code then give the same lists however fast the machine runs the replay.
+        self.events_applied = 0
+        self.processor.shared.trending.clock = lambda: self.events_applied / EVENTS_PER_S
 
     def partition(self, user_id: str) -> int:
         return int(self._partitioner(user_id.encode(), self.partitions, self.partitions))
@@ -83,6 +91,7 @@ class Replica:
         for doc in events:
             messages.append(RawMessage(key, orjson.dumps(doc), self.topic, p, self.offsets[p]))
             self.offsets[p] += 1
+        self.events_applied += len(messages)
         result = self.processor.process(messages, self.rows, self.models[p], now_ms=int(events[-1]["ts"]))
         for user, profile in result.profiles.items():
             self.rows[user] = profile.dumps()

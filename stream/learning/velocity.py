@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,9 @@ class Trending:
         self._rows_of = 0  # which list (its id)
         #: Longest the values are reused while new counts arrive (0: always current).
         self.refresh_s = REFRESH_S
+        #: Seconds, for ``refresh_s``: the wall clock in a worker; an offline replay gives one that counts
+        #: its events, so what it measures does not depend on how fast the machine runs it.
+        self.clock: Callable[[], float] = time.monotonic
 
     def record(self, item_id: str, ts: int, value: float) -> None:
         """Add ``value`` (+1 a start or finish, -3 an early skip) to the title's window of ``ts``."""
@@ -77,7 +81,7 @@ class Trending:
 
     def values(self) -> dict[str, float]:
         """Each active title's trend, -1..1: signed, log-scaled, weighed by window age."""
-        if self._values is not None and not (self._dirty and time.monotonic() - self._at >= self.refresh_s):
+        if self._values is not None and not (self._dirty and self.clock() - self._at >= self.refresh_s):
             return self._values
         net: dict[str, float] = {}
         for start, window in self.windows.items():
@@ -87,7 +91,7 @@ class Trending:
         top = max((abs(v) for v in net.values()), default=0.0)
         scale = math.log1p(top) if top > 0 else 1.0
         self._values = {i: math.copysign(math.log1p(abs(v)) / scale, v) for i, v in net.items() if v}
-        self._at = time.monotonic()
+        self._at = self.clock()
         self._dirty = False
         self._version += 1
         return self._values
