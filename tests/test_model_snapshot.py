@@ -182,8 +182,15 @@ async def test_a_worker_that_starts_takes_the_snapshot_and_holds_what_the_writer
     assert replica.learned >= 60 and replica.cohorts.seeded >= 1
 
     workers.start(model_snapshot_s=0)  # a worker that starts now takes the newest snapshot
-    started = _health(workers.configs[1])
-    assert started["model_ready"] and started["snapshot_loaded_as_of"] >= as_of
+    first, second = workers.configs
+    # ready (its catalog loaded) is not yet its replica loaded
+    await _until(lambda: _health(second)["model_ready"], 60, "the new worker's replica to be loaded")
+    started = _health(second)
+    assert started["snapshot_loaded_as_of"] >= as_of
     assert started["deltas_applied"] < replica.learned, "it read the deltas after the snapshot only"
-    assert started["model_learned"] == _health(workers.configs[0])["model_learned"]
+    await _until(
+        lambda: _health(second)["model_learned"] == _health(first)["model_learned"] >= replica.learned,
+        30,
+        "the new worker's replica to hold every delta the writer's holds",
+    )
     assert writer.poll() is None
