@@ -28,7 +28,7 @@ from stream.learning.choice import SAMPLED
 from stream.learning.cowatch import HISTORY, KEEP
 from stream.learning.shared import SharedModel
 
-__all__ = ["resident_bytes"]
+__all__ = ["fill", "resident_bytes", "snapshot_cost"]
 
 
 def resident_bytes() -> int:
@@ -38,32 +38,39 @@ def resident_bytes() -> int:
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--titles", type=int, default=100_000)
-    p.add_argument("--deltas", type=int, default=3_000_000, help="most finishes to apply (each after its start)")
-    p.add_argument("--seed", type=int, default=7)
-    args = p.parse_args()
-    rng = np.random.default_rng(args.seed)
-    ids = [f"tt{n:07d}" for n in range(args.titles)]
-    weights = 1.0 / np.arange(1, args.titles + 1) ** 0.5
+def fill(titles: int, most: int, seed: int = 7) -> tuple[SharedModel, int]:
+    """A replica fed finishes (each after its start) over ``titles`` titles until every title's neighbour
+    list is as full as pruning lets it be, or ``most`` finishes; and the finishes fed."""
+    rng = np.random.default_rng(seed)
+    ids = [f"tt{n:07d}" for n in range(titles)]
+    weights = 1.0 / np.arange(1, titles + 1) ** 0.5
     weights /= weights.sum()
-    before = resident_bytes()
     shared = SharedModel()
-    t0 = time.monotonic()
     batch = 100_000
     done = 0
-    while done < args.deltas:
-        draws = rng.choice(args.titles, size=(batch, 1 + HISTORY + SAMPLED), p=weights)
-        for row in draws.tolist():  # the viewer's start, then its finish
+    while done < most:
+        draws = rng.choice(titles, size=(batch, 1 + HISTORY + SAMPLED), p=weights)
+        for row in draws.tolist()[: most - done]:  # the viewer's start, then its finish
             shared.apply(done % 64, 2 * done, ids[row[0]], start=True)
             history = [ids[r] for r in row[1 : 1 + HISTORY]]
             drawn = [ids[r] for r in dict.fromkeys(row[1 + HISTORY :]) if r != row[0]]  # each once, as drawn
             shared.apply(done % 64, 2 * done + 1, ids[row[0]], history, competitors=(drawn, [-3.0] * len(drawn)))
             done += 1
         full = sum(1 for nb in shared.cowatch.co.values() if len(nb) >= KEEP)
-        if full >= 0.99 * args.titles:
+        if full >= 0.99 * titles:
             break
+    return shared, done
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--titles", type=int, default=100_000)
+    p.add_argument("--deltas", type=int, default=3_000_000, help="most finishes to apply (each after its start)")
+    p.add_argument("--seed", type=int, default=7)
+    args = p.parse_args()
+    before = resident_bytes()
+    t0 = time.monotonic()
+    shared, done = fill(args.titles, args.deltas, args.seed)
     after = resident_bytes()
     co = shared.cowatch.co
     entries = sum(map(len, co.values()))

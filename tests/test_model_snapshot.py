@@ -186,7 +186,7 @@ async def test_a_worker_that_starts_takes_the_snapshot_and_holds_what_the_writer
     # ready (its catalog loaded) is not yet its replica loaded
     await _until(lambda: _health(second)["model_ready"], 60, "the new worker's replica to be loaded")
     started = _health(second)
-    assert started["snapshot_loaded_as_of"] >= as_of
+    assert started["model_snapshot_loaded"]["as_of"] >= as_of
     assert started["deltas_applied"] < replica.learned, "it read the deltas after the snapshot only"
     await _until(
         lambda: _health(second)["model_learned"] == _health(first)["model_learned"] >= replica.learned,

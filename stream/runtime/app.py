@@ -204,9 +204,9 @@ class StreamApp:
             "ignored": 0,
             "forgotten": 0,
             "snapshots_written": 0,
-            #: The model-topic offset of the snapshot the replica was loaded from (-1: none).
-            "snapshot_loaded_as_of": -1,
         }
+        #: The snapshot the replica was loaded from: its id and model-topic offset (None: none).
+        self.snapshot_loaded: dict[str, Any] | None = None
 
         self._batch_lock = asyncio.Lock()  # a revocation waits for the batch being applied
         self._in_flight: set[asyncio.Future[Any]] = set()  # batches applied, not yet delivered
@@ -673,7 +673,8 @@ class StreamApp:
         log.info(
             "model snapshot %s taken: as of offset %d, %d deltas", found.manifest["id"], as_of, self.shared.learned
         )
-        self.counters["snapshot_loaded_as_of"] = as_of
+        self.snapshot_loaded = {"id": found.manifest["id"], "as_of": as_of}
+        self._snapshot_as_of = as_of  # as if written here: none is needed until the replica learns more
         return as_of
 
     async def _write_model_snapshot(self) -> None:
@@ -834,7 +835,7 @@ class StreamApp:
         return {
             "catalog_titles": len(self.catalog), "catalog_ready": self.catalog_ready.is_set(),
             "model_ready": self.model_ready.is_set(), "model_position": self.shared.position,
-            "model_learned": self.shared.learned, **self.counters,
+            "model_learned": self.shared.learned, "model_snapshot_loaded": self.snapshot_loaded, **self.counters,
         }  # fmt: skip
 
 
