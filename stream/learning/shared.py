@@ -28,7 +28,9 @@ centres must be the same in every replica: each worker publishes its cohorts' st
 
 In a worker the deltas come back from the model topic, so every worker's replica learns
 every partition's deltas (:mod:`stream.runtime.app`); offline, the processor learns them at
-once (:meth:`SharedModel.learn_delta`).
+once (:meth:`SharedModel.learn_delta`). A worker that starts takes a snapshot of a replica
+(:meth:`SharedModel.to_state`, written to ``model-snapshots`` by one worker every few minutes:
+:mod:`stream.contracts.snapshots`) and reads the model topic after the snapshot's offset.
 
 >>> m = SharedModel()
 >>> [m.apply(0, 1, "b", ["a"]), m.apply(0, 1, "b", ["a"]), m.apply(3, 1, "c", ["b", "a"])]
@@ -456,11 +458,12 @@ class SharedModel:
     # -- the snapshot: the whole replica, exactly ------------------------------------------------------
 
     def to_state(self) -> dict[str, Any]:
-        """Everything this replica holds, exactly (JSON: every float round-trips, the item factors'
-        vectors go as bytes), as of model-topic offset :attr:`position`: a replica that takes it
-        (:meth:`restore`) and applies the records after that offset holds what this one then holds.
+        """Everything this replica holds, exactly, as of model-topic offset :attr:`position`: a replica that
+        takes it (:meth:`restore`) and applies the records after that offset holds what this one then holds.
+        JSON values (every float round-trips) and numpy arrays (the item factors, the co-counts by column),
+        which :func:`stream.contracts.snapshots.pack` stores as they are.
 
-        It refers to the live counts: serialise it before the next delta is applied."""
+        It reads only, and refers to the live counts: pack it before the next delta is applied."""
         lessons = [[at, taste, None if explored is None else list(explored)] for at, taste, explored in self._lessons]
         return {
             "format": SNAPSHOT_FORMAT, "position": self.position, "learned": self.learned,
