@@ -73,3 +73,40 @@ def test_a_competitor_drawn_by_the_trend_carries_the_log_of_how_often_it_is_draw
         assert correction == pytest.approx(math.log(1 - (1 - q) ** 8)), "its chance to be among 8 draws"
     drawn = Counter(catalog.ids[r] for s in range(300) for r in competitors(catalog, 0, [], f"e{s}", trend)[0])
     assert drawn["t1"] > drawn["t2"] > drawn["t3"], "titles are drawn by their trend as well as uniformly"
+
+
+def test_a_floor_keeps_a_weight_from_going_below_it_while_the_others_learn_as_before() -> None:
+    """Viewers keep choosing the less popular of two titles, and the more trending: the popularity weight
+    is taught down, the trend weight up. With a floor on popularity it stops there, the trend's is as
+    without one; the floor survives a checkpoint."""
+    pop, trend = FEATURES.index("popularity"), FEATURES.index("trend")
+    diffs = np.zeros((1, len(FEATURES)))
+    diffs[0, pop], diffs[0, trend] = -0.8, 0.5
+    free, floored = Choice(), Choice(floor={"popularity": -0.25})
+    for _ in range(400):
+        free.learn_many(diffs, np.zeros(1))
+        floored.learn_many(diffs, np.zeros(1))
+    assert free.weights["popularity"] < -0.25 and free.weights["trend"] > 0.5
+    assert floored.weights["popularity"] == -0.25
+    assert floored.weights["trend"] >= free.weights["trend"], "the trend does the rest of the work"
+    restored = Choice.from_state(floored.to_state())
+    assert restored.floor == {"popularity": -0.25}
+    restored.learn_many(diffs, np.zeros(1))
+    assert restored.weights["popularity"] == -0.25
+
+
+def test_no_ranking_weight_of_the_deployment_goes_below_zero() -> None:
+    """Each feature is built so that more of it speaks for a title; the shared choice learner's floor keeps
+    every ranking weight (the prior's plus the correction) at 0 or above, however the choices go."""
+    from stream.learning.model import PartitionModel
+    from stream.learning.outcome import PRIOR
+
+    model = PartitionModel()
+    rng = np.random.default_rng(3)
+    pop = FEATURES.index("popularity")
+    for _ in range(500):  # the chosen titles are the less popular ones; the rest is noise
+        diffs = rng.normal(0.0, 1.0, (8, len(FEATURES)))
+        diffs[:, pop] = -abs(diffs[:, pop])
+        model.shared.choice.learn_many(diffs, rng.normal(0.0, 1.0, 8))
+    assert min(model.weights.values()) >= 0.0
+    assert model.weights["popularity"] == 0.0 < PRIOR["popularity"], "held at its floor"

@@ -141,12 +141,17 @@ class Choice:
     title's, by name; ``y``, 1.0 (the first was chosen) or 0.0; ``offset``, what the rest of the
     score already gives ``x``. :meth:`learn_many`: one title chosen over several (the module's
     sampled softmax); ``learned`` counts the choices learned.
+
+    ``floor``: the least each weight may be, by feature (a projected step: a weight the step takes
+    below it stays at it); features it leaves out have none.
     """
 
-    def __init__(self, learning_rate: float = 0.05) -> None:
+    def __init__(self, learning_rate: float = 0.05, floor: dict[str, float] | None = None) -> None:
         self.learning_rate = learning_rate
         self.w = np.zeros(len(FEATURES), dtype=np.float64)  # in FEATURES order
         self.learned = 0
+        self.floor = dict(floor or {})
+        self._floor = np.asarray([self.floor.get(f, -np.inf) for f in FEATURES], dtype=np.float64)
 
     @property
     def weights(self) -> dict[str, float]:
@@ -164,6 +169,7 @@ class Choice:
         w = self.w
         diff = self._vector(x)
         w += self.learning_rate * (y - _sigmoid(offset + float(w @ diff))) * diff
+        np.maximum(w, self._floor, out=w)
         self.learned += 1
 
     def learn_many(self, diffs: np.ndarray, offsets: np.ndarray) -> None:
@@ -177,16 +183,17 @@ class Choice:
         e = np.exp(z - top)
         p = e / (math.exp(-top) + float(e.sum()))
         self.w += self.learning_rate * (p @ diffs)
+        np.maximum(self.w, self._floor, out=self.w)
         self.learned += 1
 
     def to_state(self) -> dict[str, Any]:
-        return {"lr": self.learning_rate, "w": self.weights, "n": self.learned}
+        return {"lr": self.learning_rate, "w": self.weights, "n": self.learned, "floor": self.floor}
 
     @classmethod
     def from_state(cls, state: dict[str, Any] | None) -> Choice:
         choice = cls()
         if state:
-            choice = cls(state["lr"])
+            choice = cls(state["lr"], {str(f): float(v) for f, v in state.get("floor", {}).items()})
             choice.w = np.asarray([state["w"].get(f, 0.0) for f in FEATURES], dtype=np.float64)
             choice.learned = state["n"]
         return choice

@@ -62,7 +62,7 @@ from stream.learning.cowatch import HALF_LIFE as COWATCH_HALF_LIFE
 from stream.learning.cowatch import CoWatch
 from stream.learning.factors import ItemFactors
 from stream.learning.features import FEATURES
-from stream.learning.outcome import Outcome
+from stream.learning.outcome import PRIOR, Outcome
 from stream.learning.trend import SharedTrend
 from stream.learning.velocity import Exploration, Trending
 
@@ -260,7 +260,9 @@ class SharedModel:
         self.trend = SharedTrend()
         self.cowatch = CoWatch()
         self.factors = ItemFactors()
-        self.choice = Choice()
+        # every feature is built so that more of it speaks for a title: no ranking weight (the prior's plus
+        # the correction learned) goes below 0 (see Choice's floor and the README's "What a snapshot reflects")
+        self.choice = Choice(floor={f: -PRIOR[f] for f in FEATURES})
         self.outcome = Outcome()
         self.trending = Trending()
         #: Viewers' taste cohorts: their centres, and what each cohort finished or liked (by context).
