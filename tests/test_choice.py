@@ -77,8 +77,8 @@ def test_a_competitor_drawn_by_the_trend_carries_the_log_of_how_often_it_is_draw
 
 def test_a_floor_keeps_a_weight_from_going_below_it_while_the_others_learn_as_before() -> None:
     """Viewers keep choosing the less popular of two titles, and the more trending: the popularity weight
-    is taught down, the trend weight up. With a floor on popularity it stops there, the trend's is as
-    without one; the floor survives a checkpoint."""
+    is taught down, the trend weight up. With a floor on popularity it stops there and the trend's
+    grows as much or more (it does the rest); the floor survives a checkpoint."""
     pop, trend = FEATURES.index("popularity"), FEATURES.index("trend")
     diffs = np.zeros((1, len(FEATURES)))
     diffs[0, pop], diffs[0, trend] = -0.8, 0.5

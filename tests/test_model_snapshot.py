@@ -137,8 +137,33 @@ def test_the_newest_manifest_names_the_snapshot_and_its_chunks_must_all_be_there
     with pytest.raises(snapshots.SnapshotError, match="do not match"):
         snapshots.latest([*topic, (new[1][0], b"zzzzzzzz")])
     assert snapshots.latest(new) is None, "no manifest: no snapshot"
-    with pytest.raises(snapshots.SnapshotError):
-        snapshots.unpack(b"y" * 7000)
+    for not_packed in (b"y" * 7000, b"", np.zeros(3).tobytes()):
+        with pytest.raises(snapshots.SnapshotError):
+            snapshots.unpack(not_packed)
+    with pytest.raises(snapshots.SnapshotError, match="missing"):  # a count past what the topic holds
+        snapshots.latest([*new, (snapshots.MANIFEST, orjson.dumps({**orjson.loads(new_manifest), "chunks": 10**12}))])
+
+
+def test_reading_the_topic_holds_only_each_key_s_newest_value_in_the_order_written() -> None:
+    class Record:
+        def __init__(self, key: bytes | None, value: bytes | None) -> None:
+            self.key, self.value = key, value
+
+    compacted = snapshots.Compacted()
+    compacted.add([Record(b"a/0", b"1"), Record(b"manifest", b"m1"), Record(None, b"x")])
+    compacted.add([Record(b"b/0", b"2"), Record(b"a/0", None), Record(b"manifest", b"m2")])
+    assert compacted.records() == [(b"b/0", b"2"), (b"manifest", b"m2")]
+
+
+def test_the_floor_of_the_choice_learner_is_the_code_s_not_an_old_snapshot_s() -> None:
+    """A snapshot written before the floor existed carries none: the replica taking it keeps the floor
+    its code gives, as a replica that read the deltas does."""
+    replica = SharedModel()
+    _fold(replica, _records()[:20], 0)
+    state = _written(replica)
+    del state["choice"]["floor"]
+    taken = SharedModel.from_state(state)
+    assert taken.choice.floor == SharedModel().choice.floor and taken.choice.floor
 
 
 @pytest.mark.broker

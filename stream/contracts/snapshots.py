@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +38,18 @@ from typing import Any
 import numpy as np
 import orjson
 
-__all__ = ["CHUNK_BYTES", "MANIFEST", "Found", "SnapshotError", "chunk_keys", "encode", "latest", "pack", "unpack"]
+__all__ = [
+    "CHUNK_BYTES",
+    "MANIFEST",
+    "Compacted",
+    "Found",
+    "SnapshotError",
+    "chunk_keys",
+    "encode",
+    "latest",
+    "pack",
+    "unpack",
+]
 
 MANIFEST = b"manifest"
 #: Largest chunk: well under the broker's default message.max.bytes (1 MiB) with the record's overhead.
@@ -88,7 +98,7 @@ def unpack(payload: bytes) -> dict[str, Any]:
         with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
         tree = orjson.loads(arrays.pop("state").tobytes())
-    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as exc:  # orjson's errors are ValueErrors
+    except Exception as exc:  # numpy raises what it meets (EOFError for nothing, TypeError for a lone array)
         raise SnapshotError(f"not a packed snapshot: {exc!r}") from exc
 
     def fill(node: Any) -> Any:
@@ -130,6 +140,31 @@ def chunk_keys(manifest: dict[str, Any]) -> list[bytes]:
     return [f"{manifest['id']}/{n}".encode() for n in range(int(manifest["chunks"]))]
 
 
+class Compacted:
+    """The newest value of each key of records read in topic order, as compaction would leave them (a
+    tombstone removes its key): :meth:`add` each fetched batch, then :func:`latest` of :meth:`records`.
+    Only what is current is held, however many snapshots the topic still holds before compaction."""
+
+    def __init__(self) -> None:
+        self._values: dict[bytes, tuple[int, bytes]] = {}
+        self._n = 0
+
+    def add(self, records: Iterable[Any]) -> None:
+        """Records with ``key`` and ``value`` (aiokafka's), in topic order."""
+        for record in records:
+            self._n += 1
+            if record.key is None:
+                continue
+            if record.value is None:
+                self._values.pop(record.key, None)
+            else:
+                self._values[record.key] = (self._n, record.value)
+
+    def records(self) -> list[tuple[bytes, bytes]]:
+        """The current (key, value) pairs, in the order they were written."""
+        return [(key, value) for key, (_, value) in sorted(self._values.items(), key=lambda kv: kv[1][0])]
+
+
 def latest(records: Iterable[tuple[bytes | None, bytes | None]]) -> Found | None:
     """The snapshot of the newest manifest among ``records`` (key, value; in topic order); None if there is
     no manifest. SnapshotError if its chunks are missing or do not match it."""
@@ -148,11 +183,13 @@ def latest(records: Iterable[tuple[bytes | None, bytes | None]]) -> Found | None
         return None
     try:
         manifest = orjson.loads(raw)
-        keys = chunk_keys(manifest)
-        expected_bytes, digest = int(manifest["bytes"]), str(manifest["blake2b"])
-        as_of = int(manifest["as_of"])
+        count, expected_bytes = int(manifest["chunks"]), int(manifest["bytes"])
+        digest, as_of = str(manifest["blake2b"]), int(manifest["as_of"])
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise SnapshotError(f"the manifest is not one: {exc!r}") from exc
+    if not 0 < count <= len(values) or expected_bytes < 0:  # checked before a key is made per chunk
+        raise SnapshotError(f"snapshot {manifest.get('id')} as of {as_of}: {count} chunks missing or more")
+    keys = chunk_keys(manifest)
     missing = [k.decode() for k in keys if k not in values]
     if missing:
         raise SnapshotError(f"snapshot {manifest['id']} as of {as_of}: chunks missing ({', '.join(missing[:3])})")

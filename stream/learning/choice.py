@@ -190,10 +190,12 @@ class Choice:
         return {"lr": self.learning_rate, "w": self.weights, "n": self.learned, "floor": self.floor}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any] | None) -> Choice:
-        choice = cls()
+    def from_state(cls, state: dict[str, Any] | None, floor: dict[str, float] | None = None) -> Choice:
+        """A learner from its state; ``floor``, if given, instead of the state's (the code's own)."""
+        choice = cls(floor=floor)
         if state:
-            choice = cls(state["lr"], {str(f): float(v) for f, v in state.get("floor", {}).items()})
+            kept = {str(f): float(v) for f, v in state.get("floor", {}).items()}
+            choice = cls(state["lr"], kept if floor is None else floor)
             choice.w = np.asarray([state["w"].get(f, 0.0) for f in FEATURES], dtype=np.float64)
             choice.learned = state["n"]
         return choice

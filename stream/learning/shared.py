@@ -462,7 +462,7 @@ class SharedModel:
     def to_state(self) -> dict[str, Any]:
         """Everything this replica holds, exactly, as of model-topic offset :attr:`position`: a replica that
         takes it (:meth:`restore`) and applies the records after that offset holds what this one then holds.
-        JSON values (every float round-trips) and numpy arrays (the item factors, the co-counts by column),
+        JSON values (every finite float round-trips) and numpy arrays (the item factors, the co-counts by column),
         which :func:`stream.contracts.snapshots.pack` stores as they are.
 
         It reads only, and refers to the live counts: pack it before the next delta is applied."""
@@ -490,7 +490,7 @@ class SharedModel:
             model.trend = SharedTrend.from_state(state["trend"])
             model.cowatch = CoWatch.from_state(state["cowatch"])
             model.factors = ItemFactors.from_state(state["factors"])
-            model.choice = Choice.from_state(state["choice"])
+            model.choice = Choice.from_state(state["choice"], floor=model.choice.floor)  # the code's floor
             model.outcome = Outcome.from_state(state["outcome"])
             model.trending = Trending.from_state(state["trending"])
             model.cohorts = Cohorts.from_state(state["cohorts"])
@@ -509,7 +509,11 @@ class SharedModel:
     def restore(self, state: dict[str, Any]) -> None:
         """Become the replica of a :meth:`to_state`, in place (partitions and the processor hold this
         object); ValueError, and nothing changes, if it is not one."""
-        self.__dict__.update(SharedModel.from_state(state).__dict__)
+        self.become(SharedModel.from_state(state))
+
+    def become(self, other: SharedModel) -> None:
+        """Hold what ``other`` holds, in place (``other`` is not to be used after)."""
+        self.__dict__.update(other.__dict__)
 
     @property
     def unit(self) -> float:

@@ -175,6 +175,7 @@ class StreamApp:
         # model-snapshots: the newest one written here, and the chunk keys its manifest made obsolete
         self._snapshot_as_of = -1
         self._snapshot_obsolete: list[bytes] = []
+        self._snapshot_writer = False  # this worker wrote the last snapshot it knows of
         # held by the model follower while it applies a fetch's records, and by the snapshot writer while a
         # thread reads the replica: no delta changes it meanwhile (nothing else in a worker does)
         self._replica_lock = asyncio.Lock()
@@ -645,34 +646,36 @@ class StreamApp:
         finally:
             await consumer.stop()
 
+    async def _read_snapshots(self) -> snapshots.Found | None:
+        """The newest snapshot on ``model-snapshots`` (None: none); SnapshotError if it cannot be used.
+        Only each key's newest value is held while the topic is read (it may hold several snapshots
+        until compaction has run), and the snapshot is checked off the loop."""
+        compacted = snapshots.Compacted()
+        s = self.settings
+        await read_to_end(s.bootstrap, s.topic(MODEL_SNAPSHOTS), timeout_s=300.0, on_records=compacted.add)
+        return await asyncio.to_thread(snapshots.latest, compacted.records())
+
     async def _load_snapshot(self, start: int) -> int | None:
         """Take the newest snapshot of ``model-snapshots`` into the replica; the model-topic offset it holds
         everything up to, or None (and the replica as it was) if there is none that can be used: its
-        chunks missing or corrupt, or the deltas after it deleted from the model topic (``start``: the
-        model topic's first offset)."""
-        topic = self.settings.topic(MODEL_SNAPSHOTS)
+        chunks missing or corrupt, the deltas after it deleted from the model topic (``start``: the
+        model topic's first offset), or the topic unreadable. It is unpacked and rebuilt off the loop."""
         try:
-            records = await read_to_end(self.settings.bootstrap, topic, timeout_s=120.0)
-            found = snapshots.latest((r.key, r.value) for r in records)
-        except (snapshots.SnapshotError, TimeoutError, RuntimeError) as exc:  # RuntimeError: no such topic
-            log.warning("the model snapshot cannot be used: %s", exc)
+            found = await self._read_snapshots()
+            if found is None:
+                return None
+            # once this worker writes a snapshot, these are left over
+            self._snapshot_obsolete = [*found.stale, *snapshots.chunk_keys(found.manifest)]
+            as_of = int(found.manifest["as_of"])
+            if as_of + 1 < start:
+                log.warning("the model snapshot as of offset %d is older than the model topic's first %d", as_of, start)
+                return None
+            taken = await asyncio.to_thread(lambda: SharedModel.from_state(snapshots.unpack(found.payload)))
+        except Exception as exc:  # whatever the snapshot or the broker did, the worker starts from the window
+            log.warning("the model snapshot cannot be used: %r", exc)
             return None
-        if found is None:
-            return None
-        # once this worker writes a snapshot, these are left over
-        self._snapshot_obsolete = [*found.stale, *snapshots.chunk_keys(found.manifest)]
-        as_of = int(found.manifest["as_of"])
-        if as_of + 1 < start:
-            log.warning("the model snapshot as of offset %d is older than the model topic's first %d", as_of, start)
-            return None
-        try:
-            self.shared.restore(snapshots.unpack(found.payload))
-        except ValueError as exc:  # a SnapshotError is one too
-            log.warning("the model snapshot as of offset %d cannot be read: %s", as_of, exc)
-            return None
-        log.info(
-            "model snapshot %s taken: as of offset %d, %d deltas", found.manifest["id"], as_of, self.shared.learned
-        )
+        self.shared.become(taken)
+        log.info("model snapshot %s taken: as of offset %d, %d deltas", found.manifest["id"], as_of, taken.learned)
         self.snapshot_loaded = {"id": found.manifest["id"], "as_of": as_of}
         self._snapshot_as_of = as_of  # as if written here: none is needed until the replica learns more
         return as_of
@@ -681,26 +684,40 @@ class StreamApp:
         """Write this replica of the deployment-wide model to ``model-snapshots``, if this worker holds the
         events topic's partition 0 (one writer for the deployment) and the replica learned anything since
         its last one (:mod:`stream.contracts.snapshots`). A thread reads and packs the replica while the
-        model follower waits (the loop goes on ranking with it); a snapshot that fails is tried again at
-        the next interval."""
+        model follower waits; the loop keeps serving, slowed while the thread holds the interpreter. A
+        worker that takes over the writing first reads what the topic holds, to delete it once its own
+        snapshot is written. A snapshot that fails is tried again at the next interval."""
         shared = self.shared
+        if not _faust.holds(self.app, self.events.get_topic_name(), 0):
+            self._snapshot_writer = False
+            return
         if not self.model_ready.is_set() or shared.position <= self._snapshot_as_of:
             return
-        if not _faust.holds(self.app, self.events.get_topic_name(), 0):
-            return
         topic = self.settings.topic(MODEL_SNAPSHOTS)
+        sent: list[Any] = []  # the chunks' delivery futures
+        records: list[tuple[bytes, bytes]] = []
         try:
+            if not self._snapshot_writer:  # taking over: the last writer's snapshot is left over after ours
+                found = await self._read_snapshots()
+                if found is not None:
+                    known = {*self._snapshot_obsolete, *found.stale, *snapshots.chunk_keys(found.manifest)}
+                    self._snapshot_obsolete = sorted(known)
+                self._snapshot_writer = True
             async with self._replica_lock:
                 as_of, began = shared.position, time.perf_counter()
                 payload = await asyncio.to_thread(lambda: snapshots.pack(shared.to_state()))
                 held_ms = (time.perf_counter() - began) * 1000
             snapshot_id, now_ms = uuid.uuid4().hex[:16], int(time.time() * 1000)
             records, manifest = await asyncio.to_thread(snapshots.encode, payload, as_of, snapshot_id, now_ms)
-            await asyncio.gather(*[await self._send(topic, key, value, 0) for key, value in records])
+            for key, value in records:
+                sent.append(await self._send(topic, key, value, 0))
+            await asyncio.gather(*sent)
             await (await self._send(topic, snapshots.MANIFEST, manifest, 0))
             await asyncio.gather(*[await self._send(topic, key, None, 0) for key in self._snapshot_obsolete])
         except Exception:  # the broker, or a bug: logged, and the next interval tries again
             log.exception("the model snapshot as of offset %d was not written", shared.position)
+            # the chunks sent (this snapshot's manifest perhaps too) are deleted once the next one is written
+            self._snapshot_obsolete.extend(key for key, _ in records[: len(sent)])
             return
         self._snapshot_obsolete = [key for key, _ in records]
         self._snapshot_as_of = as_of
