@@ -142,61 +142,64 @@ def chunk_keys(manifest: dict[str, Any]) -> list[bytes]:
 
 class Compacted:
     """The newest value of each key of records read in topic order, as compaction would leave them (a
-    tombstone removes its key): :meth:`add` each fetched batch, then :func:`latest` of :meth:`records`.
-    Only what is current is held, however many snapshots the topic still holds before compaction."""
+    tombstone removes its key): :meth:`add` each fetched batch, then :meth:`latest`. Only what is
+    current is held, however many snapshots the topic still holds before compaction."""
 
     def __init__(self) -> None:
-        self._values: dict[bytes, tuple[int, bytes]] = {}
+        self._values: dict[bytes, tuple[int, bytes]] = {}  # key -> (position read, value)
         self._n = 0
+
+    def put(self, key: bytes | None, value: bytes | None) -> None:
+        """The next record read (a keyless one counts, and is dropped)."""
+        self._n += 1
+        if key is None:
+            return
+        if value is None:  # a tombstone: the key is gone
+            self._values.pop(key, None)
+        else:
+            self._values[key] = (self._n, value)
 
     def add(self, records: Iterable[Any]) -> None:
         """Records with ``key`` and ``value`` (aiokafka's), in topic order."""
         for record in records:
-            self._n += 1
-            if record.key is None:
-                continue
-            if record.value is None:
-                self._values.pop(record.key, None)
-            else:
-                self._values[record.key] = (self._n, record.value)
+            self.put(record.key, record.value)
 
     def records(self) -> list[tuple[bytes, bytes]]:
         """The current (key, value) pairs, in the order they were written."""
         return [(key, value) for key, (_, value) in sorted(self._values.items(), key=lambda kv: kv[1][0])]
 
+    def latest(self) -> Found | None:
+        """The snapshot of the newest manifest; None if there is none. SnapshotError if its chunks are missing
+        or do not match it."""
+        values = {key: value for key, (_, value) in self._values.items()}
+        raw = values.pop(MANIFEST, None)
+        if raw is None:
+            return None
+        try:
+            manifest = orjson.loads(raw)
+            count, expected_bytes = int(manifest["chunks"]), int(manifest["bytes"])
+            digest, as_of = str(manifest["blake2b"]), int(manifest["as_of"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise SnapshotError(f"the manifest is not one: {exc!r}") from exc
+        if not 0 < count <= len(values) or expected_bytes < 0:  # checked before a key is made per chunk
+            raise SnapshotError(f"snapshot {manifest.get('id')} as of {as_of}: {count} chunks missing or more")
+        keys = chunk_keys(manifest)
+        missing = [k.decode() for k in keys if k not in values]
+        if missing:
+            raise SnapshotError(f"snapshot {manifest['id']} as of {as_of}: chunks missing ({', '.join(missing[:3])})")
+        packed = b"".join(values[k] for k in keys)
+        if len(packed) != expected_bytes or hashlib.blake2b(packed, digest_size=16).hexdigest() != digest:
+            raise SnapshotError(f"snapshot {manifest['id']} as of {as_of}: its chunks do not match the manifest")
+        mine, written = set(keys), self._values[MANIFEST][0]
+        # chunks of other snapshots written before this manifest (those after it may be a snapshot being written)
+        stale = [k for k in values if k not in mine and self._values[k][0] < written]
+        return Found(manifest, packed, stale)
+
 
 def latest(records: Iterable[tuple[bytes | None, bytes | None]]) -> Found | None:
-    """The snapshot of the newest manifest among ``records`` (key, value; in topic order); None if there is
-    no manifest. SnapshotError if its chunks are missing or do not match it."""
-    values: dict[bytes, bytes] = {}
-    order: dict[bytes, int] = {}
-    for at, (key, value) in enumerate(records):
-        if key is None:
-            continue
-        if value is None:  # a tombstone: the key is gone
-            values.pop(key, None)
-        else:
-            values[key] = value
-            order[key] = at
-    raw = values.pop(MANIFEST, None)
-    if raw is None:
-        return None
-    try:
-        manifest = orjson.loads(raw)
-        count, expected_bytes = int(manifest["chunks"]), int(manifest["bytes"])
-        digest, as_of = str(manifest["blake2b"]), int(manifest["as_of"])
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise SnapshotError(f"the manifest is not one: {exc!r}") from exc
-    if not 0 < count <= len(values) or expected_bytes < 0:  # checked before a key is made per chunk
-        raise SnapshotError(f"snapshot {manifest.get('id')} as of {as_of}: {count} chunks missing or more")
-    keys = chunk_keys(manifest)
-    missing = [k.decode() for k in keys if k not in values]
-    if missing:
-        raise SnapshotError(f"snapshot {manifest['id']} as of {as_of}: chunks missing ({', '.join(missing[:3])})")
-    packed = b"".join(values[k] for k in keys)
-    if len(packed) != expected_bytes or hashlib.blake2b(packed, digest_size=16).hexdigest() != digest:
-        raise SnapshotError(f"snapshot {manifest['id']} as of {as_of}: its chunks do not match the manifest")
-    mine = set(keys)
-    # chunks of other snapshots written before this manifest (those after it may be a snapshot being written)
-    stale = [k for k in values if k not in mine and order[k] < order[MANIFEST]]
-    return Found(manifest, packed, stale)
+    """The snapshot of the newest manifest among ``records`` (key, value; in topic order): see
+    :meth:`Compacted.latest`."""
+    compacted = Compacted()
+    for key, value in records:
+        compacted.put(key, value)
+    return compacted.latest()

@@ -653,7 +653,7 @@ class StreamApp:
         compacted = snapshots.Compacted()
         s = self.settings
         await read_to_end(s.bootstrap, s.topic(MODEL_SNAPSHOTS), timeout_s=300.0, on_records=compacted.add)
-        return await asyncio.to_thread(snapshots.latest, compacted.records())
+        return await asyncio.to_thread(compacted.latest)
 
     async def _load_snapshot(self, start: int) -> int | None:
         """Take the newest snapshot of ``model-snapshots`` into the replica; the model-topic offset it holds
