@@ -24,7 +24,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from loadtest.replica_memory import fill
-from stream.cli.demo import start_worker, stop_process
+from stream.cli.demo import start_worker, stop_process, wait_ready
 from stream.contracts import snapshots
 from stream.contracts.topics import MODEL_SNAPSHOTS
 from stream.learning.shared import SharedModel
@@ -33,13 +33,9 @@ from stream.runtime.kafka import create_topics
 from stream.settings import Settings
 
 
-def _health(settings: Settings) -> dict[str, Any] | None:
-    url = f"http://{settings.web_host}:{settings.web_port}/health"
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return dict(orjson.loads(response.read()))
-    except (OSError, ValueError):
-        return None
+def _health(settings: Settings) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://{settings.web_host}:{settings.web_port}/health", timeout=5) as response:
+        return dict(orjson.loads(response.read()))
 
 
 async def _write(settings: Settings, shared: SharedModel) -> dict[str, Any]:
@@ -59,17 +55,10 @@ async def _write(settings: Settings, shared: SharedModel) -> dict[str, Any]:
 
 def _start(settings: Settings, log: Path, timeout_s: float) -> dict[str, Any]:
     """Start a worker; seconds until its replica is loaded, and its /health then."""
-    began = time.monotonic()
     proc = start_worker(settings, log)
     try:
-        while time.monotonic() - began < timeout_s:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the worker exited with code {proc.returncode}; see {log}")
-            health = _health(settings)
-            if health and health.get("model_ready"):
-                return {"ready_s": round(time.monotonic() - began, 2), "health": health}
-            time.sleep(0.1)
-        raise TimeoutError(f"the worker's replica was not loaded within {timeout_s:.0f} s; see {log}")
+        ready_s = wait_ready(settings, proc, timeout_s, ready="model_ready")
+        return {"ready_s": round(ready_s, 2), "health": _health(settings)}
     finally:
         stop_process(proc)
 

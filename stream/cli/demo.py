@@ -179,15 +179,18 @@ def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def wait_ready(settings: Settings, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> float:
-    """Poll the worker's /health until its catalog is loaded; return seconds waited."""
+def wait_ready(
+    settings: Settings, proc: subprocess.Popen[bytes], timeout_s: float = 60.0, ready: str = "catalog_ready"
+) -> float:
+    """Poll the worker's /health until ``ready`` holds (by default: its catalog is loaded); return seconds
+    waited."""
     start = time.monotonic()
     url = f"http://{settings.web_host}:{settings.web_port}/health"
     while time.monotonic() - start < timeout_s:
         if proc.poll() is not None:
             raise RuntimeError(f"worker exited with code {proc.returncode} before it was ready")
         with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(url, timeout=1) as response:
-            if orjson.loads(response.read()).get("catalog_ready"):
+            if orjson.loads(response.read()).get(ready):
                 return time.monotonic() - start
         time.sleep(0.2)
     raise TimeoutError(f"worker not ready after {timeout_s:.0f}s")
