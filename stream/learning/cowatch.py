@@ -20,9 +20,9 @@ Deltas are what a deployment shares: in a worker they come back from the model t
 every worker folds the same ones (:mod:`stream.learning.shared`).
 
 >>> cw = CoWatch()
->>> cw.learn("b", ["a"]); cw.learn("c", ["b", "a"]); cw.learn("b", ["x"])
+>>> cw.learn("b", ["a"]); cw.learn("c", ["a"]); cw.learn("b", ["x"])
 >>> {c: (round(v, 2), h) for c, (v, h) in sorted(cw.related(["a"]).items())}  # b goes with more: it counts less
-{'b': (0.88, 'a'), 'c': (1.0, 'a')}
+{'b': (0.71, 'a'), 'c': (1.0, 'a')}
 """
 
 from __future__ import annotations
@@ -41,8 +41,10 @@ __all__ = ["BACK", "HALF_LIFE", "HISTORY", "KEEP", "RECENCY", "CoWatch"]
 HALF_LIFE = 20_000.0
 #: Neighbours each title keeps (pruned back to this when twice as many).
 KEEP = 40
-#: How much a positive one further back in the viewer's history counts.
-RECENCY = 0.8
+#: How much a positive one further back in the viewer's history counts. What a viewer liked last
+#: says most about what it likes next: on the real sessions log of the README (read-judged HR@10),
+#: 0.9 gave 0.175, 0.8 0.1815, 0.7 0.1855, 0.6 0.1868, 0.5 0.1857.
+RECENCY = 0.6
 #: "Goes with" the other way round weighs this much of "follows".
 BACK = 0.5
 #: Most recent positives a delta carries and a viewer's feature reads.
