@@ -10,7 +10,8 @@ previous one has come back; many viewers go at once, earliest time stamp first
 Every positive interaction (a finish on its format's rating scale: 4 or more
 of 5, 8 or more of MovieTweetings' 10; for JSONL one with a ``complete``,
 ``thumbs_up`` or ``add_to_list``) is judged, before its first event is
-published, against its viewer's newest snapshot (with ``--judge read``, against
+published, against its viewer's newest snapshot (the one its previous interaction brought, or
+a worker's refresh of it once it aged: ``STREAM_REFRESH_AFTER_S``; with ``--judge read``, against
 the list a worker's API makes for the viewer at the interaction's time,
 ``GET /viewers/{id}/recommendations?fresh=true&at=``, as a home page opened then
 would show; the reads of the interactions released together are made at once,
@@ -33,7 +34,8 @@ Report (``--report``, JSON; top level): ``hr_at_10`` and ``ndcg_at_10`` (each
 ``mae`` and ``rmse`` (null without ratings), ``mean_rating`` (the mean
 predictor's MAE and RMSE), ``events`` (published), ``events_applied`` (as the
 snapshots report them), ``viewers``, ``interactions``, ``positives``,
-``interactions_judged``, ``first_interactions_excluded``, ``waits_timed_out``,
+``snapshots_refreshed`` (lists re-ranked because they aged, ``STREAM_REFRESH_AFTER_S``;
+``replica_refreshed``: the replica's), ``interactions_judged``, ``first_interactions_excluded``, ``waits_timed_out``,
 ``leaks_refused`` (always 0 unless something is badly wrong),
 ``replica_overlap`` (mean share of an awaited snapshot's titles that
 the replica's list for the same event holds too; trending is cached for half a
@@ -183,6 +185,7 @@ def replay_offline(log: ReplayLog, cfg: ReplayConfig, progress: Progress | None 
     sent: dict[str, int] = {}
     started = shown = time.monotonic()
     for it in log.interactions:
+        last.update(state.replica.refresh())  # the lists that aged by now, re-ranked as a worker would
         items = last.get(it.user_id)
         if items is not None and cfg.judge == "read":
             items = state.replica.read_list(it.user_id, it.ts)  # as a home page asking now would get
@@ -199,6 +202,7 @@ def replay_offline(log: ReplayLog, cfg: ReplayConfig, progress: Progress | None 
     report = state.report(log, time.monotonic() - started)
     report["complete"] = True
     report["events_applied"] = report["events"]  # what the replica applied, as the workers would
+    report["snapshots_refreshed"] = state.replica.refreshed
     report["settings"] = {
         "offline": True,
         "partitions": cfg.partitions,
@@ -330,13 +334,14 @@ class _ReplayState:
         #: per viewer: the last event published, and the replica's list after it
         self.replica_lists: dict[str, tuple[str, list[str]]] = {}
         self.applied: dict[str, int] = {}
-        self.counts = {"published": 0, "positives": 0, "first": 0, "compared": 0, "snapshots": 0}
+        self.counts = {"published": 0, "positives": 0, "first": 0, "compared": 0, "snapshots": 0, "refreshed": 0}
         #: summed share of each awaited snapshot's titles that the replica's list holds too
         self.overlap = 0.0
 
     def before_publishing(self, release: Release) -> None:
         """Predict the interaction's rating and judge the lists, then let the replica apply it."""
         it = release.interaction
+        self.replica.refresh()  # as the workers re-rank aged lists between batches
         if self.ratings is not None and it.rating is not None:
             score = self.replica.score(it.user_id, it.item_id, it.ts)
             if score is not None:
@@ -369,6 +374,7 @@ class _ReplayState:
 
     def on_snapshot(self, snap: dict[str, Any], now: float) -> None:
         self.counts["snapshots"] += 1
+        self.counts["refreshed"] += "refreshed_at" in snap
         user = snap["user_id"]
         self.applied[user] = max(self.applied.get(user, 0), snap["events_applied"])
         if self.pacer.on_snapshot(snap, now):
@@ -407,6 +413,8 @@ class _ReplayState:
             "events": counts["published"],
             "events_applied": sum(self.applied.values()),
             "snapshots": counts["snapshots"],
+            "snapshots_refreshed": counts["refreshed"],
+            "replica_refreshed": self.replica.refreshed,
             "viewers": log.viewers,
             "interactions": pacer.released,
             "interactions_in_log": len(log.interactions),

@@ -26,7 +26,8 @@ from stream.learning.catalog import Catalog
 from stream.learning.features import ViewerTerms, features
 from stream.learning.model import PartitionModel
 from stream.learning.profile import Profile
-from stream.processing.step import Processor, RawMessage
+from stream.processing.refresh import Refresher
+from stream.processing.step import BatchResult, Processor, RawMessage
 from stream.settings import Settings
 
 __all__ = ["EVENTS_PER_S", "RatingScore", "Replica"]
@@ -60,6 +61,12 @@ class Replica:
         #: the same log and code then give the same lists however fast the machine runs the replay.
         self.events_applied = 0
         self.processor.shared.trending.clock = lambda: self.events_applied / EVENTS_PER_S
+        #: Aged lists are re-ranked as the workers' are (``STREAM_REFRESH_AFTER_S``), by the newest event applied.
+        self.refresher = (
+            Refresher(int(s.refresh_after_s * 1000), int(s.refresh_active_s * 1000)) if s.refresh_after_s > 0 else None
+        )
+        self.clock_ms = 0
+        self.refreshed = 0
 
     def partition(self, user_id: str) -> int:
         return int(self._partitioner(user_id.encode(), self.partitions, self.partitions))
@@ -93,11 +100,35 @@ class Replica:
             self.offsets[p] += 1
         self.events_applied += len(messages)
         result = self.processor.process(messages, self.rows, self.models[p], now_ms=int(events[-1]["ts"]))
-        for user, profile in result.profiles.items():
-            self.rows[user] = profile.dumps()
+        self._keep(p, result, None)
         if not result.snapshots:
             return []
         return [item["item_id"] for item in orjson.loads(result.snapshots[-1][1])["items"]]
+
+    def refresh(self) -> dict[str, list[str]]:
+        """Re-rank the lists that aged by the newest event applied, as a worker does between batches;
+        returns each refreshed viewer's new list."""
+        if self.refresher is None:
+            return {}
+        lists: dict[str, list[str]] = {}
+        for p in self.refresher.partitions():
+            due = self.refresher.due(p, self.clock_ms, len(self.rows))
+            rows = {u: row for u in due if (row := self.rows.get(u))}
+            if not rows:
+                continue
+            result = self.processor.refresh(rows, self.models[p], self.clock_ms, self.clock_ms)
+            self._keep(p, result, self.clock_ms)
+            self.refreshed += len(result.snapshots)
+            for user, doc in result.snapshots:
+                lists[user] = [item["item_id"] for item in orjson.loads(doc)["items"]]
+        return lists
+
+    def _keep(self, partition: int, result: BatchResult, ranked_ms: int | None) -> None:
+        """Store the profiles a step wrote; advance the clock; schedule the lists' refreshes."""
+        for user, profile in result.profiles.items():
+            self.rows[user] = profile.dumps()
+        if self.refresher is not None:
+            self.clock_ms = max(self.clock_ms, self.refresher.note(partition, result, ranked_ms))
 
 
 class RatingScore:

@@ -76,6 +76,11 @@ class Settings:
     #: snapshot of its replica of the deployment-wide model to ``model-snapshots``, which a worker that
     #: starts loads before reading the model topic after it (0: never).
     model_snapshot_s: float = 300.0
+    #: STREAM_REFRESH_AFTER_S: a viewer's list is re-ranked once it is this old in event time, so a viewer
+    #: who comes back reads one ranked with the model and trend of lately (0: never).
+    refresh_after_s: float = 86400.0
+    #: STREAM_REFRESH_ACTIVE_S: ... as long as the viewer's newest event is at most this old.
+    refresh_active_s: float = 604800.0
     #: STREAM_PROGRESS_S: how often a worker logs its partitions' positions and its counters (0: never).
     progress_s: float = 10.0
     #: STREAM_LOG_LEVEL: worker log level (debug, info, warn, error).
@@ -129,16 +134,14 @@ class Settings:
         for name in positive:
             if getattr(self, name) < 1:
                 raise SettingsError(f"{VARIABLES[name]} must be at least 1, got {getattr(self, name)}")
-        if self.diversity < 0:
-            raise SettingsError(f"STREAM_DIVERSITY must be at least 0, got {self.diversity}")
-        if self.catalog_wait_ms < 0:
-            raise SettingsError(f"STREAM_CATALOG_WAIT_MS must be at least 0, got {self.catalog_wait_ms}")
-        if self.exploration < 0:
-            raise SettingsError(f"STREAM_EXPLORATION must be at least 0, got {self.exploration}")
+        at_least_0 = (
+            "diversity", "catalog_wait_ms", "exploration", "model_snapshot_s", "refresh_after_s", "refresh_active_s",
+        )  # fmt: skip
+        for name in at_least_0:
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{VARIABLES[name]} must be at least 0, got {getattr(self, name)}")
         if self.cohort_sync_s <= 0:
             raise SettingsError(f"STREAM_COHORT_SYNC_S must be more than 0, got {self.cohort_sync_s}")
-        if self.model_snapshot_s < 0:
-            raise SettingsError(f"STREAM_MODEL_SNAPSHOT_S must be at least 0, got {self.model_snapshot_s}")
         if self.session_timeout_s <= 3 * self.heartbeat_s:
             raise SettingsError(
                 "STREAM_SESSION_TIMEOUT_S must exceed three heartbeats "

@@ -355,6 +355,29 @@ class Processor:
         ]
         return self._document(profile, view, items, artwork, max(1, profile.version), now_ms, fresh=True)
 
+    def refresh(self, rows: Mapping[str, bytes], model: PartitionModel, at_ms: int, generated_at: int) -> BatchResult:
+        """Re-rank aged lists (:mod:`stream.processing.refresh`): each viewer's stored state, ranked with the
+        models, trending and freshness as they are at ``at_ms`` (event time), as if it had come back then.
+
+        A refreshed list is the viewer's next snapshot, like one an event brings: a personalised one
+        is noted in its profile (version, what it shows; returned to be written), so what the viewer
+        passes over on it is what it teaches. Its trigger and ``events_applied`` are those of the list
+        before (nothing new was applied) and ``refreshed_at`` says when it was re-ranked. It learns
+        nothing: no cohort moves, and it has no exploration slot (no event's delta would carry the cost).
+        """
+        result = BatchResult()
+        model.shared = self.shared
+        listings: list[Listing] = []
+        for raw in rows.values():
+            profile = Profile.loads(raw)
+            if profile.personalised:
+                listings.append((result, profile, profile, model, model.cohort_of(profile.user_id, profile.genres)))
+            else:
+                listings.append((result, profile, profile.impersonal(profile.trigger), model, None))
+        self._list(listings, generated_at, at_ms, refreshed=True)
+        result.profiles = {p.user_id: p for _, p, view, _, _ in listings if view is p}
+        return result
+
     def _document(
         self,
         profile: Profile,
@@ -364,6 +387,7 @@ class Processor:
         version: int,
         generated_at: int,
         fresh: bool = False,
+        refreshed_at: int | None = None,
     ) -> bytes:
         """A snapshot's JSON (schema: ``recommendation-snapshot.json``) of a list made from ``view``."""
         trigger = view.trigger or [None, None, None]
@@ -376,6 +400,8 @@ class Processor:
         }
         if fresh:
             doc["fresh"] = True
+        if refreshed_at is not None:
+            doc["refreshed_at"] = refreshed_at
         doc["trigger"] = {"event_id": trigger[0], "type": trigger[1], "ts": trigger[2]}
         doc["items"] = [item.as_dict() | {"artwork_id": art} for item, art in zip(items, artwork, strict=True)]
         doc["prefetch"] = prefetch_hint(view, items, self.catalog)
@@ -387,16 +413,20 @@ class Processor:
         events = [m.offset for m in messages if m.topic != self.commands_topic]
         return events[0] - 1 if events else None
 
-    def _list(self, listings: list[Listing], generated_at: int) -> None:
-        """Rank every listed viewer in one pass; each list becomes a snapshot (a personalised one is noted
-        in its profile)."""
+    def _list(
+        self, listings: list[Listing], generated_at: int, at_ms: int | None = None, refreshed: bool = False
+    ) -> None:
+        """Rank every listed viewer in one pass, at ``at_ms`` (default: the newest of their events); each list
+        becomes a snapshot (a personalised one is noted in its profile). ``refreshed``: lists re-ranked
+        without an event, marked so, with no exploration slot (no event's delta would carry its cost)."""
         views = [view for _, _, view, _, _ in listings]
         models = [model for _, _, _, model, _ in listings]
         cohorts = [cohort for _, _, _, _, cohort in listings]
-        settings = (self.top_k, max(p.last_ts for p in views) or generated_at, self.diversity)
+        at = at_ms if at_ms is not None else max(p.last_ts for p in views)
+        settings = (self.top_k, at or generated_at, self.diversity, 0 if refreshed else self.exploration)
         lists: list[Ranked | None]
         try:
-            lists = list(rank(views, self.catalog, models, *settings, cohorts, self.exploration, self.memo))
+            lists = list(rank(views, self.catalog, models, *settings[:3], cohorts, settings[3], self.memo))
         except Exception:  # a defect of ranking: it costs only the viewers it strikes their snapshot
             log.exception("ranking %d viewers together failed; ranking each alone", len(views))
             lists = [self._rank_alone(p, m, c, settings) for p, m, c in zip(views, models, cohorts, strict=True)]
@@ -405,7 +435,8 @@ class Processor:
             snapshot = None
             if items is not None:
                 try:
-                    snapshot = self._snapshot(result, profile, view, items, model, cohort, best_art, generated_at)
+                    made = (generated_at, at if refreshed else None)
+                    snapshot = self._snapshot(result, profile, view, items, model, cohort, best_art, made)
                 except Exception:
                     log.exception("no snapshot for viewer %s: it failed", pseudonym(profile.user_id))
             if snapshot is None:
@@ -494,10 +525,11 @@ class Processor:
         profile: Profile,
         model: PartitionModel,
         cohort: int | None,
-        settings: tuple[int, int, float],
+        settings: tuple[int, int, float, int],
     ) -> Ranked | None:
+        top_k, at, diversity, exploration = settings
         try:
-            return rank([profile], self.catalog, [model], *settings, [cohort], self.exploration, self.memo)[0]
+            return rank([profile], self.catalog, [model], top_k, at, diversity, [cohort], exploration, self.memo)[0]
         except Exception:
             log.exception("ranking failed for viewer %s", pseudonym(profile.user_id))
             return None
@@ -511,18 +543,20 @@ class Processor:
         model: PartitionModel,
         cohort: int | None,
         best_art: dict[tuple[int, str, tuple[str, ...]], str | None],
-        generated_at: int,
+        made: tuple[int, int | None],
     ) -> bytes:
         """The viewer's next snapshot (schema: ``recommendation-snapshot.json``).
 
         ``view``: what the list was made from (the profile, or what of it an impersonal list may
-        use). A personalised list, once made, is noted in the profile (version, artwork
-        impressions, explored title) and the model spends what showing it costs; a list made
-        while personalisation is off changes nothing.
+        use); ``made``: when (wall clock), and for a refreshed list the event time it was re-ranked
+        at. A personalised list, once made, is noted in the profile (version, artwork impressions,
+        explored title) and the model spends what showing it costs; a list made while
+        personalisation is off changes nothing.
         """
         personal = view is profile
         artwork, shown = self._artwork(view, items, model, cohort, best_art)
-        snapshot = self._document(profile, view, items, artwork, profile.version + 1, generated_at)
+        generated_at, refreshed_at = made
+        snapshot = self._document(profile, view, items, artwork, profile.version + 1, generated_at, False, refreshed_at)
         if personal:
             profile.note_list(shown, items.explored, [item.item_id for item in items])
             if items.spends and items.explored is not None and cohort is not None:

@@ -53,6 +53,7 @@ from stream.contracts.validation import InvalidMessage, decode_catalog, decode_c
 from stream.learning.catalog import Catalog
 from stream.learning.model import PartitionModel
 from stream.learning.shared import WINDOW, SharedModel, delta_document
+from stream.processing.refresh import REFRESH_EVERY_S, REFRESH_MAX, REFRESH_PASS, Refresher
 from stream.processing.step import (
     BatchResult,
     Plan,
@@ -205,7 +206,13 @@ class StreamApp:
             "ignored": 0,
             "forgotten": 0,
             "snapshots_written": 0,
+            "refreshed": 0,
         }
+        # Aged lists come up for a refresh by event time: the newest event applied here (never ahead of the wall clock).
+        self.refresher = (
+            Refresher(int(s.refresh_after_s * 1000), int(s.refresh_active_s * 1000)) if s.refresh_after_s > 0 else None
+        )
+        self._clock_ms = 0
         #: The snapshot the replica was loaded from: its id and model-topic offset (None: none).
         self.snapshot_loaded: dict[str, Any] | None = None
 
@@ -224,6 +231,8 @@ class StreamApp:
         if s.model_snapshot_s > 0:
             app.timer(interval=s.model_snapshot_s)(self._write_model_snapshot)
         app.task(self._checkpoint_idle_partitions)
+        if self.refresher is not None:
+            app.task(self._refresh_aged)
         app.task(self._report_progress)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]  # faust's stub misses async receivers
 
@@ -424,9 +433,15 @@ class StreamApp:
         await asyncio.gather(*pending)
 
     async def _write_result(
-        self, partition: int, result: BatchResult, newest: dict[bytes | None, int | None], pending: list[Any]
+        self,
+        partition: int,
+        result: BatchResult,
+        newest: dict[bytes | None, int | None],
+        pending: list[Any],
+        ranked_ms: int | None = None,
     ) -> None:
-        """Send what one partition's batch produced: erasures first, then rows, snapshots, dead letters."""
+        """Send what one partition's batch produced: erasures first, then rows, snapshots, dead letters.
+        ``ranked_ms``: the event time refreshed lists were ranked at (None: the lists of events)."""
         m = self.metrics
         for user_id, (through, command) in result.erased.items():
             pending.extend(await self._erase(partition, user_id, through, command))
@@ -437,6 +452,7 @@ class StreamApp:
             stamp = newest.get(user_id.encode())
             if stamp is not None:
                 m.latency.observe(max(0.0, time.time() - stamp / 1000))
+        self._schedule_refresh(partition, result, ranked_ms)
         for key, record in result.dead_letters:
             letter = orjson.loads(record)
             pending.append(await self._send(letter["topic"] + "-dlq", key, record))
@@ -462,6 +478,49 @@ class StreamApp:
         m.failed.inc(result.failed)
         m.unranked.inc(result.unranked)
         m.ignored.inc(result.ignored)
+
+    def _schedule_refresh(self, partition: int, result: BatchResult, ranked_ms: int | None) -> None:
+        """Advance the clock to the batch's newest event, and put each personalised list on the refresh schedule."""
+        if self.refresher is not None:
+            self._clock_ms = max(self._clock_ms, self.refresher.note(partition, result, ranked_ms))
+
+    async def _refresh_aged(self) -> None:
+        """Every :data:`REFRESH_EVERY_S`, re-rank the lists that aged (:mod:`stream.processing.refresh`): at most
+        :data:`REFRESH_MAX` a round, :data:`REFRESH_PASS` of a partition in one ranking pass, between batches."""
+        refresher = self.refresher
+        assert refresher is not None
+        while True:
+            await asyncio.sleep(REFRESH_EVERY_S)
+            clock = min(self._clock_ms, int(time.time() * 1000))
+            budget = REFRESH_MAX
+            for partition in refresher.partitions():
+                while budget > 0:
+                    async with self._batch_lock:
+                        if partition not in self._partition_models:
+                            break  # revoked meanwhile (its schedule is dropped)
+                        due = refresher.due(partition, clock, min(budget, REFRESH_PASS))
+                        rows = {u: row for u in due if (row := self.profiles.data.get(u.encode())) is not None}
+                        if rows:
+                            await self._refresh(partition, rows, clock)
+                    budget -= len(due)
+                    if len(due) < REFRESH_PASS:
+                        break
+                    await asyncio.sleep(0)  # let the events' batches in
+
+    async def _refresh(self, partition: int, rows: dict[str, bytes], clock: int) -> None:
+        model = self._partition_models[partition]
+        try:
+            result = self.processor.refresh(rows, model, clock, int(time.time() * 1000))
+        except Exception:  # a defect: these viewers keep their lists until their next event
+            log.exception("refreshing %d lists of partition %d failed", len(rows), partition)
+            return
+        pending: list[Any] = []
+        await self._write_result(partition, result, {}, pending, ranked_ms=clock)
+        self.counters["refreshed"] += len(result.snapshots)
+        self.metrics.refreshed.inc(len(result.snapshots))
+        delivered = asyncio.ensure_future(asyncio.gather(*pending))
+        self._in_flight.add(delivered)
+        delivered.add_done_callback(self._in_flight.discard)
 
     async def _erase(self, partition: int, user_id: str, through: int, command: int) -> list[Any]:
         """Forget a viewer: tombstones for its profile and its snapshot, and a mark for its partition.
@@ -563,6 +622,8 @@ class StreamApp:
                     self._partition_models.pop(tp.partition, None)
                     self._events_through.pop(tp.partition, None)
                     self._events_read_ms.pop(tp.partition, None)
+                    if self.refresher is not None:
+                        self.refresher.drop([tp.partition])
 
     # -- catalog: a global table every worker reads whole -------------------------
 

@@ -92,6 +92,9 @@ class Metrics:
             registry=r,
         )
         self.snapshots = Counter("stream_snapshots", "Recommendation snapshots published", registry=r)
+        self.refreshed = Counter(
+            "stream_snapshots_refreshed", "Snapshots re-ranked because they had aged (no new event)", registry=r
+        )
         self.failed = Counter(
             "stream_events_failed", "Valid events whose processing raised (dead-lettered)", registry=r
         )

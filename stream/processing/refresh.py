@@ -1,0 +1,112 @@
+"""Which viewers' lists have aged: the schedule of snapshot refreshes.
+
+A viewer's snapshot is ranked when its events arrive, with the trend, the co-watch counts and
+the item factors as they are then. A viewer who comes back days later would read a list ranked
+for a catalog that has moved on: last week's trend. So a worker re-ranks a viewer's list once it
+is ``after_ms`` old in event time (the deployment's clock: the newest event applied, never ahead
+of the wall clock), as long as the viewer's newest event is at most ``active_ms`` old: a viewer
+gone for longer is left with its last list until it returns, which bounds the work to the
+viewers active lately (at most ``active_ms / after_ms`` refreshes for each spell of activity).
+
+Per partition, a heap of (due, viewer); a viewer listed again before its entry comes up
+just moves its due time (the old entry is skipped when it surfaces, and the heap is rebuilt
+from the live entries once the skipped ones outnumber them). Revoking a partition
+drops its schedule; the partition's next owner schedules its viewers from the snapshots it
+recovers.
+
+>>> r = Refresher(after_ms=100, active_ms=250)
+>>> r.listed(0, "ann", ranked_ms=1000, last_event_ms=1000)
+>>> r.listed(0, "bob", ranked_ms=1050, last_event_ms=1050)
+>>> r.due(0, clock_ms=1120, limit=10)
+['ann']
+>>> r.listed(0, "ann", ranked_ms=1120, last_event_ms=1000)  # ann's list refreshed at 1120
+>>> r.due(0, clock_ms=1300, limit=10)  # bob's came up at 1150, ann's next at 1220
+['bob', 'ann']
+>>> r.listed(0, "ann", ranked_ms=1300, last_event_ms=1000)  # at 1400 her newest event is 400 old: no more
+>>> r.pending(0)
+0
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stream.processing.step import BatchResult
+
+__all__ = ["COMPACT_SLACK", "REFRESH_EVERY_S", "REFRESH_MAX", "REFRESH_PASS", "Refresher"]
+
+#: Skipped entries a partition's heap may hold beyond twice its live ones before it is rebuilt.
+COMPACT_SLACK = 1024
+#: How often a worker looks for aged lists; at most REFRESH_MAX lists a round, REFRESH_PASS in one ranking pass
+#: (the worker's lock is released between passes, so a round never holds the events' batches up for long).
+REFRESH_EVERY_S = 0.5
+REFRESH_MAX = 200
+REFRESH_PASS = 50
+
+
+class Refresher:
+    """Per partition, when each viewer's list comes up for a refresh (event-time ms)."""
+
+    def __init__(self, after_ms: int, active_ms: int) -> None:
+        if after_ms <= 0:
+            raise ValueError(f"after_ms: expected more than 0; got {after_ms}")
+        self.after_ms = after_ms
+        self.active_ms = active_ms
+        self._heaps: dict[int, list[tuple[int, str]]] = {}
+        self._due: dict[int, dict[str, int]] = {}  # partition -> viewer -> its live entry's due time
+
+    def listed(self, partition: int, user_id: str, ranked_ms: int, last_event_ms: int) -> None:
+        """The viewer's list was ranked at ``ranked_ms``: it comes up ``after_ms`` later, unless the
+        viewer's newest event will be more than ``active_ms`` old by then."""
+        due = ranked_ms + self.after_ms
+        live = self._due.setdefault(partition, {})
+        if due - last_event_ms > self.active_ms:
+            live.pop(user_id, None)  # an entry left in the heap is skipped when it surfaces
+            return
+        live[user_id] = due
+        heap = self._heaps.setdefault(partition, [])
+        heapq.heappush(heap, (due, user_id))
+        if len(heap) > 2 * len(live) + COMPACT_SLACK:
+            heap[:] = [(at, user) for user, at in live.items()]
+            heapq.heapify(heap)
+
+    def note(self, partition: int, result: BatchResult, ranked_ms: int | None = None) -> int:
+        """Schedule each personalised list of a step's result (ranked at ``ranked_ms``; None: at its viewer's
+        newest event, as a batch of events ranks); returns the newest event time of the viewers it wrote."""
+        newest = 0
+        for profile in result.profiles.values():
+            newest = max(newest, profile.last_ts)
+        for user_id, _ in result.snapshots:
+            written = result.profiles.get(user_id)
+            if written is not None and written.personalised:
+                ranked = ranked_ms if ranked_ms is not None else written.last_ts
+                self.listed(partition, user_id, ranked, written.last_ts)
+        return newest
+
+    def due(self, partition: int, clock_ms: int, limit: int) -> list[str]:
+        """Up to ``limit`` viewers whose lists are due at ``clock_ms``, the longest due first; each leaves
+        the schedule (:meth:`listed` puts it back once its list is refreshed)."""
+        heap, live = self._heaps.get(partition, []), self._due.get(partition, {})
+        out: list[str] = []
+        while heap and len(out) < limit and heap[0][0] <= clock_ms:
+            due, user_id = heapq.heappop(heap)
+            if live.get(user_id) == due:
+                del live[user_id]
+                out.append(user_id)
+        return out
+
+    def pending(self, partition: int) -> int:
+        """Viewers of the partition with a refresh to come."""
+        return len(self._due.get(partition, {}))
+
+    def partitions(self) -> list[int]:
+        return sorted(self._due)
+
+    def drop(self, partitions: Iterable[int]) -> None:
+        """Forget the schedule of partitions this worker no longer holds."""
+        for p in partitions:
+            self._heaps.pop(p, None)
+            self._due.pop(p, None)
