@@ -3,6 +3,7 @@ doing it across a real broker."""
 
 from __future__ import annotations
 
+import signal
 import time
 from dataclasses import replace
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 
 from loadtest.replay_replica import Replica
 from stream.contracts.topics import CATALOG, EVENTS, RECOMMENDATIONS
@@ -140,3 +142,30 @@ async def test_a_worker_refreshes_a_list_once_the_deployments_clock_has_moved_pa
     assert again["events_applied"] == 1 and again["trigger"] == first["trigger"]
     # more refresh rounds (every half second) bring nothing: no list is 10 minutes old by the clock now
     assert len(snapshots(await consume_until(settings, settings.topic(RECOMMENDATIONS), lambda _: False, 3.0))) == 3
+
+
+async def test_a_worker_taking_a_partition_over_refreshes_the_lists_it_recovered(
+    settings: Settings, workers: Workers, producer: AIOKafkaProducer
+) -> None:
+    """u1's list was made by a worker that stopped; the next one refreshes it, with no new event of u1,
+    once another viewer of u1's partition moves the clock on."""
+    await publish(producer, settings.topic(CATALOG), catalog_messages())
+    every = list(range(settings.partitions))
+    home = DefaultPartitioner()(b"u1", every, every)
+    neighbour = next(f"n{k}" for k in range(100) if DefaultPartitioner()(f"n{k}".encode(), every, every) == home)
+    first = workers.start(refresh_after_s=600.0)
+    then = int(time.time() * 1000) - 2 * HOUR
+    await publish(producer, settings.topic(EVENTS), [encode(event(0, "u1", "d1", "complete", ts=then))])
+    await consume_until(settings, settings.topic(RECOMMENDATIONS), lambda rs: len(snapshots(rs, "u1")) == 1)
+    first.send_signal(signal.SIGTERM)
+    first.wait(30)
+
+    workers.start(refresh_after_s=600.0)
+    await publish(producer, settings.topic(EVENTS), [encode(event(0, neighbour, "d2", "complete", ts=then + HOUR))])
+
+    def refreshed(records: list[Any]) -> bool:
+        return any("refreshed_at" in s for s in snapshots(records, "u1"))
+
+    mine = snapshots(await consume_until(settings, settings.topic(RECOMMENDATIONS), refreshed, 90.0), "u1")
+    assert [s["version"] for s in mine] == [1, 2] and mine[1]["refreshed_at"] == then + HOUR
+    assert mine[1]["events_applied"] == 1

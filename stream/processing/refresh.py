@@ -12,7 +12,7 @@ Per partition, a heap of (due, viewer); a viewer listed again before its entry c
 just moves its due time (the old entry is skipped when it surfaces, and the heap is rebuilt
 from the live entries once the skipped ones outnumber them). Revoking a partition
 drops its schedule; the partition's next owner schedules its viewers from the snapshots it
-recovers.
+recovers (:meth:`seed`).
 
 >>> r = Refresher(after_ms=100, active_ms=250)
 >>> r.listed(0, "ann", ranked_ms=1000, last_event_ms=1000)
@@ -33,10 +33,12 @@ import heapq
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+import orjson
+
 if TYPE_CHECKING:
     from stream.processing.step import BatchResult
 
-__all__ = ["COMPACT_SLACK", "REFRESH_EVERY_S", "REFRESH_MAX", "REFRESH_PASS", "Refresher"]
+__all__ = ["COMPACT_SLACK", "REFRESH_EVERY_S", "REFRESH_MAX", "REFRESH_PASS", "SEED_CHUNK", "Refresher"]
 
 #: Skipped entries a partition's heap may hold beyond twice its live ones before it is rebuilt.
 COMPACT_SLACK = 1024
@@ -45,6 +47,8 @@ COMPACT_SLACK = 1024
 REFRESH_EVERY_S = 0.5
 REFRESH_MAX = 200
 REFRESH_PASS = 50
+#: Stored snapshots a worker taking partitions over reads between two turns of its event loop (see Refresher.seed).
+SEED_CHUNK = 2000
 
 
 class Refresher:
@@ -72,6 +76,22 @@ class Refresher:
         if len(heap) > 2 * len(live) + COMPACT_SLACK:
             heap[:] = [(at, user) for user, at in live.items()]
             heapq.heapify(heap)
+
+    def seed(self, partition: int, snapshot: bytes) -> None:
+        """Schedule a viewer from its stored snapshot, as a worker taking its partition over finds it (ranked at
+        its ``refreshed_at``, else at its trigger); a viewer already scheduled since keeps its entry.
+
+        >>> r = Refresher(after_ms=100, active_ms=1000)
+        >>> r.seed(0, b'{"user_id": "ann", "personalised": true, "trigger": {"ts": 50}, "refreshed_at": 500}')
+        >>> r.seed(0, b'{"user_id": "out", "personalised": false, "trigger": {"ts": 50}}')
+        >>> r.due(0, clock_ms=599, limit=10), r.due(0, clock_ms=600, limit=10)  # "out": not personalised
+        ([], ['ann'])
+        """
+        doc = orjson.loads(snapshot)
+        user_id, last = doc["user_id"], (doc.get("trigger") or {}).get("ts")
+        if not doc.get("personalised") or not isinstance(last, int) or user_id in self._due.get(partition, {}):
+            return
+        self.listed(partition, user_id, int(doc.get("refreshed_at", last)), last)
 
     def note(self, partition: int, result: BatchResult, ranked_ms: int | None = None) -> int:
         """Schedule each personalised list of a step's result (ranked at ``ranked_ms``; None: at its viewer's

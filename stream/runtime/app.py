@@ -37,6 +37,7 @@ from typing import Any
 import faust
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 
 from stream.contracts import snapshots
 from stream.contracts.topics import (
@@ -53,7 +54,7 @@ from stream.contracts.validation import InvalidMessage, decode_catalog, decode_c
 from stream.learning.catalog import Catalog
 from stream.learning.model import PartitionModel
 from stream.learning.shared import WINDOW, SharedModel, delta_document
-from stream.processing.refresh import REFRESH_EVERY_S, REFRESH_MAX, REFRESH_PASS, Refresher
+from stream.processing.refresh import REFRESH_EVERY_S, REFRESH_MAX, REFRESH_PASS, SEED_CHUNK, Refresher
 from stream.processing.step import (
     BatchResult,
     Plan,
@@ -213,6 +214,9 @@ class StreamApp:
             Refresher(int(s.refresh_after_s * 1000), int(s.refresh_active_s * 1000)) if s.refresh_after_s > 0 else None
         )
         self._clock_ms = 0
+        # Partitions whose viewers' schedule was taken from the snapshots held (see _seed), and those waiting for it.
+        self._seeded: set[int] = set()
+        self._unseeded: set[int] = set()
         #: The snapshot the replica was loaded from: its id and model-topic offset (None: none).
         self.snapshot_loaded: dict[str, Any] | None = None
 
@@ -483,6 +487,9 @@ class StreamApp:
         """Advance the clock to the batch's newest event, and put each personalised list on the refresh schedule."""
         if self.refresher is not None:
             self._clock_ms = max(self._clock_ms, self.refresher.note(partition, result, ranked_ms))
+            if partition not in self._seeded:
+                self._seeded.add(partition)
+                self._unseeded.add(partition)
 
     async def _refresh_aged(self) -> None:
         """Every :data:`REFRESH_EVERY_S`, re-rank the lists that aged (:mod:`stream.processing.refresh`): at most
@@ -491,6 +498,8 @@ class StreamApp:
         assert refresher is not None
         while True:
             await asyncio.sleep(REFRESH_EVERY_S)
+            if self._unseeded:
+                await self._seed(set(self._unseeded))
             clock = min(self._clock_ms, int(time.time() * 1000))
             budget = REFRESH_MAX
             for partition in refresher.partitions():
@@ -506,6 +515,26 @@ class StreamApp:
                     if len(due) < REFRESH_PASS:
                         break
                     await asyncio.sleep(0)  # let the events' batches in
+
+    async def _seed(self, partitions: set[int]) -> None:
+        """Schedule the viewers of partitions newly held from their snapshots (the recommendations topic is
+        the snapshots table's changelog, recovered with the partition), :data:`SEED_CHUNK` at a time."""
+        self._unseeded -= partitions
+        refresher, stored = self.refresher, self.snapshots.data
+        assert refresher is not None
+        every = list(range(self.specs[EVENTS].partitions))
+        partitioner = DefaultPartitioner()  # Kafka's, as producers key viewers (see "Running on Apache Kafka")
+        keys = list(stored.keys())
+        for i in range(0, len(keys), SEED_CHUNK):
+            for key in keys[i : i + SEED_CHUNK]:
+                p = partitioner(key, every, every)
+                raw = stored.get(key)
+                if p in partitions and p in self._partition_models and raw is not None:
+                    try:
+                        refresher.seed(p, raw)
+                    except (ValueError, KeyError, TypeError):  # not a snapshot of ours: left alone
+                        continue
+            await asyncio.sleep(0)
 
     async def _refresh(self, partition: int, rows: dict[str, bytes], clock: int) -> None:
         model = self._partition_models[partition]
@@ -624,6 +653,8 @@ class StreamApp:
                     self._events_read_ms.pop(tp.partition, None)
                     if self.refresher is not None:
                         self.refresher.drop([tp.partition])
+                        self._seeded.discard(tp.partition)
+                        self._unseeded.discard(tp.partition)
 
     # -- catalog: a global table every worker reads whole -------------------------
 
