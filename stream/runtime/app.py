@@ -498,23 +498,28 @@ class StreamApp:
         assert refresher is not None
         while True:
             await asyncio.sleep(REFRESH_EVERY_S)
-            if self._unseeded:
-                await self._seed(set(self._unseeded))
-            clock = min(self._clock_ms, int(time.time() * 1000))
-            budget = REFRESH_MAX
-            for partition in refresher.partitions():
-                while budget > 0:
-                    async with self._batch_lock:
-                        if partition not in self._partition_models:
-                            break  # revoked meanwhile (its schedule is dropped)
-                        due = refresher.due(partition, clock, min(budget, REFRESH_PASS))
-                        rows = {u: row for u in due if (row := self.profiles.data.get(u.encode())) is not None}
-                        if rows:
-                            await self._refresh(partition, rows, clock)
-                    budget -= len(due)
-                    if len(due) < REFRESH_PASS:
-                        break
-                    await asyncio.sleep(0)  # let the events' batches in
+            try:
+                if self._unseeded:
+                    await self._seed(set(self._unseeded))
+                await self._refresh_round(refresher, min(self._clock_ms, int(time.time() * 1000)))
+            except Exception:  # a defect: the lists wait for the next round, or their viewers' next events
+                log.exception("refreshing aged lists failed")
+
+    async def _refresh_round(self, refresher: Refresher, clock: int) -> None:
+        budget = REFRESH_MAX
+        for partition in refresher.partitions():
+            while budget > 0:
+                async with self._batch_lock:
+                    if partition not in self._partition_models:
+                        break  # revoked meanwhile (its schedule is dropped)
+                    due = refresher.due(partition, clock, min(budget, REFRESH_PASS))
+                    rows = {u: row for u in due if (row := self.profiles.data.get(u.encode())) is not None}
+                    if rows:
+                        await self._refresh(partition, rows, clock)
+                budget -= len(due)
+                if len(due) < REFRESH_PASS:
+                    break
+                await asyncio.sleep(0)  # let the events' batches in
 
     async def _seed(self, partitions: set[int]) -> None:
         """Schedule the viewers of partitions newly held from their snapshots (the recommendations topic is
