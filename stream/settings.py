@@ -80,7 +80,7 @@ class Settings:
     #: who comes back reads one ranked with the model and trend of lately (0: never).
     refresh_after_s: float = 86400.0
     #: STREAM_REFRESH_ACTIVE_S: ... as long as the viewer's newest event is at most this old.
-    refresh_active_s: float = 604800.0
+    refresh_active_s: float = 5184000.0
     #: STREAM_PROGRESS_S: how often a worker logs its partitions' positions and its counters (0: never).
     progress_s: float = 10.0
     #: STREAM_LOG_LEVEL: worker log level (debug, info, warn, error).

@@ -45,7 +45,7 @@ COMPACT_SLACK = 1024
 #: How often a worker looks for aged lists; at most REFRESH_MAX lists a round, REFRESH_PASS in one ranking pass
 #: (the worker's lock is released between passes, so a round never holds the events' batches up for long).
 REFRESH_EVERY_S = 0.5
-REFRESH_MAX = 200
+REFRESH_MAX = 500
 REFRESH_PASS = 50
 #: Stored snapshots a worker taking partitions over reads between two turns of its event loop (see Refresher.seed).
 SEED_CHUNK = 2000
