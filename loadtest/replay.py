@@ -44,8 +44,10 @@ topic a moment later, and cohorts learn once per batch, whose
 bounds differ between the workers and the replica, so lists need not be equal),
 ``complete`` (every interaction replayed within ``--timeout``),
 ``duration_s``, ``events_per_s``, ``log`` (its counts, format, time
-shift and rating scale), ``settings``, ``series`` (the curves the plots draw) and ``replica_models``
-(what each partition's replica model learned: compare with the workers' ``models``
+shift and rating scale), ``list_ages`` (``--offline --ages`` only: per kind and age of the judged
+snapshot, made after the viewer's own event or refreshed, the interactions judged, its HR@10 and
+that of a list made at the interaction's time), ``settings``, ``series`` (the curves the plots draw) and
+``replica_models`` (what each partition's replica model learned: compare with the workers' ``models``
 changelog).
 """
 
@@ -82,7 +84,7 @@ from .extras import MissingExtra, pyplot, require
 from .harness import _tail
 from .replay_formats import FORMATS, ReplayLog, guess_format, read_log
 from .replay_logs import write_movielens, write_population_log, write_sessions
-from .replay_metrics import KINDS, TRENDING_HALF_LIFE, Popularity, Tally, Trending, random_list
+from .replay_metrics import KINDS, TRENDING_HALF_LIFE, ListAges, Popularity, Tally, Trending, random_list
 from .replay_pacing import Pacer, Release
 from .replay_replica import RatingScore, Replica
 
@@ -110,6 +112,9 @@ class ReplayConfig:
     #: interaction; ``read``, a list made at the interaction's time (through workers: read from the
     #: HTTP API with ``?fresh=true``, as a home page asking then would get it).
     judge: str = "snapshot"
+    #: Offline, judging snapshots: also rank a list at each judged interaction's time, and report both lists'
+    #: HR@10 by the age of the judged one (``list_ages``: where a snapshot loses to a list made then).
+    ages: bool = False
 
 
 def replay(log: ReplayLog, cfg: ReplayConfig, progress: Progress | None = None) -> dict[str, Any]:
@@ -182,13 +187,21 @@ def replay_offline(log: ReplayLog, cfg: ReplayConfig, progress: Progress | None 
     settings = Settings(partitions=cfg.partitions)
     state = _ReplayState(settings, log, cfg)
     last: dict[str, list[str]] = {}
+    made: dict[str, tuple[int, bool]] = {}  # per viewer: when its list was ranked (event time), and if by a refresh
+    ages = ListAges() if cfg.ages and cfg.judge == "snapshot" else None
     sent: dict[str, int] = {}
     started = shown = time.monotonic()
     for it in log.interactions:
-        last.update(state.replica.refresh())  # the lists that aged by now, re-ranked as a worker would
+        refreshed = state.replica.refresh()  # the lists that aged by now, re-ranked as a worker would
+        last.update(refreshed)
+        made.update(dict.fromkeys(refreshed, (state.replica.clock_ms, True)))
         items = last.get(it.user_id)
         if items is not None and cfg.judge == "read":
             items = state.replica.read_list(it.user_id, it.ts)  # as a home page asking now would get
+        elif items is not None and ages is not None and it.positive:
+            ranked, by_refresh = made[it.user_id]
+            fresh = state.replica.read_list(it.user_id, it.ts)
+            ages.add(it.ts - ranked, by_refresh, items, fresh, it.item_id)
         state.before_publishing(Release(it, items, sent.get(it.user_id, 0)))
         sent[it.user_id] = sent.get(it.user_id, 0) + len(it.events)
         state.counts["published"] += len(it.events)
@@ -196,6 +209,7 @@ def replay_offline(log: ReplayLog, cfg: ReplayConfig, progress: Progress | None 
         listed = state.replica_lists[it.user_id][1]
         if listed:
             last[it.user_id] = listed
+            made[it.user_id] = (it.ts, False)
         if time.monotonic() - shown > 5:
             shown = time.monotonic()
             say(state.progress())
@@ -203,6 +217,8 @@ def replay_offline(log: ReplayLog, cfg: ReplayConfig, progress: Progress | None 
     report["complete"] = True
     report["events_applied"] = report["events"]  # what the replica applied, as the workers would
     report["snapshots_refreshed"] = state.replica.refreshed
+    if ages is not None:
+        report["list_ages"] = ages.summary()
     report["settings"] = {
         "offline": True,
         "partitions": cfg.partitions,
@@ -516,6 +532,11 @@ def summary(report: dict[str, Any]) -> str:
         f"  checks     waits timed out {report['waits_timed_out']}, leaks refused {report['leaks_refused']},"
         f" replica overlap {_f(report['replica_overlap'])}" + ("" if report["complete"] else "  INCOMPLETE"),
     ]
+    for name, row in report.get("list_ages", {}).items():
+        lines.append(
+            f"  list age   {name}: {row['judged']} judged, HR@10 {_f(row['hr_at_10'])}"
+            f" (a list made then: {_f(row['made_then_hr_at_10'])})"
+        )
     return "\n".join(lines)
 
 
@@ -606,6 +627,12 @@ def _parser() -> argparse.ArgumentParser:
         help="judge each interaction on the snapshot made after the viewer's previous one (default), or on a"
         " list made at its time, as GET .../recommendations?fresh=true answers (read)",
     )
+    p.add_argument(
+        "--ages",
+        action="store_true",
+        help="--offline, judging snapshots: also rank a list at each judged interaction's time and report both"
+        " lists' HR@10 by the age of the snapshot (slower: a second ranking per judged interaction)",
+    )
     p.add_argument("--report", type=Path, help="JSON report (default loadtest/results/replay-<time>.json)")
     p.add_argument("--plots", type=Path, help="directory for the PNG plots (default: next to the report)")
     p.add_argument("--write-population-log", type=Path, metavar="PATH", help="write a harness-population JSONL log")
@@ -633,6 +660,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not args.trending_half_life > 0:
         p.error("--trending-half-life: expected a positive number")
+    if args.ages and not (args.offline and args.judge == "snapshot"):
+        p.error("--ages: only offline, judging snapshots")
     try:
         require("matplotlib")  # for the plots: now, not after the replay
     except MissingExtra as exc:
@@ -665,6 +694,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bootstrap=args.bootstrap,
         trending_half_life=args.trending_half_life,
         judge=args.judge,
+        ages=args.ages,
     )
     print(
         f"replaying {len(log.interactions)} interactions of {log.viewers} viewers ({log.events} events,"

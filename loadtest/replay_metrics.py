@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "AGES",
     "KINDS",
     "TRENDING_HALF_LIFE",
+    "ListAges",
     "Popularity",
     "Tally",
     "Trending",
@@ -253,4 +255,40 @@ class Tally:
             "diversity": self.diversity_sum / self.diversity_n if self.diversity_n else None,
             "novelty": self.novelty_sum / self.novelty_n if self.novelty_n else None,
             "judged": self.judged,
+        }
+
+
+#: The ages of a judged list :class:`ListAges` tells apart: (name, below this many ms; None: any older).
+AGES = (("under 1 h", 3_600_000), ("1-6 h", 21_600_000), ("6-24 h", 86_400_000), ("over 24 h", None))
+
+
+@dataclass
+class ListAges:
+    """Where the lists a viewer is judged on lose to lists made at the moment: per age of the judged list
+    (event time from its ranking to the interaction) and per kind (made after the viewer's own event, or
+    a refresh of an aged one), how many were judged, and the hits of that list and of one made then.
+
+    >>> ages = ListAges()
+    >>> ages.add(7_200_000, refreshed=False, listed=["a", "b"], fresh=["c", "a"], target="c")
+    >>> ages.add(90_000_000, refreshed=True, listed=["c"], fresh=["c"], target="c")
+    >>> ages.summary()["event 1-6 h"]
+    {'judged': 1, 'hr_at_10': 0.0, 'made_then_hr_at_10': 1.0}
+    >>> ages.summary()["refreshed over 24 h"]["hr_at_10"]
+    1.0
+    """
+
+    #: "<kind> <age>" -> [judged, hits of the judged list, hits of a list made at the interaction's time]
+    counts: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, age_ms: int, refreshed: bool, listed: Sequence[str], fresh: Sequence[str], target: str) -> None:
+        name = next(n for n, below in AGES if below is None or age_ms < below)
+        row = self.counts.setdefault(f"{'refreshed' if refreshed else 'event'} {name}", [0, 0, 0])
+        row[0] += 1
+        row[1] += int(hit_and_ndcg(listed, target)[0])
+        row[2] += int(hit_and_ndcg(fresh, target)[0])
+
+    def summary(self) -> dict[str, dict[str, float | int]]:
+        return {
+            name: {"judged": n, "hr_at_10": hits / n, "made_then_hr_at_10": then / n}
+            for name, (n, hits, then) in sorted(self.counts.items())
         }

@@ -582,6 +582,28 @@ def test_the_offline_replay_can_judge_lists_made_at_each_interactions_time() -> 
     assert report["hr_at_10"]["model"] == pytest.approx(hits / report["interactions_judged"])
 
 
+def test_the_offline_replay_tells_where_snapshots_lose_to_lists_made_then_by_their_age(tmp_path: Path) -> None:
+    write_movielens(tmp_path, viewers=30, titles=60, interactions=10, seed=1)  # days of interactions: lists age
+    log = read_log(tmp_path / "u.data")
+    report = replay_offline(log, ReplayConfig(partitions=2, ages=True))
+    read = replay_offline(log, ReplayConfig(partitions=2, judge="read"))
+    ages = report["list_ages"]
+    kinds = {name.split(" ", 1)[0] for name in ages}
+    assert kinds == {"event", "refreshed"} and len(ages) > 4
+    assert all(name.split(" ", 1)[1] in {a for a, _ in replay_metrics.AGES} for name in ages)
+    judged = report["interactions_judged"]
+    assert sum(row["judged"] for row in ages.values()) == judged
+    assert read["hr_at_10"]["model"] != report["hr_at_10"]["model"]  # on this log, lists made then differ
+    # the judged lists' hits add up to the snapshot judge's, those made then to the read judge's
+    assert sum(row["judged"] * row["hr_at_10"] for row in ages.values()) == pytest.approx(
+        report["hr_at_10"]["model"] * judged
+    )
+    assert sum(row["judged"] * row["made_then_hr_at_10"] for row in ages.values()) == pytest.approx(
+        read["hr_at_10"]["model"] * judged
+    )
+    assert "list age" in summary(report) and "list_ages" not in read
+
+
 @pytest.mark.broker
 def test_a_replay_through_a_worker_can_judge_the_lists_its_api_makes(broker: EmbeddedBroker, tmp_path: Path) -> None:
     _taste_log(tmp_path / "log.csv")
