@@ -62,9 +62,7 @@ class Replica:
         self.events_applied = 0
         self.processor.shared.trending.clock = lambda: self.events_applied / EVENTS_PER_S
         #: Aged lists are re-ranked as the workers' are (``STREAM_REFRESH_AFTER_S``), by the newest event applied.
-        self.refresher = (
-            Refresher(int(s.refresh_after_s * 1000), int(s.refresh_active_s * 1000)) if s.refresh_after_s > 0 else None
-        )
+        self.refresher = Refresher.of(s)
         self.clock_ms = 0
         self.refreshed = 0
 

@@ -81,6 +81,10 @@ class Settings:
     refresh_after_s: float = 86400.0
     #: STREAM_REFRESH_ACTIVE_S: ... as long as the viewer's newest event is at most this old.
     refresh_active_s: float = 5184000.0
+    #: STREAM_REFRESH_LEAD: ... the first this share of STREAM_REFRESH_AFTER_S early (0 to under 1): the refreshes
+    #: then fall that much before each whole STREAM_REFRESH_AFTER_S since the viewer's newest event, so a viewer
+    #: back at its usual hour reads a list ranked a few hours before, not one about to come up (1/6: 4 h of a day).
+    refresh_lead: float = 1 / 6
     #: STREAM_PROGRESS_S: how often a worker logs its partitions' positions and its counters (0: never).
     progress_s: float = 10.0
     #: STREAM_LOG_LEVEL: worker log level (debug, info, warn, error).
@@ -136,10 +140,13 @@ class Settings:
                 raise SettingsError(f"{VARIABLES[name]} must be at least 1, got {getattr(self, name)}")
         at_least_0 = (
             "diversity", "catalog_wait_ms", "exploration", "model_snapshot_s", "refresh_after_s", "refresh_active_s",
+            "refresh_lead",
         )  # fmt: skip
         for name in at_least_0:
             if getattr(self, name) < 0:
                 raise SettingsError(f"{VARIABLES[name]} must be at least 0, got {getattr(self, name)}")
+        if self.refresh_lead >= 1:
+            raise SettingsError(f"STREAM_REFRESH_LEAD must be less than 1, got {self.refresh_lead}")
         if self.cohort_sync_s <= 0:
             raise SettingsError(f"STREAM_COHORT_SYNC_S must be more than 0, got {self.cohort_sync_s}")
         if self.session_timeout_s <= 3 * self.heartbeat_s:

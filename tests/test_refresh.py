@@ -109,7 +109,7 @@ def test_an_opted_out_viewers_refreshed_list_is_impersonal_and_writes_nothing() 
 
 def test_the_replay_replica_refreshes_the_lists_that_aged_by_its_newest_event() -> None:
     catalog = [orjson.loads(value) for _, value in catalog_messages()]
-    replica = Replica(catalog, replace(Settings(partitions=2), refresh_after_s=3600.0))
+    replica = Replica(catalog, replace(Settings(partitions=2), refresh_after_s=3600.0, refresh_lead=0.0))
     first = replica.apply("u1", [event(0, "u1", "d1", "complete", ts=T0)])
     assert first and replica.refresh() == {}
     replica.apply("u2", [event(0, "u2", "d2", "complete", ts=T0 + HOUR - 1)])
@@ -120,12 +120,29 @@ def test_the_replay_replica_refreshes_the_lists_that_aged_by_its_newest_event() 
     assert Profile.loads(replica.rows["u1"]).version == 2
 
 
+def test_the_first_refresh_comes_the_lead_before_a_day_since_the_viewers_event_and_the_next_a_day_later() -> None:
+    catalog = [orjson.loads(value) for _, value in catalog_messages()]
+    lead = 20 * 60
+    replica = Replica(catalog, replace(Settings(partitions=2), refresh_after_s=3600.0, refresh_lead=1 / 3))
+    replica.apply("u1", [event(0, "u1", "d1", "complete", ts=T0)])
+    clock = iter(range(1, 10))
+
+    def refreshed_at(ts: int) -> list[str]:
+        replica.apply("u2", [event(next(clock), "u2", "d2", "complete", ts=ts)])  # moves the clock on
+        return sorted(replica.refresh())
+
+    first = T0 + HOUR - lead * 1000
+    assert refreshed_at(first - 1) == [] and refreshed_at(first) == ["u1"]
+    # then every hour after that refresh (u2 is listed again by each of its events: never due)
+    assert refreshed_at(first + HOUR - 1) == [] and refreshed_at(first + HOUR) == ["u1"]
+
+
 async def test_a_worker_refreshes_a_list_once_the_deployments_clock_has_moved_past_its_age(
     settings: Settings, workers: Workers, producer: AIOKafkaProducer
 ) -> None:
     """u1 acts two hours ago (event time), u2 an hour later: u1's list is re-ranked at u2's time, once."""
     await publish(producer, settings.topic(CATALOG), catalog_messages())
-    workers.start(refresh_after_s=600.0)
+    workers.start(refresh_after_s=600.0, refresh_lead=0.0)
     then = int(time.time() * 1000) - 2 * HOUR
     await publish(producer, settings.topic(EVENTS), [encode(event(0, "u1", "d1", "complete", ts=then))])
     await consume_until(settings, settings.topic(RECOMMENDATIONS), lambda rs: len(snapshots(rs, "u1")) == 1)
@@ -153,14 +170,14 @@ async def test_a_worker_taking_a_partition_over_refreshes_the_lists_it_recovered
     every = list(range(settings.partitions))
     home = DefaultPartitioner()(b"u1", every, every)
     neighbour = next(f"n{k}" for k in range(100) if DefaultPartitioner()(f"n{k}".encode(), every, every) == home)
-    first = workers.start(refresh_after_s=600.0)
+    first = workers.start(refresh_after_s=600.0, refresh_lead=0.0)
     then = int(time.time() * 1000) - 2 * HOUR
     await publish(producer, settings.topic(EVENTS), [encode(event(0, "u1", "d1", "complete", ts=then))])
     await consume_until(settings, settings.topic(RECOMMENDATIONS), lambda rs: len(snapshots(rs, "u1")) == 1)
     first.send_signal(signal.SIGTERM)
     first.wait(30)
 
-    workers.start(refresh_after_s=600.0)
+    workers.start(refresh_after_s=600.0, refresh_lead=0.0)
     await publish(producer, settings.topic(EVENTS), [encode(event(0, neighbour, "d2", "complete", ts=then + HOUR))])
 
     def refreshed(records: list[Any]) -> bool:

@@ -20,6 +20,7 @@ from stream.contracts.topics import (
     load_schema,
     load_specs,
 )
+from stream.processing.refresh import Refresher
 from stream.settings import VARIABLES, Settings, SettingsError
 
 INPUT_TOPICS = (EVENTS, CATALOG, COMMANDS)
@@ -194,6 +195,18 @@ def test_a_session_timeout_just_above_three_heartbeats_is_accepted() -> None:
     assert (s.session_timeout_s, s.heartbeat_s) == (3.5, 1.0)
 
 
+@pytest.mark.parametrize("lead", ["1", "1.5", "-0.1"])
+def test_a_refresh_lead_not_a_share_under_one_is_rejected(lead: str) -> None:
+    with pytest.raises(SettingsError, match=f"STREAM_REFRESH_LEAD must be .*, got {float(lead)}"):
+        Settings.from_env({"STREAM_REFRESH_LEAD": lead})
+
+
+def test_the_refresh_lead_is_a_share_of_the_refresh_age() -> None:
+    refresher = Refresher.of(Settings.from_env({"STREAM_REFRESH_AFTER_S": "600", "STREAM_REFRESH_LEAD": "0.25"}))
+    assert refresher is not None and (refresher.after_ms, refresher.lead_ms) == (600_000, 150_000)
+    assert Refresher.of(Settings.from_env({"STREAM_REFRESH_AFTER_S": "0"})) is None
+
+
 @pytest.mark.parametrize("level", ["verbose", "INFO", "warning", "trace"])
 def test_an_unknown_log_level_is_rejected(level: str) -> None:
     with pytest.raises(SettingsError) as caught:
@@ -222,7 +235,8 @@ def test_each_variable_sets_its_own_field_and_no_other() -> None:
         before = getattr(default, name)
         # a value unlike every default that passes check() on its own
         sample = "3" if isinstance(before, int) else "3.25" if isinstance(before, float) else "debug"
-        sample = {"heartbeat_s": "1.25"}.get(name, sample)  # three heartbeats must stay under the session timeout
+        # three heartbeats must stay under the session timeout; the refresh lead is a share, under 1
+        sample = {"heartbeat_s": "1.25", "refresh_lead": "0.25"}.get(name, sample)
         changed = Settings.from_env({variable: sample})
         diff = {f.name for f in fields(Settings) if getattr(changed, f.name) != getattr(default, f.name)}
         assert diff == {name}, f"{variable}: expected only {name} to change; changed {sorted(diff)}"

@@ -37,6 +37,7 @@ import orjson
 
 if TYPE_CHECKING:
     from stream.processing.step import BatchResult
+    from stream.settings import Settings
 
 __all__ = ["COMPACT_SLACK", "REFRESH_EVERY_S", "REFRESH_MAX", "REFRESH_PASS", "SEED_CHUNK", "Refresher"]
 
@@ -54,18 +55,39 @@ SEED_CHUNK = 2000
 class Refresher:
     """Per partition, when each viewer's list comes up for a refresh (event-time ms)."""
 
-    def __init__(self, after_ms: int, active_ms: int) -> None:
+    def __init__(self, after_ms: int, active_ms: int, lead_ms: int = 0) -> None:
         if after_ms <= 0:
             raise ValueError(f"after_ms: expected more than 0; got {after_ms}")
+        if not 0 <= lead_ms < after_ms:
+            raise ValueError(f"lead_ms: expected at least 0 and less than after_ms ({after_ms}); got {lead_ms}")
         self.after_ms = after_ms
         self.active_ms = active_ms
+        self.lead_ms = lead_ms
         self._heaps: dict[int, list[tuple[int, str]]] = {}
         self._due: dict[int, dict[str, int]] = {}  # partition -> viewer -> its live entry's due time
 
+    @classmethod
+    def of(cls, settings: Settings) -> Refresher | None:
+        """The schedule ``STREAM_REFRESH_AFTER_S``, ``_ACTIVE_S`` and ``_LEAD`` ask for (None: no refreshes)."""
+        if settings.refresh_after_s <= 0:
+            return None
+        after = int(settings.refresh_after_s * 1000)
+        return cls(after, int(settings.refresh_active_s * 1000), int(after * settings.refresh_lead))
+
     def listed(self, partition: int, user_id: str, ranked_ms: int, last_event_ms: int) -> None:
-        """The viewer's list was ranked at ``ranked_ms``: it comes up ``after_ms`` later, unless the
-        viewer's newest event will be more than ``active_ms`` old by then."""
-        due = ranked_ms + self.after_ms
+        """The viewer's list was ranked at ``ranked_ms``: it comes up ``after_ms`` later (``after_ms - lead_ms``
+        after a list its newest event brought, so that the refreshes fall ``lead_ms`` before each whole
+        ``after_ms`` since that event), unless the viewer's newest event will be more than ``active_ms`` old by then.
+
+        >>> r = Refresher(after_ms=100, active_ms=1000, lead_ms=20)
+        >>> r.listed(0, "ann", ranked_ms=1000, last_event_ms=1000)  # comes up at 1080
+        >>> r.due(0, clock_ms=1079, limit=10), r.due(0, clock_ms=1080, limit=10)
+        ([], ['ann'])
+        >>> r.listed(0, "ann", ranked_ms=1080, last_event_ms=1000)  # refreshed then: next at 1180
+        >>> r.due(0, clock_ms=1179, limit=10), r.due(0, clock_ms=1180, limit=10)
+        ([], ['ann'])
+        """
+        due = ranked_ms + self.after_ms - (self.lead_ms if ranked_ms <= last_event_ms else 0)
         live = self._due.setdefault(partition, {})
         if due - last_event_ms > self.active_ms:
             live.pop(user_id, None)  # an entry left in the heap is skipped when it surfaces

@@ -210,9 +210,7 @@ class StreamApp:
             "refreshed": 0,
         }
         # Aged lists come up for a refresh by event time: the newest event applied here (never ahead of the wall clock).
-        self.refresher = (
-            Refresher(int(s.refresh_after_s * 1000), int(s.refresh_active_s * 1000)) if s.refresh_after_s > 0 else None
-        )
+        self.refresher = Refresher.of(s)
         self._clock_ms = 0
         # Partitions whose viewers' schedule was taken from the snapshots held (see _seed), and those waiting for it.
         self._seeded: set[int] = set()
