@@ -83,8 +83,8 @@ class Settings:
     refresh_active_s: float = 5184000.0
     #: STREAM_REFRESH_LEAD: ... the first this share of STREAM_REFRESH_AFTER_S early (0 to under 1): the refreshes
     #: then fall that much before each whole STREAM_REFRESH_AFTER_S since the viewer's newest event, so a viewer
-    #: back at its usual hour reads a list ranked a few hours before, not one about to come up (1/6: 4 h of a day).
-    refresh_lead: float = 1 / 6
+    #: back at its usual hour reads a list ranked a few hours before, not one about to come up (0.17: 4 h of a day).
+    refresh_lead: float = 0.17
     #: STREAM_PROGRESS_S: how often a worker logs its partitions' positions and its counters (0: never).
     progress_s: float = 10.0
     #: STREAM_LOG_LEVEL: worker log level (debug, info, warn, error).
