@@ -85,6 +85,9 @@ class Settings:
     #: then fall that much before each whole STREAM_REFRESH_AFTER_S since the viewer's newest event, so a viewer
     #: back at its usual hour reads a list ranked a few hours before, not one about to come up (0.17: 4 h of a day).
     refresh_lead: float = 0.17
+    #: STREAM_REFRESH_IDLE_S: past STREAM_REFRESH_ACTIVE_S, a viewer's list is re-ranked this often instead (a week),
+    #: until its newest event is a year old, so a viewer back after months reads a list at most a week old (0: never).
+    refresh_idle_s: float = 604800.0
     #: STREAM_PROGRESS_S: how often a worker logs its partitions' positions and its counters (0: never).
     progress_s: float = 10.0
     #: STREAM_LOG_LEVEL: worker log level (debug, info, warn, error).
@@ -140,7 +143,7 @@ class Settings:
                 raise SettingsError(f"{VARIABLES[name]} must be at least 1, got {getattr(self, name)}")
         at_least_0 = (
             "diversity", "catalog_wait_ms", "exploration", "model_snapshot_s", "refresh_after_s", "refresh_active_s",
-            "refresh_lead",
+            "refresh_lead", "refresh_idle_s",
         )  # fmt: skip
         for name in at_least_0:
             if getattr(self, name) < 0:

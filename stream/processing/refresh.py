@@ -39,7 +39,15 @@ if TYPE_CHECKING:
     from stream.processing.step import BatchResult
     from stream.settings import Settings
 
-__all__ = ["COMPACT_SLACK", "REFRESH_EVERY_S", "REFRESH_MAX", "REFRESH_PASS", "SEED_CHUNK", "Refresher"]
+__all__ = [
+    "COMPACT_SLACK",
+    "IDLE_UNTIL_MS",
+    "REFRESH_EVERY_S",
+    "REFRESH_MAX",
+    "REFRESH_PASS",
+    "SEED_CHUNK",
+    "Refresher",
+]
 
 #: Skipped entries a partition's heap may hold beyond twice its live ones before it is rebuilt.
 COMPACT_SLACK = 1024
@@ -50,12 +58,14 @@ REFRESH_MAX = 500
 REFRESH_PASS = 50
 #: Stored snapshots a worker taking partitions over reads between two turns of its event loop (see Refresher.seed).
 SEED_CHUNK = 2000
+#: A viewer past the active window is refreshed at the idle pace until its newest event is this old (a year).
+IDLE_UNTIL_MS = 365 * 86_400_000
 
 
 class Refresher:
     """Per partition, when each viewer's list comes up for a refresh (event-time ms)."""
 
-    def __init__(self, after_ms: int, active_ms: int, lead_ms: int = 0) -> None:
+    def __init__(self, after_ms: int, active_ms: int, lead_ms: int = 0, idle_ms: int = 0) -> None:
         if after_ms <= 0:
             raise ValueError(f"after_ms: expected more than 0; got {after_ms}")
         if not 0 <= lead_ms < after_ms:
@@ -63,6 +73,7 @@ class Refresher:
         self.after_ms = after_ms
         self.active_ms = active_ms
         self.lead_ms = lead_ms
+        self.idle_ms = idle_ms
         self._heaps: dict[int, list[tuple[int, str]]] = {}
         self._due: dict[int, dict[str, int]] = {}  # partition -> viewer -> its live entry's due time
 
@@ -72,12 +83,14 @@ class Refresher:
         if settings.refresh_after_s <= 0:
             return None
         after = int(settings.refresh_after_s * 1000)
-        return cls(after, int(settings.refresh_active_s * 1000), int(after * settings.refresh_lead))
+        active, idle = int(settings.refresh_active_s * 1000), int(settings.refresh_idle_s * 1000)
+        return cls(after, active, int(after * settings.refresh_lead), idle)
 
     def listed(self, partition: int, user_id: str, ranked_ms: int, last_event_ms: int) -> None:
         """The viewer's list was ranked at ``ranked_ms``: it comes up ``after_ms`` later (``after_ms - lead_ms``
         after a list its newest event brought, so that the refreshes fall ``lead_ms`` before each whole
-        ``after_ms`` since that event), unless the viewer's newest event will be more than ``active_ms`` old by then.
+        ``after_ms`` since that event), unless the viewer's newest event will be more than ``active_ms`` old by then:
+        then ``idle_ms`` later (0: never), while that event is at most :data:`IDLE_UNTIL_MS` old.
 
         >>> r = Refresher(after_ms=100, active_ms=1000, lead_ms=20)
         >>> r.listed(0, "ann", ranked_ms=1000, last_event_ms=1000)  # comes up at 1080
@@ -86,12 +99,18 @@ class Refresher:
         >>> r.listed(0, "ann", ranked_ms=1080, last_event_ms=1000)  # refreshed then: next at 1180
         >>> r.due(0, clock_ms=1179, limit=10), r.due(0, clock_ms=1180, limit=10)
         ([], ['ann'])
+        >>> idle = Refresher(after_ms=100, active_ms=250, idle_ms=300)
+        >>> idle.listed(0, "bob", ranked_ms=1200, last_event_ms=1000)  # 1300 is past the window: 1500
+        >>> idle.due(0, clock_ms=1499, limit=10), idle.due(0, clock_ms=1500, limit=10)
+        ([], ['bob'])
         """
         due = ranked_ms + self.after_ms - (self.lead_ms if ranked_ms <= last_event_ms else 0)
         live = self._due.setdefault(partition, {})
         if due - last_event_ms > self.active_ms:
-            live.pop(user_id, None)  # an entry left in the heap is skipped when it surfaces
-            return
+            due = ranked_ms + self.idle_ms
+            if self.idle_ms <= 0 or due - last_event_ms > IDLE_UNTIL_MS:
+                live.pop(user_id, None)  # an entry left in the heap is skipped when it surfaces
+                return
         live[user_id] = due
         heap = self._heaps.setdefault(partition, [])
         heapq.heappush(heap, (due, user_id))
