@@ -103,6 +103,9 @@ class Refresher:
         >>> idle.listed(0, "bob", ranked_ms=1200, last_event_ms=1000)  # 1300 is past the window: 1500
         >>> idle.due(0, clock_ms=1499, limit=10), idle.due(0, clock_ms=1500, limit=10)
         ([], ['bob'])
+        >>> idle.listed(0, "bob", ranked_ms=1000 + IDLE_UNTIL_MS - 299, last_event_ms=1000)  # then a year: no more
+        >>> idle.pending(0)
+        0
         """
         due = ranked_ms + self.after_ms - (self.lead_ms if ranked_ms <= last_event_ms else 0)
         live = self._due.setdefault(partition, {})
