@@ -4,9 +4,12 @@ A viewer's snapshot is ranked when its events arrive, with the trend, the co-wat
 the item factors as they are then. A viewer who comes back days later would read a list ranked
 for a catalog that has moved on: last week's trend. So a worker re-ranks a viewer's list once it
 is ``after_ms`` old in event time (the deployment's clock: the newest event applied, never ahead
-of the wall clock), as long as the viewer's newest event is at most ``active_ms`` old: a viewer
-gone for longer is left with its last list until it returns, which bounds the work to the
-viewers active lately (at most ``active_ms / after_ms`` refreshes for each spell of activity).
+of the wall clock), as long as the viewer's newest event is at most ``active_ms`` old; a viewer
+gone for longer gets one every ``idle_ms`` instead, until that event is :data:`IDLE_UNTIL_MS` old,
+which bounds the work (at most ``active_ms / after_ms + IDLE_UNTIL_MS / idle_ms`` refreshes for
+each spell of activity). The first refresh after an event comes ``lead_ms`` early, so that the
+refreshes fall a little before the hour of day the viewer was last active: one back at its usual
+hour reads a list ranked hours before, not one about to come up.
 
 Per partition, a heap of (due, viewer); a viewer listed again before its entry comes up
 just moves its due time (the old entry is skipped when it surfaces, and the heap is rebuilt
@@ -79,7 +82,7 @@ class Refresher:
 
     @classmethod
     def of(cls, settings: Settings) -> Refresher | None:
-        """The schedule ``STREAM_REFRESH_AFTER_S``, ``_ACTIVE_S`` and ``_LEAD`` ask for (None: no refreshes)."""
+        """The schedule ``STREAM_REFRESH_AFTER_S``, ``_ACTIVE_S``, ``_LEAD`` and ``_IDLE_S`` ask for (None: none)."""
         if settings.refresh_after_s <= 0:
             return None
         after = int(settings.refresh_after_s * 1000)
