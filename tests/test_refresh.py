@@ -122,8 +122,7 @@ def test_the_replay_replica_refreshes_the_lists_that_aged_by_its_newest_event() 
 
 def test_the_first_refresh_comes_the_lead_before_a_day_since_the_viewers_event_and_the_next_a_day_later() -> None:
     catalog = [orjson.loads(value) for _, value in catalog_messages()]
-    lead = 20 * 60
-    replica = Replica(catalog, replace(Settings(partitions=2), refresh_after_s=3600.0, refresh_lead=1 / 3))
+    replica = Replica(catalog, replace(Settings(partitions=2), refresh_after_s=3600.0, refresh_lead=0.25))
     replica.apply("u1", [event(0, "u1", "d1", "complete", ts=T0)])
     clock = iter(range(1, 10))
 
@@ -131,7 +130,7 @@ def test_the_first_refresh_comes_the_lead_before_a_day_since_the_viewers_event_a
         replica.apply("u2", [event(next(clock), "u2", "d2", "complete", ts=ts)])  # moves the clock on
         return sorted(replica.refresh())
 
-    first = T0 + HOUR - lead * 1000
+    first = T0 + HOUR - HOUR // 4  # a quarter of the hour early
     assert refreshed_at(first - 1) == [] and refreshed_at(first) == ["u1"]
     # then every hour after that refresh (u2 is listed again by each of its events: never due)
     assert refreshed_at(first + HOUR - 1) == [] and refreshed_at(first + HOUR) == ["u1"]
