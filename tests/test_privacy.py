@@ -127,7 +127,11 @@ async def test_commands_act_in_order_and_the_read_api_shows_what_is_held(
         return snap if items and all(genre_of(i["item_id"]) != "drama" for i in items) else None
 
     snap = await _until(without_drama, what="a list without drama")
-    assert snap["items"][0]["reasons"][0] == "you asked for more crime"
+    # the liked genre is listed and says why; where it ranks is the learned weights' business (the boost is
+    # 0.5, and what trends in the last hour can outweigh it), so the test does not pin it first
+    crime = [i for i in snap["items"] if genre_of(i["item_id"]) == "crime"]
+    assert crime and all(i["reasons"][0] == "you asked for more crime" for i in crime), snap["items"]
+    assert not any("you asked for" in r for i in snap["items"] if i not in crime for r in i["reasons"])
     status, group = _json(_get(cfg, "/groups/recommendations?viewers=u1,u2", reader))
     assert status == 200 and group["items"] and all(genre_of(i["item_id"]) != "drama" for i in group["items"])
     assert _get(cfg, "/groups/recommendations?viewers=u1,u2", None)[0] == 401
