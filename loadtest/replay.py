@@ -48,7 +48,8 @@ shift and rating scale), ``list_ages`` (``--offline --ages`` only: per kind and 
 snapshot, made after the viewer's own event or refreshed, the interactions judged, its HR@10 and
 that of a list made at the interaction's time), ``settings``, ``series`` (the curves the plots draw) and
 ``replica_models`` (what each partition's replica model learned: compare with the workers' ``models``
-changelog).
+changelog; ``effective`` and ``effective_away``, the ranking weights of a list in a visit and of one for
+a viewer back after a while).
 """
 
 from __future__ import annotations
@@ -459,6 +460,7 @@ class _ReplayState:
                     "weights": dict(m.shared.outcome.linear.weights),  # the deployment's regression
                     "intercept": m.shared.outcome.linear.intercept,
                     "effective": m.weights,
+                    "effective_away": m.weights_for(away=True),  # for lists of viewers back after a while
                 }
                 for p, m in enumerate(self.replica.models)
             },

@@ -110,3 +110,27 @@ def test_no_ranking_weight_of_the_deployment_goes_below_zero() -> None:
         model.shared.choice.learn_many(diffs, rng.normal(0.0, 1.0, 8))
     assert min(model.weights.values()) >= 0.0
     assert model.weights["popularity"] == 0.0 < PRIOR["popularity"], "held at its floor"
+
+
+def test_the_choices_of_viewers_back_after_a_while_weigh_for_their_lists_as_much_as_the_floor_allows() -> None:
+    """In a visit viewers choose what goes with what they just watched; back after a while, what trends.
+    Both teach the weights every list takes; the second also what only lists of viewers back take. The
+    floor bounds those lists' weights (the sum), and a checkpoint keeps both parts; an older one has none."""
+    cowatch, trend = FEATURES.index("cowatch"), FEATURES.index("trend")
+    in_visit, back = np.zeros((1, len(FEATURES))), np.zeros((1, len(FEATURES)))
+    in_visit[0, cowatch], in_visit[0, trend] = 0.6, -0.2
+    back[0, cowatch], back[0, trend] = -0.4, 0.6
+    learner, floored = Choice(), Choice(floor={"cowatch": -0.5})
+    for _ in range(300):
+        learner.learn_many(in_visit, np.zeros(1))
+        learner.learn_many(back, np.zeros(1), away=True)
+        floored.learn_many(back, np.zeros(1), away=True)
+    visit, away = learner.total(False), learner.total(True)
+    assert away[trend] > visit[trend] + 1.0 and away[cowatch] < visit[cowatch] - 1.0
+    assert list(visit) == list(learner.weights.values()), "the weights of a list in a visit"
+    assert floored.total(True)[cowatch] == pytest.approx(-0.5), "the floor holds the sum"
+    assert floored.total(False)[cowatch] == pytest.approx(-0.5)
+    assert np.array_equal(Choice.from_state(learner.to_state()).total(True), away)
+    older = learner.to_state()
+    del older["away"]
+    assert np.array_equal(Choice.from_state(older).total(True), visit)

@@ -16,7 +16,7 @@ from stream.contracts.validation import CatalogEntry
 from stream.learning.catalog import Catalog
 from stream.learning.features import FEATURES, ViewerTerms, features, pair_parts, scan, weight_vector
 from stream.learning.model import PartitionModel
-from stream.learning.profile import Profile
+from stream.learning.profile import AWAY_MS, Profile
 from stream.ranking.group import rank_group
 from stream.ranking.ranker import rank
 
@@ -72,10 +72,16 @@ def _signal(p: Profile, e: object) -> object:
 
 
 def test_the_full_scan_scores_every_pair_as_pair_parts_does() -> None:
+    """Also for viewers back after a while (no event for AWAY_MS), ranked with the away weights."""
     cat, models, profiles, cohorts = world()
+    for m, away in zip(models, (0.7, 1.9), strict=True):
+        m.shared.choice.away[:] = np.linspace(away, 0.1, len(FEATURES))
     owners = [models[v % 2] for v in range(len(profiles))]
-    viewers = [ViewerTerms.current(p, m, cat, EVENING, c) for p, m, c in zip(profiles, owners, cohorts, strict=True)]
-    viewers.append(ViewerTerms.current(Profile("cold"), models[0], cat, EVENING))
+    now = EVENING + AWAY_MS + 6 * 60_000  # back: the viewers whose newest event came in the first six minutes
+    viewers = [ViewerTerms.current(p, m, cat, now, c) for p, m, c in zip(profiles, owners, cohorts, strict=True)]
+    viewers.append(ViewerTerms.current(Profile("cold"), models[0], cat, now))
+    back = [v for v in viewers if v.away]
+    assert back and len(back) < len(viewers) and all(v.weights != v.model.weights for v in back)
     assert any(v.lift for v in viewers) and any(v.bucket for v in viewers), "the world exercises context and cohorts"
     assert any(v.taste is not None for v in viewers) and viewers[-1].taste is None, "and item factors"
     result = scan(viewers, cat)
@@ -83,7 +89,7 @@ def test_the_full_scan_scores_every_pair_as_pair_parts_does() -> None:
     every = np.arange(len(cat.ids))
     for r, viewer in enumerate(viewers):
         parts = pair_parts(viewer, cat)
-        expected = parts @ weight_vector(viewer.model.weights)
+        expected = parts @ weight_vector(viewer.weights)
         assert result.scores[r][active] == pytest.approx(expected[active], abs=1e-4)
         assert result.parts(r, every, viewer, cat) == pytest.approx(parts, abs=1e-5)
         some = np.asarray([3, 17, 41])

@@ -19,9 +19,10 @@ from stream.contracts.validation import CatalogEntry
 from stream.learning.choice import SAMPLED
 from stream.learning.features import FEATURES
 from stream.learning.model import PartitionModel
+from stream.learning.profile import AWAY_MS
 from stream.learning.shared import SharedModel, delta_cohorts, delta_document, delta_lesson, delta_pairs
 from stream.learning.trend import SharedTrend
-from stream.processing.step import Processor
+from stream.processing.step import Processor, RawMessage
 from stream.runtime.kafka import read_to_end
 from stream.settings import Settings
 
@@ -90,6 +91,44 @@ def test_the_step_shares_each_applied_event_that_teaches_once_and_nothing_of_an_
     assert local.shared.trending.windows, "and the trending windows count the three events"
     assert local.shared.popularity.share("d1") == 1.0 and local.shared.popularity.share("d3") == 0.0
     assert set(local.shared.cowatch.related(["d1"])) == {"d3"}
+
+
+def test_a_finish_of_a_title_started_back_after_a_while_teaches_the_away_weights_of_every_replica() -> None:
+    """A viewer starts a title after AWAY_MS without an event: its finish's delta says so (``away``), and a
+    replica applying it moves what lists of viewers back take as well as what every list takes. A title
+    started within a visit teaches the common weights only; so does a document from before ``away``."""
+    processor = Processor(make_catalog(), share_deltas=True)
+
+    def at(n: int, item: str, kind: str, ts: int) -> RawMessage:
+        doc = {"event_id": f"u1-{n}", "user_id": "u1", "item_id": item, "type": kind, "ts": ts,
+               "position_s": 3000.0 if kind == "complete" else 30.0, "duration_s": 3000.0}  # fmt: skip
+        return RawMessage(b"u1", orjson.dumps(doc), "playback-events", 0, n, ts)
+
+    back = T0 + 120_000 + AWAY_MS  # AWAY_MS after the newest event
+    batch = [
+        at(0, "d1", "play", T0), at(1, "d1", "complete", T0 + 60_000),  # first events: not back from anywhere
+        at(2, "d2", "play", T0 + 90_000), at(3, "d2", "complete", T0 + 120_000),  # within the visit
+        at(4, "c1", "play", back), at(5, "c1", "complete", back + 60_000),  # back after a while
+    ]  # fmt: skip
+    [result] = processor.step(processor.plan([(0, batch)]), {}, {0: PartitionModel()})
+    finishes = [d for d in result.deltas if not d.start]
+    assert [(d.item_id, d.pairs is not None, d.away) for d in finishes] == [
+        ("d1", True, False), ("d2", True, False), ("c1", True, True),
+    ]  # fmt: skip
+    docs = [orjson.loads(orjson.dumps(delta_document(0, d))) for d in finishes]
+    schema = load_schema("schemas/model-delta.json")
+    for doc in docs:
+        Draft202012Validator(schema).validate(doc)
+        assert set(doc) <= set(schema["properties"]), "every field the contract names"
+    assert [doc.get("away") for doc in docs] == [None, None, True]
+    replica, older = SharedModel(), SharedModel()
+    for doc in docs[:2]:
+        assert replica.apply_document(doc) and older.apply_document(doc)
+    assert not replica.choice.away.any() and replica.choice.w.any()
+    assert replica.apply_document(docs[2]) and replica.choice.away.any()
+    assert older.apply_document({k: v for k, v in docs[2].items() if k != "away"}) and not older.choice.away.any()
+    with pytest.raises(ValueError, match="away"):
+        SharedModel().apply_document({**docs[2], "away": "yes"})
 
 
 def test_a_replica_applies_a_delta_to_the_trend_the_cowatch_counts_and_the_choice_weights_once() -> None:

@@ -29,7 +29,8 @@ scoring (a few hundred) and the group list (every title) call it. :func:`scan` i
 same computation for many viewers and every title at once, from the same viewer rows,
 title matrices and title parts; a test pins that the two agree. The model's weights
 (``PartitionModel.weights``) are learned online from the raw parts, and because the score is linear every pick's
-reasons are read off its largest weighted parts.
+reasons are read off its largest weighted parts. A viewer back after a while (``ViewerTerms.away``) is
+ranked with weights of its own (:meth:`PartitionModel.weights_for`; see :mod:`stream.learning.choice`).
 
 >>> from stream.learning.catalog import Catalog
 >>> from stream.learning.model import PartitionModel
@@ -188,6 +189,14 @@ class ViewerTerms:
     #: The viewer's vector of item factors (None: no recent positive has factors yet): see
     #: :mod:`stream.learning.factors`.
     taste: np.ndarray | None
+    #: Ranked for a viewer back after a while (its newest event :data:`~stream.learning.profile.AWAY_MS` or
+    #: more before ``now_ms``): its list takes the choice learner's away weights too.
+    away: bool = False
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """The ranking weights this viewer's list takes (:meth:`PartitionModel.weights_for`)."""
+        return self.model.weights_for(self.away)
 
     @classmethod
     def of(
@@ -224,6 +233,7 @@ class ViewerTerms:
             np.fromiter(related, dtype=np.int64, count=len(related)),
             np.fromiter((v for v, _ in related.values()), dtype=np.float32, count=len(related)),
             model.shared.factors.viewer(profile.positives()) if profile.history else None,
+            profile.back_at(now_ms),
         )
 
     @classmethod
@@ -407,15 +417,16 @@ def scan(viewers: Sequence[ViewerTerms], catalog: Catalog) -> Scan:
         context = np.zeros((n, n_titles), dtype=np.float32)
         context[lifted] = both[n:]
     factor = _factor_scan(viewers, catalog)
-    by_model: dict[int, list[int]] = {}
+    by_weights: dict[tuple[int, bool], list[int]] = {}  # viewers of a model, in a visit or back after a while
     for r, v in enumerate(viewers):
-        by_model.setdefault(id(v.model), []).append(r)
+        by_weights.setdefault((id(v.model), v.away), []).append(r)
     titles: dict[int, np.ndarray] = {}
     scores = np.empty((n, n_titles), dtype=np.float32)
-    for key, rows in by_model.items():
+    for (key, away), rows in by_weights.items():
         model = viewers[rows[0]].model
-        titles[key] = title_parts(model, catalog, viewers[rows[0]].now_ms)
-        w = weight_vector(model.weights)
+        if key not in titles:
+            titles[key] = title_parts(model, catalog, viewers[rows[0]].now_ms)
+        w = weight_vector(model.weights_for(away))
         shared = titles[key] @ w[len(VIEWER_FEATURES) :]
         shared[~mats.active] = -np.inf
         sel = rows if len(rows) < n else slice(None)
@@ -424,16 +435,27 @@ def scan(viewers: Sequence[ViewerTerms], catalog: Catalog) -> Scan:
             scores[sel] += w[_CONTEXT] * context[sel]
         if factor is not None:
             scores[sel] += w[_FACTOR] * factor[sel]
-    cohorts: dict[tuple[int, str], np.ndarray] = {}  # viewers of a bucket share its cohort feature
+    return Scan(scores, genre, tag, context, factor, titles, _add_sparse_parts(scores, viewers, catalog))
+
+
+def _add_sparse_parts(
+    scores: np.ndarray, viewers: Sequence[ViewerTerms], catalog: Catalog
+) -> dict[tuple[int, str], np.ndarray]:
+    """Add each viewer's weighted cohort and co-watch parts to its row of ``scores``, in place; the cohort
+    feature of each (model, bucket), which the bucket's viewers share."""
+    cohorts: dict[tuple[int, str], np.ndarray] = {}
     for r, v in enumerate(viewers):
+        if v.bucket is None and not v.related:
+            continue
+        weights = v.weights
         if v.bucket is not None:
-            key2 = (id(v.model), v.bucket)
-            if key2 not in cohorts:
-                cohorts[key2] = cohort_part(v, catalog, None)
-            scores[r] += v.model.weights["cohort"] * cohorts[key2]
+            key = (id(v.model), v.bucket)
+            if key not in cohorts:
+                cohorts[key] = cohort_part(v, catalog, None)
+            scores[r] += weights["cohort"] * cohorts[key]
         if v.related:
-            scores[r, v.related_rows] += v.model.weights["cowatch"] * v.related_values
-    return Scan(scores, genre, tag, context, factor, titles, cohorts)
+            scores[r, v.related_rows] += weights["cowatch"] * v.related_values
+    return cohorts
 
 
 def _factor_scan(viewers: Sequence[ViewerTerms], catalog: Catalog) -> np.ndarray | None:

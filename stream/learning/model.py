@@ -106,8 +106,16 @@ class PartitionModel:
         move the ranking weights. Learned from the titles viewers were shown and started, it corrects
         the prior towards each outcome's size, not towards what gets chosen: once one regression
         learned from the whole deployment, the load test's lists lost their viewers' tastes (0.78 of a
-        list the viewer would finish after 30 events without it, 0.15 with it)."""
-        return {f: PRIOR[f] + c for f, c in zip(FEATURES, self.shared.choice.w.tolist(), strict=True)}
+        list the viewer would finish after 30 events without it, 0.15 with it).
+
+        These are the weights of a viewer in the middle of a visit; :meth:`weights_for` also gives those
+        of a viewer back after a while."""
+        return self.weights_for(away=False)
+
+    def weights_for(self, away: bool) -> dict[str, float]:
+        """The ranking weights for a viewer in the middle of a visit, or (``away``) back after a while (see
+        :mod:`stream.learning.choice`)."""
+        return {f: PRIOR[f] + c for f, c in zip(FEATURES, self.shared.choice.total(away).tolist(), strict=True)}
 
     def choice_pairs(self, chosen: np.ndarray, passed: np.ndarray, corrections: Sequence[float]) -> Pairs:
         """What a viewer finishing or liking a title (``chosen``: its features) over titles it competed with

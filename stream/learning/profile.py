@@ -30,7 +30,7 @@ from stream.contracts.validation import CatalogEntry, PlaybackEvent, UserCommand
 from stream.learning.cowatch import HISTORY
 from stream.learning.signals import LIKED, Signal
 
-__all__ = ["DAYPARTS", "Profile", "context_keys", "daypart", "weekend"]
+__all__ = ["AWAY_MS", "DAYPARTS", "Profile", "context_keys", "daypart", "weekend"]
 
 MAX_TAGS = 20
 MAX_HISTORY = 10
@@ -44,6 +44,10 @@ MAX_CONTEXT_GENRES = 4
 #: Titles of the newest list remembered (the top), and titles passed over for a chosen one.
 MAX_LISTED = 10
 MAX_PASSED = 3
+#: A viewer with no event for this long is *back* when it next comes, not in the same visit: a night or a
+#: working day away. Its list is ranked, and a title it then starts is learned, with the choice
+#: learner's weights for viewers back after a while (see :mod:`stream.learning.choice`).
+AWAY_MS = 12 * 3_600_000
 #: Void offset ranges kept (opted-out periods): older ones are behind every commit.
 MAX_VOID = 4
 _ID_DIGEST = 6  # bytes of blake2b kept per recent event id: a false match is ~1 in 2**48
@@ -141,6 +145,9 @@ class Profile:
     #: The titles listed above the one the viewer started last ("skip-above": passed over for it);
     #: learned from as its competitors if the viewer finishes or likes it.
     passed: list[str] = field(default_factory=list)
+    #: The viewer started that title back after a while (its event before was :data:`AWAY_MS` or more
+    #: earlier): a finish or like of it teaches the choice learner what viewers back after a while choose.
+    away: bool = False
     #: Personalisation is off (``opt_out``) for this viewer's events after this offset; None: on.
     opted_out: int | None = None
     #: Offset ranges ``[after, through]`` of events never to apply (an opted-out period, or events
@@ -284,6 +291,7 @@ class Profile:
             self.shown = []  # the last list's artwork impressions are learned from at this play: once
             above = self.listed.index(event.item_id) if event.item_id in self.listed else 0
             self.passed = self.listed[:above][:MAX_PASSED]
+            self.away = self.back_at(event.ts)
             self.starts += 1.0
             if event.device is not None:
                 self.devices[event.device] = self.devices.get(event.device, 0.0) + 1.0
@@ -295,6 +303,16 @@ class Profile:
         if signal.exclude and event.item_id not in self.excluded:
             self.excluded.append(event.item_id)
             del self.excluded[:-MAX_EXCLUDED]
+
+    def back_at(self, ts_ms: int) -> bool:
+        """Whether the viewer, coming at ``ts_ms``, is back after a while: it had an event, its newest
+        :data:`AWAY_MS` or more before.
+
+        >>> p = Profile("u", last_ts=1_000)
+        >>> p.back_at(1_000 + AWAY_MS - 1), p.back_at(1_000 + AWAY_MS), Profile("new").back_at(AWAY_MS)
+        (False, True, False)
+        """
+        return self.last_ts > 0 and ts_ms - self.last_ts >= AWAY_MS
 
     def _follow(self, event: PlaybackEvent, offset: int) -> None:
         """Where the viewer is now (device, a paused title) and what the profile reflects."""
@@ -368,6 +386,7 @@ class Profile:
                 "xp": self.explored,
                 "l": self.listed,
                 "pa": self.passed,
+                "aw": self.away,
                 "oo": self.opted_out,
                 "vd": self.void,
                 "pl": self.likes,
@@ -406,6 +425,7 @@ class Profile:
             explored=d.get("xp"),
             listed=d.get("l", []),  # rows written before these fields existed have none
             passed=d.get("pa", []),
+            away=d.get("aw", False),
             opted_out=d.get("oo"),  # rows written before commands were acted on have none
             void=d.get("vd", []),
             likes=d.get("pl", []),

@@ -138,6 +138,7 @@ class Delta(NamedTuple):
     cohort: Bucket | None = None  # a finish or like: the viewer's cohort and context, which count it
     taste: dict[str, float] | None = None  # the viewer's taste, for the cohorts' centres to learn
     explored: tuple[int, str] | None = None  # an exploration impression the viewer's list spent: (cohort, title)
+    away: bool = False  # the pairs are the choice of a viewer back after a while
 
 
 def delta_document(partition: int, delta: Delta) -> dict[str, Any]:
@@ -160,6 +161,8 @@ def delta_document(partition: int, delta: Delta) -> dict[str, Any]:
         diffs, offsets = delta.pairs
         doc["pairs"] = np.round(diffs, 4).tolist()
         doc["offsets"] = np.round(offsets, 4).tolist()
+        if delta.away:
+            doc["away"] = True
     if delta.competitors is not None and delta.competitors[0]:
         ids, corrections = delta.competitors
         doc["competitors"] = ids
@@ -298,6 +301,7 @@ class SharedModel:
         cohort: Bucket | None = None,
         taste: dict[str, float] | None = None,
         explored: tuple[int, str] | None = None,
+        away: bool = False,
     ) -> bool:
         """Fold in one delta (the fields of :class:`Delta`); False (and nothing changes) if it was applied
         before (among the last :attr:`repeats`)."""
@@ -308,7 +312,7 @@ class SharedModel:
         self._recent.append(key)
         if len(self._recent) > self.repeats:
             self._seen.discard(self._recent.popleft())
-        fields = (pairs, start, competitors, positive, ts, trending, outcome, cohort, taste, explored)
+        fields = (pairs, start, competitors, positive, ts, trending, outcome, cohort, taste, explored, away)
         self.learn_delta(Delta(offset, item, list(history), *fields))
         return True
 
@@ -317,7 +321,7 @@ class SharedModel:
         if delta.start:
             self.learn_start(delta.item_id)
         elif delta.positive:
-            self.learn(delta.item_id, delta.history, delta.pairs, delta.competitors)
+            self.learn(delta.item_id, delta.history, delta.pairs, delta.competitors, delta.away)
         else:
             self.learned += 1
         if delta.outcome is not None:  # the outcome regression
@@ -347,19 +351,19 @@ class SharedModel:
             history = [str(h) for h in doc.get("history", ())]
             pairs, competitors, outcome = delta_pairs(doc), delta_competitors(doc), delta_lesson(doc)
             start, positive = doc.get("start", False), doc.get("positive", True)
-            ts, trending = doc.get("ts", 0), doc.get("trending", 0.0)
+            ts, trending, away = doc.get("ts", 0), doc.get("trending", 0.0), doc.get("away", False)
             cohort, taste, explored = delta_cohorts(doc)
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a model delta: {exc!r}") from exc
-        if not isinstance(start, bool) or not isinstance(positive, bool):
-            raise ValueError("start, positive: expected true or false")
+        if not all(isinstance(flag, bool) for flag in (start, positive, away)):
+            raise ValueError("start, positive, away: expected true or false")
         if not isinstance(ts, int) or isinstance(ts, bool) or ts < 0:
             raise ValueError("ts: expected epoch milliseconds")
         if not _number(trending):
             raise ValueError("trending: expected a number")
         applied = self.apply(
             partition, offset, item_id, history, pairs, start, competitors, positive, ts, float(trending), outcome,
-            cohort, taste, explored,
+            cohort, taste, explored, away,
         )  # fmt: skip
         if position is not None:
             self.position = position
@@ -425,15 +429,17 @@ class SharedModel:
         history: Sequence[str] = (),
         pairs: Pairs | None = None,
         competitors: Competitors | None = None,
+        away: bool = False,
     ) -> None:
-        """One more finish or like (no repeat check: for in-process use)."""
+        """One more finish or like (no repeat check: for in-process use); ``away``: chosen by a viewer back
+        after a while."""
         self.learned += 1
         self.trend.learn(item)
         self.cowatch.learn(item, history)
         if competitors is not None and competitors[0]:
             self.factors.learn(item, history, *competitors)
         if pairs is not None and len(pairs[0]):
-            self.choice.learn_many(*pairs)
+            self.choice.learn_many(*pairs, away=away)
 
     def without_viewer(self, parts: np.ndarray, item: str, started: bool, liked: bool) -> None:
         """Take the viewer's own start (``started``) and earlier finish or like (``liked``) of ``item`` out

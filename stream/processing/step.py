@@ -117,6 +117,7 @@ class Taught(NamedTuple):
     outcome: Lesson | None = None
     trending: float = 0.0
     cohort: Bucket | None = None
+    away: bool = False  # the pairs are the choice of a viewer back after a while
 
 
 def trending_count(event: PlaybackEvent, signal: Signal) -> float:
@@ -480,7 +481,7 @@ class Processor:
         model.learn_event(x, event, signal, profile.shown, device, cohort)
         outcome = None if x is None else (list(x.values()), signal.value)
         bucket = (cohort, device, daypart(event.ts)) if cohort is not None and liked(signal) else None
-        return Taught(pairs, drawn, outcome, trending_count(event, signal), bucket)
+        return Taught(pairs, drawn, outcome, trending_count(event, signal), bucket, pairs is not None and profile.away)
 
     def _learn_cohort(self, result: BatchResult, model: PartitionModel, profile: Profile) -> int | None:
         """Each changed taste is placed among the deployment's cohorts once per batch, and learned by them
@@ -763,7 +764,7 @@ class Processor:
             return
         recent = [h for h in history if h != item][:HISTORY] if positive else []
         delta = Delta(offset, item, recent, taught.pairs, start, taught.competitors, positive, event.ts,
-                      taught.trending, taught.outcome, taught.cohort)  # fmt: skip
+                      taught.trending, taught.outcome, taught.cohort, away=taught.away)  # fmt: skip
         if not self.share_deltas:
             self.shared.learn_delta(delta)
             return

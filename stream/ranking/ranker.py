@@ -227,7 +227,7 @@ def _best_candidates(viewers: Sequence[ViewerTerms], catalog: Catalog, k: int, m
             rows = np.union1d(rows, liked[np.argsort(-shared[id(model)][liked], kind="stable")[:k]])
         rows = rows[mats.active[rows]]
         parts = pair_parts(viewer, catalog, rows)
-        scores = parts @ weight_vector(model.weights)
+        scores = parts @ weight_vector(viewer.weights)
         _boost(viewer.profile, catalog, scores, rows)
         excluded = _excluded(viewer.profile, catalog)
         if excluded:
@@ -254,7 +254,7 @@ def _listed(
             picks = explore(picks, slot, top_k)
             ranked.explored = catalog.ids[explored]
             ranked.spends = slots.count(viewer, explored)
-    weighted = (picks.parts * weight_vector(viewer.model.weights)).tolist()
+    weighted = (picks.parts * weight_vector(viewer.weights)).tolist()
     profile = viewer.profile
     where = context_label(profile.device, profile.last_ts)
     fits = None

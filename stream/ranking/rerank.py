@@ -189,7 +189,7 @@ class OpenSlots:
         if cohort is None:  # viewers of one bucket share its cohort parts in a pass
             cohort = self._cohort_parts[key] = cohort_part(viewer, self.catalog, rows)
         parts = pair_parts(viewer, self.catalog, rows, slot.gathered, cohort=cohort)
-        scores = parts @ weight_vector(viewer.model.weights)
+        scores = parts @ weight_vector(viewer.weights)
         excluded = set(viewer.profile.not_listed())
         if excluded:
             ids = self.catalog.ids
