@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -15,12 +16,14 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from loadtest.replay_replica import Replica
 from stream.contracts.topics import CATALOG, EVENTS, RECOMMENDATIONS
-from stream.learning.profile import Profile
+from stream.learning.features import FEATURES
+from stream.learning.outcome import PRIOR
+from stream.learning.profile import AWAY_MS, Profile
 from stream.processing.refresh import COMPACT_SLACK, Refresher
 from stream.processing.step import BatchResult
 from stream.settings import Settings
 from tests.test_commands import SNAPSHOT, Log, Worker, _snapshots
-from tests.test_ranking import T0, rows
+from tests.test_ranking import T0, genre, rows
 
 from .catalog_fixture import catalog_messages
 from .helpers import Workers, consume_until, encode, event, publish, snapshots
@@ -185,3 +188,23 @@ async def test_a_worker_taking_a_partition_over_refreshes_the_lists_it_recovered
     mine = snapshots(await consume_until(settings, settings.topic(RECOMMENDATIONS), refreshed, 90.0), "u1")
     assert [s["version"] for s in mine] == [1, 2] and mine[1]["refreshed_at"] == then + HOUR
     assert mine[1]["events_applied"] == 1
+
+
+def test_a_list_for_a_viewer_back_after_a_while_is_ranked_with_the_weights_of_viewers_back() -> None:
+    """Within a visit the weights here give nothing for what others watch, so the drama fan's list opens with
+    drama; back after AWAY_MS they give only the trend, so its read and its refreshed list open with the
+    documentary everyone finished."""
+    log, w = Log(), Worker(top_k=4)
+    w.run([log.event("u1", "d1", "complete")])
+    w.run([log.event(f"o{n}", "m3", "complete") for n in range(30)])
+    choice, prior = w.processor.shared.choice, np.asarray([PRIOR[f] for f in FEATURES])
+    others = [FEATURES.index(f) for f in ("popularity", "trending", "trend")]
+    choice.w[others] = -prior[others]
+    choice.away[:] = -(prior + choice.w)  # back after a while: all weights 0 ...
+    choice.away[FEATURES.index("trend")] += 10.0  # ... but the trend's
+    row, last = w.store["u1"], Profile.loads(w.store["u1"]).last_ts
+    in_visit = orjson.loads(w.processor.read_list(row, w.model, last + AWAY_MS - 1))["items"]
+    back = orjson.loads(w.processor.read_list(row, w.model, last + AWAY_MS))["items"]
+    [(_, raw)] = w.processor.refresh({"u1": row}, w.model, last + AWAY_MS, generated_at=1).snapshots
+    assert genre(in_visit[0]["item_id"]) == "drama"
+    assert back[0]["item_id"] == "m3" and orjson.loads(raw)["items"][0]["item_id"] == "m3"
