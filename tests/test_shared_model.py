@@ -19,7 +19,7 @@ from stream.contracts.validation import CatalogEntry
 from stream.learning.choice import SAMPLED
 from stream.learning.features import FEATURES
 from stream.learning.model import PartitionModel
-from stream.learning.profile import AWAY_MS
+from stream.learning.profile import AWAY_MS, Profile
 from stream.learning.shared import SharedModel, delta_cohorts, delta_document, delta_lesson, delta_pairs
 from stream.learning.trend import SharedTrend
 from stream.processing.step import Processor, RawMessage
@@ -115,6 +115,7 @@ def test_a_finish_of_a_title_started_back_after_a_while_teaches_the_away_weights
     assert [(d.item_id, d.pairs is not None, d.away) for d in finishes] == [
         ("d1", True, False), ("d2", True, False), ("c1", True, True),
     ]  # fmt: skip
+    assert Profile.loads(result.profiles["u1"].dumps()).away, "the row keeps it until the viewer's next start"
     docs = [orjson.loads(orjson.dumps(delta_document(0, d))) for d in finishes]
     schema = load_schema("schemas/model-delta.json")
     for doc in docs:
