@@ -66,7 +66,13 @@ class Started:
         self.pids: list[tuple[int, str]] = []  # (pid, a word of its command line), not our children
 
     def popen(self, args: list[str]) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # Started as from a terminal, with Ctrl-C at its default: a shell starts a background job (`&`)
+        # with SIGINT ignored, and a child inherits an ignored signal (a handled one is reset at exec)
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         self.procs.append(proc)
         return proc
 
