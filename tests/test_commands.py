@@ -29,14 +29,16 @@ class Log:
         self.commands = 0
         self.n = 0
 
-    def event(self, user: str, item: str, kind: str = "play") -> RawMessage:
+    def event(self, user: str, item: str, kind: str = "play", ts: int | None = None) -> RawMessage:
+        """An event at ``ts`` (default: a millisecond after the log's previous record)."""
         self.n += 1
+        at = T0 + self.n if ts is None else ts
         doc = {
-            "event_id": f"{user}-{self.n}", "user_id": user, "item_id": item, "type": kind, "ts": T0 + self.n,
+            "event_id": f"{user}-{self.n}", "user_id": user, "item_id": item, "type": kind, "ts": at,
             "position_s": 3000.0 if kind == "complete" else 30.0, "duration_s": 3000.0,
         }  # fmt: skip
         self.events += 1
-        return RawMessage(user.encode(), orjson.dumps(doc), "playback-events", 0, self.events - 1, T0 + self.n)
+        return RawMessage(user.encode(), orjson.dumps(doc), "playback-events", 0, self.events - 1, at)
 
     def command(self, user: str, command: str, **extra: Any) -> RawMessage:
         self.n += 1

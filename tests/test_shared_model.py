@@ -22,7 +22,7 @@ from stream.learning.model import PartitionModel
 from stream.learning.profile import AWAY_MS, Profile
 from stream.learning.shared import SharedModel, delta_cohorts, delta_document, delta_lesson, delta_pairs
 from stream.learning.trend import SharedTrend
-from stream.processing.step import Processor, RawMessage
+from stream.processing.step import Processor
 from stream.runtime.kafka import read_to_end
 from stream.settings import Settings
 
@@ -97,18 +97,12 @@ def test_a_finish_of_a_title_started_back_after_a_while_teaches_the_away_weights
     """A viewer starts a title after AWAY_MS without an event: its finish's delta says so (``away``), and a
     replica applying it moves what lists of viewers back take as well as what every list takes. A title
     started within a visit teaches the common weights only; so does a document from before ``away``."""
-    processor = Processor(make_catalog(), share_deltas=True)
-
-    def at(n: int, item: str, kind: str, ts: int) -> RawMessage:
-        doc = {"event_id": f"u1-{n}", "user_id": "u1", "item_id": item, "type": kind, "ts": ts,
-               "position_s": 3000.0 if kind == "complete" else 30.0, "duration_s": 3000.0}  # fmt: skip
-        return RawMessage(b"u1", orjson.dumps(doc), "playback-events", 0, n, ts)
-
+    log, processor = Log(), Processor(make_catalog(), share_deltas=True)
     back = T0 + 120_000 + AWAY_MS  # AWAY_MS after the newest event
     batch = [
-        at(0, "d1", "play", T0), at(1, "d1", "complete", T0 + 60_000),  # first events: not back from anywhere
-        at(2, "d2", "play", T0 + 90_000), at(3, "d2", "complete", T0 + 120_000),  # within the visit
-        at(4, "c1", "play", back), at(5, "c1", "complete", back + 60_000),  # back after a while
+        log.event("u1", "d1", "play", T0), log.event("u1", "d1", "complete", T0 + 60_000),  # first: not back
+        log.event("u1", "d2", "play", T0 + 90_000), log.event("u1", "d2", "complete", T0 + 120_000),  # in the visit
+        log.event("u1", "c1", "play", back), log.event("u1", "c1", "complete", back + 60_000),  # back after a while
     ]  # fmt: skip
     [result] = processor.step(processor.plan([(0, batch)]), {}, {0: PartitionModel()})
     finishes = [d for d in result.deltas if not d.start]
