@@ -547,8 +547,8 @@ def diagnose(
             "changelog_offset": row.get("o"),
         }
     published = {p: 0 for p in per_partition}
-    for user, p in sent.partition.items():
-        published[p] = published.get(p, 0) + want[user]
+    for user, p in sent.partition.items():  # a viewer forgotten at the end is expected to hold nothing: not in want
+        published[p] = published.get(p, 0) + want.get(user, 0)
     (tmp_path / "faults-diagnosis.json").write_text(
         json.dumps({"partitions": per_partition, "events_per_partition": published, "viewers": viewers}, indent=1)
     )
