@@ -244,30 +244,40 @@ def test_a_list_made_at_read_time_follows_what_others_did_since_and_changes_noth
     assert "fresh" not in stored
 
 
-async def test_a_command_waits_until_an_event_stamped_after_it_is_read_and_keeps_its_record_until_then(
+async def test_events_and_commands_wait_for_the_other_topic_published_before_them_and_keep_their_records(
     tmp_path: Any,
 ) -> None:
     """The worker's bookkeeping (no broker: a consumer not started never shows a partition read to its end)."""
     app = StreamApp(Settings(data_dir=tmp_path, web_port=0, api_tokens_file=tmp_path / "tokens.json"))
     events, commands = app.events.get_topic_name(), app.commands.get_topic_name()
 
-    def ev(offset: int, ts: int) -> RawMessage:
-        return RawMessage(b"u1", b"{}", events, 0, offset, ts)
+    def ev(offset: int, ts: int) -> tuple[RawMessage, str]:
+        return RawMessage(b"u1", b"{}", events, 0, offset, ts), f"event {offset}"
 
     def cmd(offset: int, ts: int) -> tuple[RawMessage, str]:
-        return RawMessage(b"u1", b"{}", commands, 0, offset, ts), f"record {offset}"
+        return RawMessage(b"u1", b"{}", commands, 0, offset, ts), f"command {offset}"
 
-    def order(merged: dict[int, list[RawMessage]]) -> list[tuple[str, int]]:
-        return [("event" if m.topic == events else "command", m.offset) for m in merged.get(0, [])]
+    def order(merged: dict[int, list[RawMessage]]) -> list[str]:
+        return [f"{'event' if m.topic == events else 'command'} {m.offset}" for m in merged.get(0, [])]
 
     merged, released, kept = app._align({0: [ev(0, 10), ev(1, 20)]}, {0: [cmd(0, 15), cmd(1, 25), cmd(2, 26)]})
-    assert order(merged) == [("event", 0), ("command", 0), ("event", 1)], "due: an event stamped after it was read"
-    assert (released, kept) == ([], ["record 1", "record 2"]), "the rest wait, their records kept"
+    assert order(merged) == ["event 0", "command 0", "event 1"], "due: a record of the other topic stamped later"
+    assert (released, kept) == ([], ["command 1", "command 2"]), "the rest wait, their records kept"
     merged, released, kept = app._align({}, {0: [cmd(3, 40)]})
-    assert (order(merged), released, kept) == ([], [], ["record 3"]), "a later command waits behind them"
+    assert (order(merged), released, kept) == ([], [], ["command 3"]), "a later command waits behind them"
     merged, released, kept = app._align({0: [ev(2, 24), ev(3, 30)]}, {})
-    assert order(merged) == [("event", 2), ("command", 1), ("command", 2), ("event", 3)]
-    assert (released, kept) == (["record 1", "record 2"], []), "those that went are acknowledged once delivered"
+    assert order(merged) == ["event 2", "command 1", "command 2", "event 3"]
+    assert (released, kept) == (["command 1", "command 2"], []), "those that went are acknowledged once delivered"
+
+    # the mirror: an event waits while a command published before it may be unread
     merged, released, kept = app._align({0: [ev(4, 50)]}, {0: [cmd(4, 45)]})
-    assert order(merged) == [("command", 3), ("command", 4), ("event", 4)]
-    assert (released, kept) == (["record 3"], []) and not app._waiting
+    assert order(merged) == ["command 3", "command 4"] and (released, kept) == (["command 3"], ["event 4"])
+    merged, released, kept = app._align({0: [ev(5, 60)]}, {0: [cmd(5, 48)]})
+    assert order(merged) == ["command 5"] and (released, kept) == ([], ["event 5"]), "a later event waits behind it"
+    assert [m.offset for m, _, _ in app._waiting[0].events] == [4, 5] and not app._waiting[0].commands
+    merged, released, kept = app._align({}, {0: [cmd(6, 60)]})
+    assert order(merged) == ["event 4", "event 5"], "a command stamped the same goes after the event"
+    assert (released, kept) == (["event 4", "event 5"], ["command 6"])
+    merged, released, kept = app._align({0: [ev(6, 61)]}, {})
+    assert order(merged) == ["command 6"] and (released, kept) == (["command 6"], ["event 6"])
+    assert [m.offset for m, _, _ in app._waiting[0].events] == [6] and not app._waiting[0].commands

@@ -94,8 +94,9 @@ async def test_the_metrics_count_what_the_worker_did_and_name_no_viewer_or_title
     assert held == {str(p) for p in range(settings.partitions)}
     assert value(families, "stream_consumer_lag", "stream_consumer_lag") == 0, "everything published was read"
     assert value(families, "stream_model_learned", "stream_model_learned") >= 0
-    waiting = {s.labels["partition"]: s.value for s in families["stream_commands_waiting"].samples}
-    assert set(waiting) <= held and sum(waiting.values()) == 0, "every command read was applied"
+    for kind in ("commands", "events"):
+        waiting = {s.labels["partition"]: s.value for s in families[f"stream_{kind}_waiting"].samples}
+        assert set(waiting) <= held and sum(waiting.values()) == 0, f"every one of the {kind} read was applied"
     assert value(families, "stream_http_requests", "stream_http_requests_total", route="/metrics", status="200") >= 1
 
     # no label value is a viewer id or a title id

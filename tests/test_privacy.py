@@ -422,3 +422,42 @@ async def test_a_forget_read_before_the_events_published_before_it_still_forgets
     assert profile.applied == len(after), f"events from before the forget came back: {profile.applied} applied after it"
     snapshot = orjson.loads((await _latest(settings, settings.topic(RECOMMENDATIONS)))[b"u1"] or b"{}")
     assert snapshot["events_applied"] == len(after) and snapshot["trigger"]["event_id"] == after[-1]["event_id"]
+
+
+async def test_an_event_read_before_the_forget_published_before_it_waits_for_it(
+    settings: Settings, workers: Workers, producer: AIOKafkaProducer
+) -> None:
+    """The mirror case: the commands partition holds a backlog read in many small fetches, ending with the
+    viewer's ``forget``; the events the viewer published after it come in an early fetch. They wait until
+    the commands published before them are read, so the ``forget`` erases only what came before it."""
+    await publish(producer, settings.topic(CATALOG), catalog_messages())
+    events, commands = settings.topic(EVENTS), settings.topic(COMMANDS)
+    likes = {"command": "set_preferences", "likes": ["drama", "comedy", "documentary", "crime", "kids"]}
+    for _ in range(40):  # one record per batch (each awaited): a fetch stops at the first batch past its limit
+        await producer.send_and_wait(commands, orjson.dumps({**likes, "ts": _now()}), key=b"u1")
+    await producer.send_and_wait(commands, orjson.dumps({"command": "forget", "ts": _now()}), key=b"u1")
+    after = [event(100 + n, "u1", f"c{n + 1}", "complete") for n in range(3)]
+    for key, value in (encode(d) for d in after):
+        await producer.send_and_wait(events, value, key=key)
+
+    workers.start(fetch_max_bytes=1024)
+    cfg = workers.configs[0]
+    await _until(
+        lambda: _async(_health(cfg)["applied"] >= len(after) and _health(cfg)["forgotten"] >= 1),
+        timeout_s=60, what="the backlog",
+    )  # fmt: skip
+    profiles_topic = f"{settings.faust_id}-profiles-changelog"
+
+    async def row() -> tuple[Profile | None] | None:  # the tombstone, or the row of u1's last event
+        latest = await _latest(settings, profiles_topic)
+        if b"u1" not in latest:
+            return None
+        value = latest[b"u1"]
+        profile = Profile.loads(value) if value else None
+        return (
+            (profile,) if profile is None or (profile.trigger and profile.trigger[0] == after[-1]["event_id"]) else None
+        )
+
+    (profile,) = await _until(row, what="u1's row")
+    assert profile is not None, "the forget was applied after the events published after it: they were erased"
+    assert profile.applied == len(after), f"{profile.applied} events applied, not the {len(after)} after the forget"

@@ -46,11 +46,12 @@ from stream.ranking.ranker import Memo, Ranked, RankedItem, rank
 __all__ = [
     "BatchResult",
     "Decoded",
+    "Other",
     "Plan",
     "Processor",
     "RawMessage",
-    "commands_due",
     "dead_letter",
+    "due",
     "in_order",
     "prefetch_hint",
     "split_held",
@@ -200,27 +201,44 @@ def in_order(*partitions: Sequence[RawMessage]) -> list[RawMessage]:
     return [m for _, _, m in heapq.merge(*keyed, key=lambda x: (x[0], x[1]))]
 
 
-def commands_due(commands: Sequence[RawMessage], events_read_ms: int | None, caught_up: bool) -> int:
-    """How many of a partition's commands (in offset order) may be applied now; the rest wait.
+@dataclass(frozen=True)
+class Other:
+    """What a partition's other topic has shown: the newest record timestamp read from it (None: none
+    yet), and the answer time (epoch ms) of the newest fetch if that fetch showed it read to its end
+    (None: it did not, or it was not fetched yet)."""
 
-    A command goes between the events published before it and those after (:func:`in_order`),
-    so it waits while events published before it may still be unread: until an event stamped
-    later than it has been read (``events_read_ms``: the newest event's timestamp read), or
-    the events partition is read to its end (``caught_up``). A larger backlog of events than
-    one fetch returns would otherwise put the events before a ``forget`` after it. The commands
-    after a waiting one wait too, so they keep their order (Kafka Streams aligns a task's
-    inputs by timestamp in the same way).
+    newest_ms: int | None
+    at_end_ms: int | None
 
-    >>> c = [RawMessage(b"u", b"", "commands", 0, o, ts) for o, ts in [(0, 10), (1, 30), (2, 20)]]
-    >>> commands_due(c, 25, False), commands_due(c, 30, False), commands_due(c, None, True)
+
+def due(queued: Sequence[tuple[RawMessage, int]], other: Other, first_on_a_tie: bool) -> int:
+    """How many of a partition's records read from one topic (in offset order, each with the epoch ms
+    at which its fetch was answered) may be applied now; the rest wait, keeping their order.
+
+    A co-partitioned topic's records go between the other topic's records published before them
+    and those after (:func:`in_order`), so a record waits while the other topic may still hold
+    unread records published before it: until a record of the other topic stamped later has been
+    read (stamped the same, when this topic goes first on a tie), or a fetch answered after this
+    record's showed the other topic read to its end. Kafka Streams aligns a task's inputs in the
+    same way. Reading either topic ahead would otherwise reorder a ``forget`` and the events
+    around it: events published after it but read first would be erased by it, and events
+    published before it but read after it would be applied to the fresh profile.
+
+    >>> c = [(RawMessage(b"u", b"", "commands", 0, o, ts), 5) for o, ts in [(0, 10), (1, 30), (2, 20)]]
+    >>> due(c, Other(25, None), False), due(c, Other(30, None), False), due(c, Other(None, 5), False)
     (1, 1, 3)
+    >>> e = [(RawMessage(b"u", b"", "events", 0, 0, 30), 5)]
+    >>> due(e, Other(30, None), True), due(e, Other(29, 4), True), due(e, Other(None, 6), True)
+    (1, 0, 1)
     """
-    if caught_up:
-        return len(commands)
-    for n, command in enumerate(commands):
-        if events_read_ms is None or (command.timestamp_ms or 0) >= events_read_ms:
-            return n
-    return len(commands)
+    for n, (message, read_at) in enumerate(queued):
+        if other.at_end_ms is not None and other.at_end_ms >= read_at:
+            continue
+        stamp, newest = message.timestamp_ms or 0, other.newest_ms
+        if newest is not None and (stamp < newest or (first_on_a_tie and stamp == newest)):
+            continue
+        return n
+    return len(queued)
 
 
 def prefetch_hint(profile: Profile, items: Sequence[RankedItem], catalog: Catalog) -> dict[str, str] | None:

@@ -25,11 +25,11 @@ from module state, so several apps in one process (as in tests) keep their own.
    rebalance made stale is dropped unacknowledged: the partition's next owner reads it
    again. A handler call is shielded from cancellation (Faust stops the fetch loop to
    recover tables), so a batch is never left half applied. A handler may keep some records
-   to apply later (commands waiting for earlier events): its awaitable completes with them,
-   and they are acknowledged when the handler says so (:func:`acknowledge`), or never if
-   their partition goes first. After a round that brought them nothing, handlers are called
-   with an empty fetch, so what they keep can go on; while they keep some, a round waits a
-   fetch wait for records, not upstream's second.
+   to apply later (events and commands waiting for the other topic's earlier records): its
+   awaitable completes with them, and they are acknowledged when the handler says so
+   (:func:`acknowledge`), or never if their partition goes first. After a round that
+   brought them nothing, handlers are called with an empty fetch, so what they keep can go
+   on; while they keep some, a round waits a fetch wait for records, not upstream's second.
 2. **Fetch wait.** Faust hard-codes ``fetch_max_wait_ms=1500`` for the worker's
    consumer; a broker that holds a fetch that long (the embedded one always does)
    adds up to 1.5 s to every event's latency. The consumer takes the app's wait.
@@ -83,9 +83,9 @@ __all__ = [
     "BatchHandler",
     "UntestedVersion",
     "acknowledge",
+    "at_end_ms",
     "check_versions",
     "delete_row",
-    "fetched_to_end",
     "holds",
     "install",
     "lag",
@@ -447,21 +447,22 @@ def last_fetched_ms(app: faust.App, topic: str, partition: int) -> int | None:
     return None if state is None else state.timestamp
 
 
-def fetched_to_end(app: faust.App, topic: str, partition: int, since_ms: int) -> bool:
-    """Whether a fetch answered at or after ``since_ms`` (epoch ms) showed the partition read to its end:
-    every record the broker held then was handed over. False when not known (not assigned, not fetched).
+def at_end_ms(app: faust.App, topic: str, partition: int) -> int | None:
+    """When (epoch ms) the newest fetch answer for the partition was read, if it showed the partition
+    read to its end: every record the broker held then was handed over. None when it did not, or
+    when not known (not fetched yet, no valid position, or not assigned).
 
     Only sound between fetch rounds (in a handler): the consumer's position is where the records
     handed over end, except while a round's records are being gathered.
     """
     state = _partition_state(app, topic, partition)
     if state is None:
-        return False
+        return None
     answered = state.timestamp  # before the high watermark: a newer answer only makes it stricter
     high = state.highwater
-    if answered is None or high is None or answered < since_ms or not state.has_valid_position:
-        return False
-    return bool(state.position >= high)
+    if answered is None or high is None or not state.has_valid_position or state.position < high:
+        return None
+    return int(answered)
 
 
 def holds(app: faust.App, topic: str, partition: int) -> bool:

@@ -30,7 +30,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -57,11 +57,12 @@ from stream.learning.shared import WINDOW, SharedModel, delta_document
 from stream.processing.refresh import REFRESH_EVERY_S, REFRESH_MAX, REFRESH_PASS, SEED_CHUNK, Refresher
 from stream.processing.step import (
     BatchResult,
+    Other,
     Plan,
     Processor,
     RawMessage,
-    commands_due,
     dead_letter,
+    due,
     in_order,
     split_held,
 )
@@ -157,9 +158,10 @@ class StreamApp:
         # Per events partition: the newest offset processed (where a command without events before it
         # in its batch stands); dropped when the partition goes.
         self._events_through: dict[int, int] = {}
-        # Per partition: the newest event timestamp read, and the commands waiting for the events
-        # published before them (see _align); dropped when the partition goes.
-        self._events_read_ms: dict[int, int] = {}
+        # Per (topic, partition) of events and commands: the newest record timestamp read; per
+        # partition, the events and commands waiting for the other topic's records published before
+        # them (see _align). Dropped when the partition goes.
+        self._newest_ms: dict[tuple[str, int], int] = {}
         self._waiting: dict[int, _Waiting] = {}
         # Viewers with messages held for the catalog (how many held plans hold them), and the
         # newest held plan's "applied" future: held plans are applied in the order they were held.
@@ -279,19 +281,19 @@ class StreamApp:
         """The ``process-events`` handler: apply one fetch's events and commands, by partition.
 
         A partition's commands and events are merged in the order they were published
-        (:func:`in_order`); a command waits while events published before it may be unread
-        (:meth:`_align`). Partitions' batches are processed together (one ranking pass) up to
+        (:func:`in_order`); a record of either waits while the other topic may hold unread records
+        published before it (:meth:`_align`). Partitions' batches are processed together (one ranking pass) up to
         ``STREAM_BATCH_MAX`` messages at a time. Returns a future that completes when all they
         produced is delivered, and the model checkpoints covering them too, with the commands
         of the fetch that wait: those are acknowledged once they are applied and delivered.
         """
         if not fetched and not self._waiting:
-            return _resolved([])  # a round that brought nothing, and no command waits
+            return _resolved([])  # a round that brought nothing, and nothing waits
         await self.catalog_ready.wait()
         await self.model_ready.wait()
         size = self.settings.batch_max
         events_topic = self.events.get_topic_name()
-        events = {tp.partition: [_raw(m) for m in ms] for tp, ms in fetched.items() if tp.topic == events_topic}
+        events = {tp.partition: [(_raw(m), m) for m in ms] for tp, ms in fetched.items() if tp.topic == events_topic}
         commands = {tp.partition: [(_raw(m), m) for m in ms] for tp, ms in fetched.items() if tp.topic != events_topic}
         pending: list[Any] = []
         async with self._batch_lock:
@@ -315,7 +317,7 @@ class StreamApp:
                 if time.monotonic() - self._checkpointed.get(partition, 0.0) >= self.settings.checkpoint_s:
                     await self._checkpoint(partition)
         applied = asyncio.gather(*pending)
-        if released:  # commands that waited: acknowledged once delivered (a failure crashes the worker via this fetch)
+        if released:  # records that waited: acknowledged once delivered (a failure crashes the worker via this fetch)
             applied.add_done_callback(partial(_acknowledge_when_delivered, self.app, released))
         delivered = asyncio.ensure_future(_then(applied, kept))
         self._in_flight.add(delivered)
@@ -323,43 +325,54 @@ class StreamApp:
         return delivered
 
     def _align(
-        self, events: dict[int, list[RawMessage]], commands: dict[int, list[tuple[RawMessage, Any]]]
+        self, events: dict[int, list[tuple[RawMessage, Any]]], commands: dict[int, list[tuple[RawMessage, Any]]]
     ) -> tuple[dict[int, list[RawMessage]], list[Any], list[Any]]:
-        """Each partition's events and the commands due now, merged in the order they were published.
+        """Each partition's events and commands that are due now, merged in the order they were published.
 
-        A command is due once events published after it are read, or the events partition is
-        read to its end as a fetch answered after the command's showed (:func:`commands_due`).
-        Until then it waits in ``_waiting``, with every later command of its partition.
-        ``commands``: each with its record. Returns the merged messages by partition, the
-        records of the commands that waited and go now, and those of this fetch that wait.
+        A record goes once the other topic's partition can hold no unread record published before
+        it (:func:`due`): a later-stamped record of it was read, or a fetch answered after this
+        record's showed it read to its end. Until then it waits in ``_waiting``, with every later
+        record of its topic and partition. Each message comes with its record. Returns the merged
+        messages by partition, the records that waited and go now, and those of this fetch that wait.
         """
         events_topic, commands_topic = self.events.get_topic_name(), self.commands.get_topic_name()
         merged: dict[int, list[RawMessage]] = {}
         released: list[Any] = []
         kept: list[Any] = []
         for p in sorted({*events, *commands, *self._waiting}):
-            read = events.get(p, [])
-            if read:
-                newest = max(m.timestamp_ms or 0 for m in read)
-                self._events_read_ms[p] = max(newest, self._events_read_ms.get(p, 0))
-            waiting = self._waiting.pop(p, None)
-            older = waiting.commands if waiting is not None else []
-            new = commands.get(p, [])
-            queued = [*older, *new]
-            due = len(queued)
-            if queued:
-                since = waiting.since_ms if waiting is not None else _faust.last_fetched_ms(self.app, commands_topic, p)
-                since = since if since is not None else int(time.time() * 1000)
-                to_end = _faust.fetched_to_end(self.app, events_topic, p, since)
-                due = commands_due([raw for raw, _ in queued], self._events_read_ms.get(p), to_end)
-                if due < len(queued):
-                    self._waiting[p] = _Waiting(queued[due:], since)
-                released += [record for _, record in older[:due]]
-                kept += [record for _, record in new[max(0, due - len(older)) :]]
-            ready = in_order(read, [raw for raw, _ in queued[:due]])
+            waiting = self._waiting.pop(p, None) or _Waiting()
+            queued_events = [*waiting.events, *self._read(events_topic, p, events.get(p, []))]
+            queued_commands = [*waiting.commands, *self._read(commands_topic, p, commands.get(p, []))]
+            n_events = due([(raw, at) for raw, _, at in queued_events], self._other(commands_topic, p), True)
+            n_commands = due([(raw, at) for raw, _, at in queued_commands], self._other(events_topic, p), False)
+            if n_events < len(queued_events) or n_commands < len(queued_commands):
+                self._waiting[p] = _Waiting(queued_events[n_events:], queued_commands[n_commands:])
+            for queue, n, old in (
+                (queued_events, n_events, waiting.events),
+                (queued_commands, n_commands, waiting.commands),
+            ):
+                released += [record for _, record, _ in old[:n]]  # the waiting ones lead their queue
+                kept += [record for _, record, _ in queue[max(n, len(old)) :]]
+            ready = in_order(
+                [m for m, _, _ in queued_events[:n_events]], [m for m, _, _ in queued_commands[:n_commands]]
+            )
             if ready:
                 merged[p] = ready
         return merged, released, kept
+
+    def _read(self, topic: str, partition: int, new: list[tuple[RawMessage, Any]]) -> list[_Queued]:
+        """A fetch's records of one topic's partition, each with when its fetch was answered; notes the newest stamp."""
+        if not new:
+            return []
+        newest = max(raw.timestamp_ms or 0 for raw, _ in new)
+        self._newest_ms[topic, partition] = max(newest, self._newest_ms.get((topic, partition), 0))
+        answered = _faust.last_fetched_ms(self.app, topic, partition)
+        at = answered if answered is not None else int(time.time() * 1000)
+        return [(raw, record, at) for raw, record in new]
+
+    def _other(self, topic: str, partition: int) -> Other:
+        """What ``topic``'s partition has shown, for the records of the other topic waiting on it."""
+        return Other(self._newest_ms.get((topic, partition)), _faust.at_end_ms(self.app, topic, partition))
 
     async def _process_group(self, group: list[tuple[int, list[RawMessage]]], pending: list[Any]) -> None:
         """Plan, split off what must wait for the catalog reader, apply the rest now.
@@ -640,8 +653,8 @@ class StreamApp:
         async with self._batch_lock:  # the batch being applied finishes first
             for tp in revoked:
                 if tp.topic == self.events.get_topic_name() and self._waiting.pop(tp.partition, None):
-                    # commands not applied yet, nor acknowledged: the partition's next owner reads them
-                    log.info("commands waiting on %s are left to its next owner", tp)
+                    # events and commands not applied yet, nor acknowledged: the partition's next owner reads them
+                    log.info("events and commands waiting on partition %d are left to its next owner", tp.partition)
             pending = [
                 await self._checkpoint(tp.partition)
                 for tp in revoked
@@ -653,7 +666,8 @@ class StreamApp:
                 if tp.topic == self.events.get_topic_name():
                     self._partition_models.pop(tp.partition, None)
                     self._events_through.pop(tp.partition, None)
-                    self._events_read_ms.pop(tp.partition, None)
+                    for topic in (self.events.get_topic_name(), self.commands.get_topic_name()):
+                        self._newest_ms.pop((topic, tp.partition), None)
                     if self.refresher is not None:
                         self.refresher.drop([tp.partition])
                         self._seeded.discard(tp.partition)
@@ -925,10 +939,11 @@ class StreamApp:
 
     def _gauges(self) -> list[Any]:
         """Read at each scrape: the consumer's lag per held partition, what each partition model learned, and the
-        commands waiting per partition."""
+        events and commands waiting per partition."""
         lag = _faust.lag(self.app, self.events.get_topic_name())
         models = sorted(self._partition_models.items())
-        waiting = {p: len(self._waiting[p].commands) if p in self._waiting else 0 for p in {*self._waiting, *lag}}
+        held = sorted({*self._waiting, *lag})
+        waiting = {p: self._waiting.get(p, _Waiting()) for p in held}
         return [
             gauge("stream_consumer_lag", "Playback events not yet read, per held partition", ["partition"],
                   [([str(p)], float(n)) for p, n in sorted(lag.items())]),
@@ -940,7 +955,9 @@ class StreamApp:
             gauge("stream_model_factors_learned", "Finishes and likes the deployment's item factors learned", [],
                   [([], float(self.shared.factors.learned))]),
             gauge("stream_commands_waiting", "Commands read and waiting for the events published before them",
-                  ["partition"], [([str(p)], float(n)) for p, n in sorted(waiting.items())]),
+                  ["partition"], [([str(p)], float(len(w.commands))) for p, w in waiting.items()]),
+            gauge("stream_events_waiting", "Events read and waiting for the commands published before them",
+                  ["partition"], [([str(p)], float(len(w.events))) for p, w in waiting.items()]),
         ]  # fmt: skip
 
     def health(self) -> dict[str, Any]:
@@ -964,14 +981,17 @@ def _advertised(host: str) -> str:
     return socket.gethostname() if host in ("0.0.0.0", "::", "") else host
 
 
+#: A record read and not yet applied: its message, its record (acknowledged once what it caused is
+#: delivered), and when (epoch ms) the fetch that brought it was answered.
+_Queued = tuple[RawMessage, Any, int]
+
+
 @dataclass
 class _Waiting:
-    """A partition's commands read but not yet due (:meth:`StreamApp._align`), in offset order."""
+    """A partition's events and commands read but not yet due (:meth:`StreamApp._align`), each in offset order."""
 
-    #: Each command with its record (acknowledged once the command is applied and delivered).
-    commands: list[tuple[RawMessage, Any]]
-    #: Epoch ms: a fetch answered after this tells whether the events partition is read to its end.
-    since_ms: int
+    events: list[_Queued] = field(default_factory=list)
+    commands: list[_Queued] = field(default_factory=list)
 
 
 def _resolved(value: Any) -> asyncio.Future[Any]:
