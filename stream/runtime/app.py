@@ -281,11 +281,12 @@ class StreamApp:
         """The ``process-events`` handler: apply one fetch's events and commands, by partition.
 
         A partition's commands and events are merged in the order they were published
-        (:func:`in_order`); a record of either waits while the other topic may hold unread records
-        published before it (:meth:`_align`). Partitions' batches are processed together (one ranking pass) up to
-        ``STREAM_BATCH_MAX`` messages at a time. Returns a future that completes when all they
-        produced is delivered, and the model checkpoints covering them too, with the commands
-        of the fetch that wait: those are acknowledged once they are applied and delivered.
+        (:func:`in_order`); a record of either waits while the other topic may hold unread
+        records published before it (:meth:`_align`). Partitions' batches are processed together
+        (one ranking pass) up to ``STREAM_BATCH_MAX`` messages at a time. Returns a future that
+        completes when all they produced is delivered, and the model checkpoints covering them
+        too, with the records of the fetch that wait: those are acknowledged once they are
+        applied and delivered.
         """
         if not fetched and not self._waiting:
             return _resolved([])  # a round that brought nothing, and nothing waits
